@@ -1,7 +1,7 @@
 # Sourced by ./dev and .ci/run: puts Node >= 22 and pnpm on PATH, fetching them from the npm
 # registry into .tools/ when the machine's own are missing or too old (no root needed).
 NODE_VERSION=24.21.0
-PNPM_VERSION=12.21.0
+PNPM_VERSION=12.4.2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$here/.tools"
 
