@@ -108,4 +108,12 @@ export { philox4x32, type RandomOptions, Rng } from './rng.js'
 export * from './safetensors.js'
 export { dispose, keep, tidy } from './scope.js'
 export * from './shape.js'
-export { flattenTree, isTensor, mapTree, type NestedArray, Tensor, type TensorOwner, type TensorTree } from './tensor.js'
+export {
+  flattenTree,
+  isTensor,
+  mapTree,
+  type NestedArray,
+  Tensor,
+  type TensorOwner,
+  type TensorTree,
+} from './tensor.js'
