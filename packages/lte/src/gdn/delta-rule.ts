@@ -1,0 +1,93 @@
+import { argumentError, dtypeError, gatedDeltaRule, runKernel, type Tensor } from '@attnkit/core'
+import { type GdnKernelAttrs, KERNELS } from '../kernels/names.js'
+import { ensureKernelsRegistered, kernelAvailable } from '../kernels/register.js'
+import { assertIntArg, assertNumberArg, assertShapeArg, assertTensorArg } from '../validate.js'
+
+/** Which implementation runs: this package's chunkwise kernel, core's op, or whichever is best. */
+export type KernelChoice = 'auto' | 'fused' | 'portable'
+
+export interface GatedDeltaOptions {
+  /** State carried in, [B, H, Dk, Dv] (float32; float64 for float64 inputs). Zeros when absent. */
+  initialState?: Tensor
+  /** Multiplies q (default 1/sqrt(Dk)). */
+  scale?: number
+  /** 'chunked' (sequences, default) or 'recurrent' (decode, and the reference). */
+  mode?: 'chunked' | 'recurrent'
+  /** Chunk length of the chunked form (default 64). */
+  chunkSize?: number
+  /**
+   * 'fused': this package's chunkwise kernel (forward and an explicit chunkwise backward) for the
+   * tensors' backend, or an error naming why it cannot run; 'portable': core's `gatedDeltaRule`;
+   * 'auto' (default): fused when registered for the backend and dtype, else portable.
+   */
+  kernel?: KernelChoice
+}
+
+/**
+ * The gated delta rule with core's conventions (state S [Dk, Dv]):
+ *   S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T,   o_t = S_t^T (scale q_t).
+ * q, k [B, H, T, Dk], v [B, H, T, Dv], g [B, H, T] (log decay, <= 0), beta [B, H, T] in (0, 1).
+ * Returns o [B, H, T, Dv] and the final state. Differentiable in every input.
+ */
+export function gatedDelta(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  g: Tensor,
+  beta: Tensor,
+  opts: GatedDeltaOptions = {},
+): { out: Tensor; state: Tensor } {
+  const op = 'gatedDelta'
+  const mode = opts.mode ?? 'chunked'
+  if (mode !== 'chunked' && mode !== 'recurrent')
+    throw argumentError(op, 'mode', "'chunked' | 'recurrent'", mode)
+  const kernel = opts.kernel ?? 'auto'
+  if (kernel !== 'auto' && kernel !== 'fused' && kernel !== 'portable')
+    throw argumentError(op, 'kernel', "'auto' | 'fused' | 'portable'", kernel)
+  const useFused = mode === 'chunked' && kernel !== 'portable' && fusedGdnUsable(q, kernel === 'fused')
+  if (!useFused) {
+    if (kernel === 'fused')
+      throw argumentError(
+        op,
+        'kernel',
+        "'auto' or 'portable' in recurrent mode (the fused kernel is chunkwise)",
+        kernel,
+      )
+    return gatedDeltaRule(q, k, v, g, beta, opts)
+  }
+  for (const [name, t] of Object.entries({ q, k, v, g, beta })) assertTensorArg(op, name, t)
+  if (q.rank !== 4) assertShapeArg(op, 'q', q, [null, null, null, null], ['B', 'H', 'T', 'Dk'])
+  const [B, H, T, Dk] = q.shape
+  assertShapeArg(op, 'k', k, [B, H, T, Dk], ['B', 'H', 'T', 'Dk'])
+  assertShapeArg(op, 'v', v, [B, H, T, null], ['B', 'H', 'T', 'Dv'])
+  assertShapeArg(op, 'g', g, [B, H, T], ['B', 'H', 'T'])
+  assertShapeArg(op, 'beta', beta, [B, H, T], ['B', 'H', 'T'])
+  for (const [name, t] of Object.entries({ k, v, g, beta }))
+    if (t.dtype !== q.dtype) throw dtypeError(op, name, `${q.dtype} (the dtype of 'q')`, t.dtype)
+  const stateDType = q.dtype === 'float64' ? 'float64' : 'float32'
+  if (opts.initialState) {
+    assertTensorArg(op, 'initialState', opts.initialState)
+    assertShapeArg(op, 'initialState', opts.initialState, [B, H, Dk, v.shape[3]], ['B', 'H', 'Dk', 'Dv'])
+    if (opts.initialState.dtype !== stateDType)
+      throw dtypeError(op, 'initialState', stateDType, opts.initialState.dtype)
+  }
+  const attrs: GdnKernelAttrs = {
+    scale: assertNumberArg(op, 'scale', opts.scale ?? 1 / Math.sqrt(Dk)),
+    chunkSize: assertIntArg(op, 'chunkSize', opts.chunkSize ?? 64, 1),
+  }
+  const [out, state] = runKernel(KERNELS.gdnForward, { q, k, v, g, beta, state: opts.initialState }, attrs)
+  return { out, state }
+}
+
+/** Whether the fused chunkwise kernel can take `q`'s backend and dtype; with `strict`, why not. */
+function fusedGdnUsable(q: Tensor, strict: boolean): boolean {
+  ensureKernelsRegistered()
+  const b = q.backend
+  const why = !kernelAvailable(KERNELS.gdnForward, b)
+    ? `no '${KERNELS.gdnForward}' kernel for backend '${b.name}'${b.name === 'cpu' ? '' : ' (or it cannot run programs)'}`
+    : b.name !== 'cpu' && q.dtype !== 'float32'
+      ? `the ${b.name} kernel takes float32, got ${q.dtype}`
+      : ''
+  if (why && strict) throw argumentError('gatedDelta', 'kernel', `a usable fused kernel (${why})`, 'fused')
+  return why === ''
+}
