@@ -1,0 +1,559 @@
+import {
+  type Backend,
+  BackendError,
+  type BackendInfo,
+  type BackendMemory,
+  type DataId,
+  type DeviceTiming,
+  type DType,
+  fmtShape,
+  type ProgramSpec,
+  type Shape,
+  sizeOf,
+  type TensorInfo,
+  type TypedArray,
+} from '@attnkit/core'
+import { BufferPool } from './buffer-pool.js'
+import { describeAdapter, type StartedDevice } from './device.js'
+import { bufferBytes, decodeHost, elementBytes, encodeHost, supportsGpuDType } from './dtype-layout.js'
+import { type CompiledPipeline, PipelineCache } from './pipeline-cache.js'
+import { UniformArena } from './uniform-arena.js'
+import type { CodecOptions } from './wgsl/codec.js'
+
+/** A tensor's storage on the GPU: the DataId the engine holds. */
+export class GpuData {
+  released = false
+  constructor(
+    readonly owner: WebGPUBackend,
+    readonly buffer: GPUBuffer,
+    /** Bytes the tensor occupies (whole words); the buffer may be larger (pool size class). */
+    readonly bytes: number,
+    readonly size: number,
+    readonly dtype: DType,
+  ) {}
+}
+
+/** What a dispatch binds: a tensor's storage or a temporary buffer. */
+export interface GpuBinding {
+  readonly buffer: GPUBuffer
+  readonly bytes: number
+}
+
+export interface Launch {
+  /** Cache key of the pipeline: the kernel and every specialisation its source depends on. */
+  key: string
+  /** WGSL source, generated only when the pipeline is not cached yet. */
+  wgsl: () => string
+  entryPoint?: string
+  inputs: readonly GpuBinding[]
+  outputs: readonly GpuBinding[]
+  /**
+   * Source from outside this package (runProgram): its first dispatch goes in a submission of
+   * its own, so a compile error cannot invalidate other kernels' commands.
+   */
+  untrusted?: boolean
+  /** Outputs to clear to zero before the dispatch (all when true). */
+  zero?: boolean | readonly boolean[]
+  /** Uniform words (bound after the outputs); omitted when the kernel has none. */
+  uniforms?: Uint32Array
+  grid: readonly [number, number, number]
+  constants?: Record<string, number>
+  label?: string
+}
+
+export interface WebGPUBackendOptions {
+  /** Backend name the engine knows it by (default 'webgpu'). */
+  name?: string
+  /** Bytes the buffer pool keeps for reuse before destroying the oldest (default 1 GiB). */
+  poolLimitBytes?: number
+  /** Dispatches recorded before a submit (default 64). */
+  dispatchesPerSubmit?: number
+  /** The device was handed in by the user: dispose() leaves it alive. */
+  ownsDevice?: boolean
+  /** Words of the runtime in use (e.g. "node 24.1, dawn.node (webgpu 0.6.2)") for info(). */
+  runtime?: string
+}
+
+interface TimingRegion {
+  querySet: GPUQuerySet
+  resolve: GPUBuffer
+  readback: GPUBuffer
+}
+
+/**
+ * The WebGPU backend: storage in pooled GPU buffers, kernels as cached compute pipelines,
+ * commands recorded into one encoder and submitted in batches, one uniform arena per batch.
+ */
+export class WebGPUBackend implements Backend {
+  readonly name: string
+  readonly device: GPUDevice
+  readonly features: ReadonlySet<string>
+  readonly codec: CodecOptions
+  /** Subgroup operations are available and every subgroup has at least this many lanes (else 0). */
+  readonly subgroupSize: number
+  readonly limits: GPUSupportedLimits
+  readonly pipelines: PipelineCache
+  readonly pool: BufferPool
+  private readonly readPool: BufferPool
+  private readonly arena: UniformArena
+  private encoder: GPUCommandEncoder | null = null
+  private batchLabels: string[] = []
+  private readonly dispatchesPerSubmit: number
+  private readonly pendingErrors: Promise<void>[] = []
+  private errors: string[] = []
+  private liveBuffers = 0
+  private liveBytes = 0
+  private peakBytes = 0
+  private timing: TimingRegion | undefined
+  private timingActive = false
+  private lost: string | undefined
+  private disposed = false
+  private readonly ownsDevice: boolean
+  private readonly runtime: string
+  /** Dispatches recorded since start (statistics). */
+  dispatches = 0
+  submits = 0
+
+  constructor(
+    private started: StartedDevice,
+    opts: WebGPUBackendOptions = {},
+  ) {
+    this.name = opts.name ?? 'webgpu'
+    this.device = started.device
+    this.features = started.features
+    this.codec = { f16: started.features.has('shader-f16') }
+    this.subgroupSize = started.features.has('subgroups') ? started.subgroupMinSize : 0
+    this.limits = started.device.limits
+    this.ownsDevice = opts.ownsDevice ?? true
+    this.runtime = opts.runtime ?? 'unknown runtime'
+    this.dispatchesPerSubmit = opts.dispatchesPerSubmit ?? 64
+    this.pipelines = new PipelineCache(this.device, (_label, message) => this.errors.push(message))
+    this.pool = new BufferPool(
+      this.device,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      opts.poolLimitBytes ?? 2 ** 30,
+      'attnkit tensor',
+    )
+    this.readPool = new BufferPool(
+      this.device,
+      GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      64 * 2 ** 20,
+      'attnkit readback',
+    )
+    this.arena = new UniformArena(this.device, 256 * 1024, this.limits.minUniformBufferOffsetAlignment)
+    this.device.lost.then((info) => {
+      this.lost = `${info.reason}: ${info.message}`
+    })
+    this.device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      this.errors.push(ev.error.message)
+    }
+  }
+
+  // ------------------------------------------------------------------ Backend contract
+
+  info(): BackendInfo {
+    const a = this.started.adapterInfo
+    const features = [...this.features].filter((f) =>
+      ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'].includes(f),
+    )
+    return {
+      name: this.name,
+      device: `${describeAdapter(a)} (WebGPU)`,
+      details: {
+        runtime: this.runtime,
+        vendor: a?.vendor ?? '',
+        architecture: a?.architecture ?? '',
+        adapter: a?.description || a?.device || '',
+        float16Storage: this.codec.f16 ? 'f16 (shader-f16)' : 'packed u32 (no shader-f16)',
+        bfloat16Storage: 'packed u32',
+        subgroupSize: this.subgroupSize,
+        maxStorageBufferBindingSize: this.limits.maxStorageBufferBindingSize,
+        maxComputeWorkgroupStorageSize: this.limits.maxComputeWorkgroupStorageSize,
+      },
+      features,
+    }
+  }
+
+  supportsDType(dtype: DType): boolean {
+    return supportsGpuDType(dtype)
+  }
+
+  write(values: TypedArray, shape: Shape, dtype: DType): DataId {
+    this.assertUsable('write')
+    const n = sizeOf(shape)
+    if (values.length !== n)
+      throw new BackendError(
+        `${this.name}.write: ${values.length} values for shape ${fmtShape(shape)} (${n})`,
+      )
+    const data = this.allocData(n, dtype)
+    const bytes = encodeHost(values, dtype)
+    this.device.queue.writeBuffer(data.buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    return data
+  }
+
+  async read(dataId: DataId): Promise<TypedArray> {
+    this.assertUsable('read')
+    const d = this.data(dataId, 'read')
+    const staging = this.readPool.acquire(d.bytes)
+    this.commandEncoder().copyBufferToBuffer(d.buffer, 0, staging, 0, d.bytes)
+    this.flush()
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, d.bytes)
+      const copy = staging.getMappedRange(0, d.bytes).slice(0)
+      staging.unmap()
+      await this.raiseErrors()
+      return decodeHost(copy, d.dtype, d.size)
+    } finally {
+      this.readPool.release(staging)
+      this.readPool.flushQuarantine()
+    }
+  }
+
+  readSync(_dataId: DataId): TypedArray {
+    throw new BackendError(
+      `${this.name}: synchronous read-back is impossible in WebGPU (buffers map asynchronously); use await tensor.data() or await tensor.array()`,
+    )
+  }
+
+  release(dataId: DataId): void {
+    const d = dataId as GpuData
+    if (!(d instanceof GpuData) || d.released || d.owner !== this) return
+    d.released = true
+    this.liveBuffers--
+    this.liveBytes -= d.size * elementBytes(d.dtype)
+    if (!this.disposed) this.pool.release(d.buffer)
+  }
+
+  memory(): BackendMemory {
+    return {
+      liveBuffers: this.liveBuffers,
+      liveBytes: this.liveBytes,
+      peakBytes: this.peakBytes,
+      pooledBytes: this.pool.pooledBytes,
+    }
+  }
+
+  resetPeakMemory(): void {
+    this.peakBytes = this.liveBytes
+  }
+
+  async synchronize(): Promise<void> {
+    this.assertUsable('synchronize')
+    this.flush()
+    await this.device.queue.onSubmittedWorkDone()
+    await this.raiseErrors()
+  }
+
+  /**
+   * Times the device work `fn` launches: with timestamp-query, from a timestamp written before
+   * its first dispatch to one written after its last (source 'device'); otherwise host time
+   * around fn and a full synchronisation (source 'host').
+   */
+  async time(fn: () => void): Promise<DeviceTiming> {
+    if (this.timingActive) throw new BackendError(`${this.name}.time: time() calls cannot nest`)
+    await this.synchronize()
+    this.timingActive = true
+    try {
+      const t0 = performance.now()
+      if (!this.features.has('timestamp-query')) {
+        fn()
+        await this.synchronize()
+        const ms = performance.now() - t0
+        return { deviceMs: ms, wallMs: ms, source: 'host' }
+      }
+      const region = this.timingRegion()
+      this.commandEncoder()
+        .beginComputePass({ timestampWrites: { querySet: region.querySet, beginningOfPassWriteIndex: 0 } })
+        .end()
+      fn()
+      const enc = this.commandEncoder()
+      enc.beginComputePass({ timestampWrites: { querySet: region.querySet, endOfPassWriteIndex: 1 } }).end()
+      enc.resolveQuerySet(region.querySet, 0, 2, region.resolve, 0)
+      enc.copyBufferToBuffer(region.resolve, 0, region.readback, 0, 16)
+      this.flush()
+      await region.readback.mapAsync(GPUMapMode.READ)
+      const ts = new BigUint64Array(region.readback.getMappedRange().slice(0))
+      region.readback.unmap()
+      const wallMs = performance.now() - t0
+      await this.raiseErrors()
+      const deviceMs = Number(ts[1] - ts[0]) / 1e6
+      // Some implementations return zeros for timestamps they do not support in this context.
+      if (!(deviceMs > 0)) return { deviceMs: wallMs, wallMs, source: 'host' }
+      return { deviceMs, wallMs, source: 'device' }
+    } finally {
+      this.timingActive = false
+    }
+  }
+
+  runProgram(spec: ProgramSpec): TensorInfo[] {
+    this.assertUsable('runProgram')
+    if (spec.language !== 'wgsl') {
+      throw new BackendError(
+        `${this.name}.runProgram: program '${spec.name}' is ${spec.language}; this backend runs 'wgsl' programs`,
+      )
+    }
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension
+    if (spec.grid.length !== 3 || spec.grid.some((g) => !Number.isInteger(g) || g < 0 || g > maxDim)) {
+      throw new BackendError(
+        `${this.name}.runProgram: program '${spec.name}' grid [${spec.grid.join(', ')}] must be three integers in [0, ${maxDim}]`,
+      )
+    }
+    const inputs = spec.inputs.map((t, i) => {
+      const d = this.data(t.dataId, `runProgram '${spec.name}' input ${i}`)
+      return d
+    })
+    const outputs = spec.outputs.map((o) => this.allocData(sizeOf(o.shape), o.dtype))
+    const scalars = spec.scalars ?? []
+    let uniforms: Uint32Array | undefined
+    if (scalars.length) {
+      uniforms = new Uint32Array(scalars.length)
+      const f = new Float32Array(uniforms.buffer)
+      const s = new Int32Array(uniforms.buffer)
+      scalars.forEach((sc, i) => {
+        if (sc.type === 'f32') f[i] = sc.value
+        else if (sc.type === 'i32') s[i] = sc.value
+        else if (sc.type === 'u32') uniforms![i] = sc.value >>> 0
+        else throw new BackendError(`runProgram '${spec.name}': scalar ${i} has unknown type '${sc.type}'`)
+      })
+    }
+    const constants: Record<string, number> = {}
+    for (const [k, v] of Object.entries(spec.defines ?? {})) {
+      const num = typeof v === 'number' ? v : v === 'true' ? 1 : v === 'false' ? 0 : Number(v)
+      if (!Number.isFinite(num)) {
+        throw new BackendError(
+          `runProgram '${spec.name}': define ${k}=${JSON.stringify(v)} must be numeric (WGSL defines become pipeline-overridable constants: declare 'override ${k}: u32;')`,
+        )
+      }
+      constants[k] = num
+    }
+    const source = spec.source
+    this.launch({
+      key: `program\u0000${spec.name}\u0000${spec.entryPoint}\u0000${JSON.stringify(constants)}\u0000${source}`,
+      wgsl: () => source,
+      entryPoint: spec.entryPoint,
+      inputs,
+      outputs,
+      zero: spec.outputs.map((o) => o.zeroInit === true),
+      uniforms,
+      grid: spec.grid,
+      constants,
+      label: spec.name,
+      untrusted: true,
+    })
+    return outputs.map((d, i) => ({
+      dataId: d,
+      shape: [...spec.outputs[i].shape],
+      dtype: spec.outputs[i].dtype,
+    }))
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    try {
+      this.flush()
+    } catch {
+      // A lost device cannot submit; everything is destroyed below either way.
+    }
+    this.disposed = true
+    this.pool.destroyAll()
+    this.readPool.destroyAll()
+    this.arena.destroy()
+    if (this.timing) {
+      this.timing.querySet.destroy()
+      this.timing.resolve.destroy()
+      this.timing.readback.destroy()
+      this.timing = undefined
+    }
+    if (this.ownsDevice) this.device.destroy()
+    // Drops the last reference to Dawn's instance (which keeps it alive).
+    this.started = { ...this.started, gpu: undefined }
+  }
+
+  // ------------------------------------------------------------------ for kernels
+
+  /** The GpuData behind a TensorInfo, checked to belong to this backend and be alive. */
+  data(dataId: DataId, what: string): GpuData {
+    const d = dataId as GpuData
+    if (!(d instanceof GpuData) || d.owner !== this) {
+      throw new BackendError(`${this.name}: ${what} is not stored on this backend (move it with toBackend())`)
+    }
+    if (d.released) throw new BackendError(`${this.name}: ${what} was already released`)
+    return d
+  }
+
+  /** New tensor storage for `n` elements of `dtype` (uninitialised unless cleared by a launch). */
+  allocData(n: number, dtype: DType): GpuData {
+    if (!supportsGpuDType(dtype)) {
+      throw new BackendError(`${this.name}: dtype ${dtype} is not supported (float64 has no WGSL type)`)
+    }
+    const bytes = bufferBytes(dtype, n)
+    const max = this.limits.maxStorageBufferBindingSize
+    if (bytes > max) {
+      throw new BackendError(
+        `${this.name}: a tensor of ${n} ${dtype} elements needs ${bytes} bytes, above this device's maxStorageBufferBindingSize (${max})`,
+      )
+    }
+    const d = new GpuData(this, this.pool.acquire(bytes), bytes, n, dtype)
+    this.liveBuffers++
+    this.liveBytes += n * elementBytes(dtype)
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes
+    return d
+  }
+
+  /** Output TensorInfo of a kernel. */
+  output(shape: Shape, dtype: DType): TensorInfo & { dataId: GpuData } {
+    return { dataId: this.allocData(sizeOf(shape), dtype), shape: [...shape], dtype }
+  }
+
+  /** A scratch buffer for one kernel; give it back with releaseTemp once its launches are recorded. */
+  temp(bytes: number): GpuBinding {
+    const b = Math.max(4, Math.ceil(bytes / 4) * 4)
+    return { buffer: this.pool.acquire(b), bytes: b }
+  }
+
+  releaseTemp(t: GpuBinding): void {
+    this.pool.release(t.buffer)
+  }
+
+  /** Records one compute dispatch (and submits the batch when it is full). */
+  launch(l: Launch): void {
+    this.assertUsable(l.label ?? 'launch')
+    const hasUniform = l.uniforms !== undefined
+    const compiled: CompiledPipeline = this.pipelines.get(
+      l.key,
+      l.label ?? l.key.slice(0, 60),
+      l.wgsl,
+      l.entryPoint ?? 'main',
+      l.inputs.length,
+      l.outputs.length,
+      hasUniform,
+      l.constants,
+    )
+    const isolate = l.untrusted === true && compiled.uses === 0
+    compiled.uses++
+    if (isolate) this.flush()
+    const uniformBytes = hasUniform ? l.uniforms!.byteLength : 0
+    if (hasUniform && !this.arena.fits(uniformBytes)) this.flush()
+    const entries: GPUBindGroupEntry[] = []
+    const bound = [...l.inputs, ...l.outputs]
+    for (let i = 0; i < bound.length; i++) {
+      entries.push({ binding: i, resource: { buffer: bound[i].buffer, size: bound[i].bytes } })
+    }
+    if (hasUniform) {
+      const u = l.uniforms!
+      const slot = this.arena.take(new Uint8Array(u.buffer, u.byteOffset, u.byteLength))
+      entries.push({
+        binding: l.inputs.length + l.outputs.length,
+        resource: { buffer: this.arena.buffer, offset: slot.offset, size: slot.size },
+      })
+    }
+    const bindGroup = this.device.createBindGroup({ layout: compiled.layout, entries })
+    const enc = this.commandEncoder()
+    l.outputs.forEach((b, i) => {
+      const z = l.zero === true || (Array.isArray(l.zero) && l.zero[i])
+      if (z) enc.clearBuffer(b.buffer, 0, b.bytes)
+    })
+    if (l.grid[0] > 0 && l.grid[1] > 0 && l.grid[2] > 0) {
+      const pass = enc.beginComputePass()
+      pass.setPipeline(compiled.pipeline)
+      pass.setBindGroup(0, bindGroup)
+      pass.dispatchWorkgroups(l.grid[0], l.grid[1], l.grid[2])
+      pass.end()
+    }
+    this.dispatches++
+    this.batchLabels.push(compiled.label)
+    if (isolate || this.batchLabels.length >= this.dispatchesPerSubmit) this.flush()
+  }
+
+  /** Workgroup grid for `n` workgroups in a line (spilling into y past the per-dimension limit). */
+  grid1d(n: number): [number, number, number] {
+    const max = this.limits.maxComputeWorkgroupsPerDimension
+    if (n <= max) return [Math.max(n, 1), 1, 1]
+    const y = Math.ceil(n / max)
+    if (y > max) throw new BackendError(`${this.name}: ${n} workgroups exceed the device's dispatch limits`)
+    return [Math.ceil(n / y), y, 1]
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return
+    const enc = this.encoder
+    const labels = this.batchLabels
+    this.encoder = null
+    this.batchLabels = []
+    this.arena.upload()
+    this.device.pushErrorScope('validation')
+    this.device.queue.submit([enc.finish()])
+    this.submits++
+    this.pendingErrors.push(
+      this.device.popErrorScope().then((err) => {
+        if (err) this.errors.push(`${err.message} (in a submission running: ${summarise(labels)})`)
+      }),
+    )
+    this.pool.flushQuarantine()
+  }
+
+  /** Buffers created and not destroyed, by purpose (for leak tests). */
+  gpuBufferCounts(): { tensors: number; pooled: number; readback: number; fixed: number; total: number } {
+    const fixed = 1 + (this.timing ? 2 : 0)
+    const tensors = this.liveBuffers
+    const pooled = this.pool.pooledBuffers + this.pool.quarantined
+    const readback = this.readPool.created
+    return { tensors, pooled, readback, fixed, total: this.pool.created + readback + fixed }
+  }
+
+  /** Destroys the pooled buffers now (the pool refills on demand). */
+  trimPool(): void {
+    this.flush()
+    this.pool.trim(0)
+    this.readPool.trim(0)
+  }
+
+  uniformSlotsTaken(): number {
+    return this.arena.slotsTaken
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder({ label: 'attnkit batch' })
+    return this.encoder
+  }
+
+  private timingRegion(): TimingRegion {
+    this.timing ??= {
+      querySet: this.device.createQuerySet({ type: 'timestamp', count: 2 }),
+      resolve: this.device.createBuffer({
+        size: 16,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      }),
+      readback: this.device.createBuffer({
+        size: 16,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
+    }
+    return this.timing
+  }
+
+  private async raiseErrors(): Promise<void> {
+    while (this.pipelines.pending.length) await this.pipelines.pending.shift()
+    while (this.pendingErrors.length) await this.pendingErrors.shift()
+    if (this.errors.length) {
+      const msg = this.errors.join('\n')
+      this.errors = []
+      throw new BackendError(`${this.name}: the GPU reported: ${msg}`)
+    }
+    if (this.lost) throw new BackendError(`${this.name}: the GPU device was lost (${this.lost})`)
+  }
+
+  private assertUsable(what: string): void {
+    if (this.disposed) throw new BackendError(`${this.name}.${what}: the backend was disposed`)
+    if (this.lost) throw new BackendError(`${this.name}.${what}: the GPU device was lost (${this.lost})`)
+  }
+}
+
+function summarise(labels: string[]): string {
+  const counts = new Map<string, number>()
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1)
+  return [...counts].map(([l, n]) => (n > 1 ? `${l} x${n}` : l)).join(', ')
+}
