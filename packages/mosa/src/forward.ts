@@ -1,0 +1,100 @@
+import { ArgumentError, add, DTypeError, fmtShape, ShapeError, type Tensor, tidy } from '@attnkit/core'
+import { type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
+import { fusedSupport, sparseHeadsFused } from './fused/layer.js'
+import { checkParams, type MosaParams } from './params.js'
+import { denseHeads, sparseHeadsPortable } from './portable.js'
+import { routerLogits, selectedScores, selectTokens } from './routing.js'
+
+/**
+ * Which implementation of the MoSA heads runs: 'fused' (the package's own kernels, CUDA or
+ * WebGPU; an error where they cannot run), 'portable' (core ops only, every backend) or 'auto'
+ * (fused where available, else portable).
+ */
+export type MosaPath = 'auto' | 'fused' | 'portable'
+
+export interface ForwardOptions {
+  /** Default 'auto'. */
+  path?: MosaPath
+}
+
+export interface ForwardResult {
+  /** Layer output [B, T, dModel]. */
+  y: Tensor
+  /** MoSA heads' selected positions, int32 [B, Hs, k] ascending (undefined without MoSA heads). */
+  indices?: Tensor
+  /** Their router scores sigmoid(x . w_r), [B, Hs, k]. */
+  scores?: Tensor
+  /** The implementation that ran, and why when 'auto' fell back to the portable one. */
+  path: 'fused' | 'portable'
+  fallbackReason?: string
+}
+
+export function checkInput(c: ResolvedConfig, params: MosaParams, x: Tensor, op: string): void {
+  if (x === null || typeof x !== 'object' || !('shape' in x)) {
+    throw new ArgumentError(`${op}: argument 'x' expected a Tensor [B, T, ${c.dModel}], got ${String(x)}`)
+  }
+  x.assertAlive(`${op} (argument 'x')`)
+  if (x.rank !== 3 || x.shape[2] !== c.dModel || x.shape[1] < 1) {
+    throw new ShapeError(`${op}: argument 'x' expected shape [B, T, ${c.dModel}], got ${fmtShape(x.shape)}`)
+  }
+  const ref = params.router ?? params.dense?.q
+  if (ref && ref.dtype !== x.dtype) {
+    throw new DTypeError(
+      `${op}: argument 'x' expected dtype ${ref.dtype} (the parameters' dtype), got ${x.dtype}`,
+    )
+  }
+}
+
+/**
+ * The full-sequence MoSA layer (training and prefill): dense causal heads plus MoSA heads, each
+ * selecting its top T/sparsity tokens. Returns y [B, T, dModel] plus the routing decisions.
+ */
+export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardOptions = {}): ForwardResult {
+  checkParams(params, 'mosa.forward')
+  const c = resolveConfig(params.config)
+  checkInput(c, params, x, 'mosa.forward')
+  const path = opts.path ?? 'auto'
+  if (path !== 'auto' && path !== 'fused' && path !== 'portable') {
+    throw new ArgumentError(
+      `mosa.forward: argument 'opts.path' expected 'auto', 'fused' or 'portable', got ${JSON.stringify(path)}`,
+    )
+  }
+  const support = c.sparseHeads > 0 && path !== 'portable' ? fusedSupport(c, x) : undefined
+  if (path === 'fused' && support && !support.ok) {
+    throw new ArgumentError(`mosa.forward: path 'fused' cannot run here: ${support.reason}`)
+  }
+  const useFused = support?.ok === true
+  const parts = tidy(() => {
+    let y: Tensor | undefined
+    let indices: Tensor | undefined
+    let scores: Tensor | undefined
+    if (c.denseHeads > 0) y = denseHeads(c, params.dense!, x)
+    if (c.sparseHeads > 0) {
+      const k = selectedTokens(x.shape[1], c.sparsity)
+      const logits = routerLogits(x, params.router!)
+      let ys: Tensor
+      if (useFused) {
+        ;({ y: ys, indices, scores } = sparseHeadsFused(c, params.sparse!, x, logits, k))
+      } else {
+        indices = selectTokens(logits, k)
+        scores = selectedScores(logits, indices)
+        ys = sparseHeadsPortable(c, params.sparse!, x, indices, scores)
+      }
+      y = y ? add(y, ys) : ys
+    }
+    return { y: y!, indices, scores }
+  })
+  return {
+    ...parts,
+    path: useFused ? 'fused' : 'portable',
+    fallbackReason: support && !support.ok ? support.reason : undefined,
+  }
+}
+
+/** The MoSA layer's output [B, T, dModel] (see forwardWithRouting). */
+export function forward(params: MosaParams, x: Tensor, opts: ForwardOptions = {}): Tensor {
+  const r = forwardWithRouting(params, x, opts)
+  r.indices?.dispose()
+  r.scores?.dispose()
+  return r.y
+}

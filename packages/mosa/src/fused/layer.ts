@@ -1,0 +1,59 @@
+import { hasKernel, runKernel, type Tensor, tidy } from '@attnkit/core'
+import type { ResolvedConfig } from '../config.js'
+import type { HeadProjections } from '../params.js'
+import { ALL_KERNELS, KERNELS } from './names.js'
+import { ensureFusedKernels } from './register.js'
+
+export interface FusedSupport {
+  ok: boolean
+  reason?: string
+}
+
+/** Largest head dimension the fused kernels take (they keep a whole head row per tile). */
+export const FUSED_MAX_HEAD_DIM = 128
+
+/** Whether the fused MoSA kernels can run for this config on x's backend, and if not, why. */
+export function fusedSupport(c: ResolvedConfig, x: Tensor): FusedSupport {
+  ensureFusedKernels()
+  const b = x.backend
+  if (typeof b.runProgram !== 'function') {
+    return { ok: false, reason: `backend '${b.name}' cannot run kernel programs (it has no runProgram)` }
+  }
+  const missing = ALL_KERNELS.filter((n) => !hasKernel(n, b.name))
+  if (missing.length) return { ok: false, reason: `no fused MoSA kernels for backend '${b.name}'` }
+  if (x.dtype !== 'float32') {
+    return { ok: false, reason: `the fused kernels take float32, got ${x.dtype}` }
+  }
+  if (c.headDim % 16 !== 0 || c.headDim > FUSED_MAX_HEAD_DIM) {
+    return {
+      ok: false,
+      reason: `the fused kernels take headDim a multiple of 16 up to ${FUSED_MAX_HEAD_DIM}, got ${c.headDim}`,
+    }
+  }
+  return { ok: true }
+}
+
+/**
+ * The MoSA heads through the fused kernels: select (top-k + position sort + sigmoid, one launch),
+ * project (row gather + Q/K/V GEMM + RoPE, one launch), attend (causal flash attention, one
+ * launch), outScatter (score scaling + output GEMM + scatter-add, one launch).
+ */
+export function sparseHeadsFused(
+  c: ResolvedConfig,
+  w: HeadProjections,
+  x: Tensor,
+  logits: Tensor,
+  k: number,
+): { y: Tensor; indices: Tensor; scores: Tensor } {
+  return tidy(() => {
+    const [indices, scores] = runKernel(KERNELS.select, { logits }, { k })
+    const [q, kk, v] = runKernel(
+      KERNELS.project,
+      { x, indices, wq: w.q, wk: w.k, wv: w.v },
+      { ropeBase: c.ropeBase },
+    )
+    const [o] = runKernel(KERNELS.attend, { q, k: kk, v }, { scale: 1 / Math.sqrt(c.headDim) })
+    const [y] = runKernel(KERNELS.outScatter, { o, scores, indices, wo: w.o }, { seqLen: x.shape[1] })
+    return { y, indices, scores }
+  })
+}

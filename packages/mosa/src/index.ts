@@ -1,0 +1,35 @@
+/**
+ * @attnkit/mosa: Mixture of Sparse Attention (Piękos, Csordás, Schmidhuber, arXiv 2505.00315).
+ * Each MoSA head routes the sequence through its own sigmoid router, keeps its top T/sparsity
+ * tokens (expert-choice), attends among them causally by original position and scatters its
+ * score-weighted output back; a layer mixes dense causal heads with many MoSA heads.
+ */
+export {
+  type MosaConfig,
+  type MosaRope,
+  type ResolvedConfig,
+  resolveConfig,
+  selectedTokens,
+} from './config.js'
+export {
+  type ForwardOptions,
+  type ForwardResult,
+  forward,
+  forwardWithRouting,
+  type MosaPath,
+} from './forward.js'
+export { type FusedSupport, fusedSupport } from './fused/layer.js'
+export { KERNELS } from './fused/names.js'
+export {
+  CONFIG_METADATA_KEY,
+  checkParams,
+  type HeadProjections,
+  init,
+  loadParams,
+  type MosaParams,
+  namedParams,
+  type ParamSpec,
+  paramSpecs,
+  saveParams,
+} from './params.js'
+export { routerLogits, selectedScores, selectTokens } from './routing.js'
