@@ -106,12 +106,13 @@ function releaseNode(node: TapeNode): void {
   node.savedOutputs = []
 }
 
+// Fills run on the tensor's own backend, not the active one (the loss may live elsewhere).
 function zerosLike(t: Tensor): Tensor {
-  return ENGINE.runKernel('fill', {}, { shape: [...t.shape], dtype: t.dtype, value: 0 })[0]
+  return ENGINE.runKernel('fill', {}, { shape: [...t.shape], dtype: t.dtype, value: 0 }, t.backend)[0]
 }
 
 function ones(t: Tensor): Tensor {
-  return ENGINE.runKernel('fill', {}, { shape: [...t.shape], dtype: t.dtype, value: 1 })[0]
+  return ENGINE.runKernel('fill', {}, { shape: [...t.shape], dtype: t.dtype, value: 1 }, t.backend)[0]
 }
 
 /**
@@ -132,7 +133,12 @@ function backward(tape: Tape, loss: Tensor, sourceIds: Set<number>): Map<number,
         const g = grads.get(id)
         if (g) return g
         const m = node.outputMeta[i]
-        const z = ENGINE.runKernel('fill', {}, { shape: [...m.shape], dtype: m.dtype, value: 0 })[0]
+        const z = ENGINE.runKernel(
+          'fill',
+          {},
+          { shape: [...m.shape], dtype: m.dtype, value: 0 },
+          m.backend,
+        )[0]
         temporaries.push(z)
         return z
       })
