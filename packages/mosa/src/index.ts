@@ -12,6 +12,26 @@ export {
   selectedTokens,
 } from './config.js'
 export {
+  type CostOptions,
+  computeMatchedHeads,
+  cost,
+  decodeCacheBytes,
+  type MatchedHeadsOptions,
+  type MosaCost,
+  type MosaCostBreakdown,
+} from './cost.js'
+export {
+  type CacheOptions,
+  createCache,
+  type DecodeResult,
+  decode,
+  decodeWithInfo,
+  disposeCache,
+  type MosaCache,
+  prefill,
+} from './decode.js'
+export { type DecodeEvaluation, evaluateDecode } from './decode-eval.js'
+export {
   type ForwardOptions,
   type ForwardResult,
   forward,
