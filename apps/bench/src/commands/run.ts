@@ -1,0 +1,278 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import type { DType } from '@attnkit/core'
+import { list, oneOfList, positiveInt, positiveInts, positiveNumber, UsageError } from '../args.js'
+import { BACKEND_NAMES, backendReport, type LoadedBackend, loadBackends } from '../backends.js'
+import type { MechanismAdapter } from '../mechanisms/adapter.js'
+import { RANDOM_BLOCK_ELEMENTS } from '../mechanisms/context.js'
+import { loadMechanisms, MECHANISMS, mechanismReport } from '../mechanisms/registry.js'
+import { defaultResultsDir } from '../paths.js'
+import { type PlanFilters, type PlannedCell, planCells } from '../plan.js'
+import { getPreset, PRESETS } from '../presets.js'
+import { Progress } from '../progress.js'
+import { allCharts } from '../report/charts.js'
+import { markdownReport } from '../report/markdown.js'
+import { terminalReport } from '../report/terminal.js'
+import { DEFAULT_CPU_MAX_BYTES, DEFAULT_CPU_MAX_GFLOP, type RunSettings, runMatrix } from '../runner.js'
+import {
+  type BenchResults,
+  CELL_STATUSES,
+  type CellResult,
+  type CellStatus,
+  type KvCacheSeries,
+  MODES,
+  RESULTS_SCHEMA,
+  RESULTS_VERSION,
+  validateResults,
+} from '../schema.js'
+import { gitInfo, machineInfo, packageVersions } from '../versions.js'
+
+export const RUN_HELP = `attnkit-bench run [options]
+
+Runs a preset's cells (mechanism x variant x mode x size x dtype) on each backend: correctness
+against the CPU reference in float64, device-timed runs after warm-up, FLOP/s and bytes/s from
+the cost model, peak memory and KV-cache bytes. Writes results.json, results.md and SVG charts.
+
+  --preset <name>        ${Object.values(PRESETS)
+    .map((p) => `${p.name}: ${p.description}`)
+    .join('\n                         ')}
+                         (default: smoke)
+  --backend <list>       ${BACKEND_NAMES.join(',')} (default: every one that starts; named ones that
+                         cannot start are reported with their cells marked unavailable)
+  --mechanism <list>     ${Object.keys(MECHANISMS).join(',')} (default: the preset's)
+  --variant <list>       variant names, or mechanism:variant
+  --mode <list>          ${MODES.join(',')} (fwdbwd and backward mean forward+backward)
+  --dtype <list>         replaces the preset's dtypes (float32, float16, bfloat16)
+  --seq, --batch, --heads, --head-dim <list>
+                         replace those sizes in every cell that has them
+  --warmup <n>, --repeats <n>, --budget-ms <ms>
+                         untimed runs, timed runs (at most), time after which a cell stops adding
+                         runs (once it has 3)
+  --seed <n>             seed of every random input (default 1234)
+  --no-check             skip the correctness checks
+  --cpu-max-gflop <n>    cells costing more per run are skipped on the CPU (default ${DEFAULT_CPU_MAX_GFLOP})
+  --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
+  --quiet                no progress output
+`
+
+const MODE_ALIASES = { fwdbwd: 'forward+backward', backward: 'forward+backward', fwd: 'forward' } as const
+const DTYPES = ['float32', 'float16', 'bfloat16'] as const
+
+export interface RunOutcome {
+  results: BenchResults
+  dir: string
+  files: string[]
+  exitCode: number
+}
+
+export async function runCommand(
+  argv: string[],
+  io: { out: NodeJS.WritableStream; err: NodeJS.WriteStream },
+): Promise<RunOutcome> {
+  const { values: o, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      preset: { type: 'string', default: 'smoke' },
+      backend: { type: 'string' },
+      mechanism: { type: 'string' },
+      variant: { type: 'string' },
+      mode: { type: 'string' },
+      dtype: { type: 'string' },
+      seq: { type: 'string' },
+      batch: { type: 'string' },
+      heads: { type: 'string' },
+      'head-dim': { type: 'string' },
+      warmup: { type: 'string' },
+      repeats: { type: 'string' },
+      'budget-ms': { type: 'string' },
+      seed: { type: 'string', default: '1234' },
+      'no-check': { type: 'boolean', default: false },
+      'cpu-max-gflop': { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+    },
+  })
+  if (positionals.length > 0)
+    throw new UsageError(`run: unexpected argument '${positionals[0]}' (options start with --)`)
+  const preset = getPreset(o.preset)
+  const startedAt = new Date()
+  const t0 = performance.now()
+
+  const settings: RunSettings = {
+    seed: positiveInt('seed', o.seed, 0),
+    warmup: o.warmup !== undefined ? positiveInt('warmup', o.warmup, 0) : preset.warmup,
+    repeats: o.repeats !== undefined ? positiveInt('repeats', o.repeats) : preset.repeats,
+    minRepeats: 0,
+    cellBudgetMs:
+      o['budget-ms'] !== undefined ? positiveNumber('budget-ms', o['budget-ms']) : preset.cellBudgetMs,
+    fitMs: preset.fitMs ?? Number.POSITIVE_INFINITY,
+    check: !o['no-check'],
+    cpuMaxFlops:
+      (o['cpu-max-gflop'] !== undefined
+        ? positiveNumber('cpu-max-gflop', o['cpu-max-gflop'])
+        : DEFAULT_CPU_MAX_GFLOP) * 1e9,
+    cpuMaxBytes: DEFAULT_CPU_MAX_BYTES,
+  }
+  settings.minRepeats = Math.min(preset.minRepeats, settings.repeats)
+
+  const filters: PlanFilters = {
+    mechanisms: list('mechanism', o.mechanism),
+    variants: list('variant', o.variant),
+    modes: oneOfList('mode', o.mode, MODES, MODE_ALIASES),
+    dtypes: oneOfList('dtype', o.dtype, DTYPES) as DType[] | undefined,
+    overrides: {
+      seqLen: positiveInts('seq', o.seq),
+      batch: positiveInts('batch', o.batch),
+      heads: positiveInts('heads', o.heads),
+      headDim: positiveInts('head-dim', o['head-dim']),
+    },
+  }
+  for (const m of filters.mechanisms ?? [])
+    if (!MECHANISMS[m])
+      throw new UsageError(`--mechanism: expected some of ${Object.keys(MECHANISMS).join(', ')}, got '${m}'`)
+  const namedBackends = oneOfList('backend', o.backend, BACKEND_NAMES)
+
+  // Backends: the named ones (all reported, unavailable ones with their cells), or every one that starts.
+  const loadedAll = await loadBackends(namedBackends ?? BACKEND_NAMES)
+  const runOn: LoadedBackend[] = namedBackends ? loadedAll : loadedAll.filter((b) => b.backend)
+
+  const wanted = [...new Set(preset.groups.map((g) => g.mechanism))].filter(
+    (m) => !filters.mechanisms || filters.mechanisms.includes(m),
+  )
+  const mechanisms = await loadMechanisms(wanted)
+  const adapters = new Map<string, MechanismAdapter>()
+  const unavailable = new Map<string, string>()
+  for (const m of mechanisms) {
+    if ('adapter' in m) adapters.set(m.name, m.adapter)
+    else unavailable.set(m.name, m.reason)
+  }
+  const plan = planCells(preset, filters, adapters)
+  if (plan.length === 0)
+    throw new UsageError(`run: the filters leave no cells of preset '${preset.name}' to run`)
+
+  const progress = new Progress(io.err, o.quiet)
+  const cells = await runMatrix(plan, runOn, adapters, unavailable, settings, progress)
+
+  const results = assemble({
+    cells,
+    plan,
+    adapters,
+    backends: loadedAll,
+    mechanisms: mechanisms.map(mechanismReport),
+    preset: preset.name,
+    argv,
+    settings,
+    startedAt,
+    durationS: (performance.now() - t0) / 1e3,
+  })
+  const problems = validateResults(results)
+  if (problems.length > 0)
+    throw new Error(`internal error: the results do not match their schema: ${problems[0]}`)
+
+  const dir = path.resolve(o.out ?? defaultResultsDir(startedAt))
+  const files = writeReports(results, dir)
+  io.out.write(
+    `${terminalReport(results)}\n\nWrote ${files.map((f) => path.basename(f)).join(', ')} to ${dir}\n`,
+  )
+  const exitCode = results.summary.failed + results.summary.error > 0 ? 1 : 0
+  return { results, dir, files, exitCode }
+}
+
+export function writeReports(results: BenchResults, dir: string): string[] {
+  mkdirSync(dir, { recursive: true })
+  const charts = allCharts(results)
+  const files: string[] = []
+  const write = (name: string, text: string) => {
+    const f = path.join(dir, name)
+    writeFileSync(f, text)
+    files.push(f)
+  }
+  write('results.json', `${JSON.stringify(results, null, 1)}\n`)
+  write('results.md', markdownReport(results, charts))
+  for (const c of charts) write(c.file, c.svg)
+  return files
+}
+
+const KV_CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
+
+/** Per mechanism and variant: the cache size over contexts, at the dims of its first planned cell. */
+function kvCacheSeries(
+  plan: readonly PlannedCell[],
+  adapters: ReadonlyMap<string, MechanismAdapter>,
+): KvCacheSeries[] {
+  const out: KvCacheSeries[] = []
+  const seen = new Set<string>()
+  const ordered = [...plan.filter((c) => c.mode === 'decode'), ...plan.filter((c) => c.mode !== 'decode')]
+  for (const c of ordered) {
+    const adapter = adapters.get(c.mechanism)
+    const key = `${c.mechanism}/${c.variant}`
+    if (!adapter || seen.has(key)) continue
+    seen.add(key)
+    try {
+      const points = KV_CONTEXTS.map((context) => ({
+        context,
+        bytes: adapter.kvCacheBytes(c.dims, c.variant, c.dtype, context),
+      }))
+      if (points.some((p) => p.bytes === null)) continue
+      out.push({
+        mechanism: c.mechanism,
+        variant: c.variant,
+        dtype: c.dtype,
+        dims: c.dims,
+        points: points as { context: number; bytes: number }[],
+      })
+    } catch {
+      // A cell with dims the adapter rejects is reported as an error in the table.
+    }
+  }
+  return out
+}
+
+function assemble(a: {
+  cells: CellResult[]
+  plan: readonly PlannedCell[]
+  adapters: ReadonlyMap<string, MechanismAdapter>
+  backends: LoadedBackend[]
+  mechanisms: BenchResults['mechanisms']
+  preset: string
+  argv: string[]
+  settings: RunSettings
+  startedAt: Date
+  durationS: number
+}): BenchResults {
+  const counts = Object.fromEntries(CELL_STATUSES.map((s) => [s, 0])) as Record<CellStatus, number>
+  for (const c of a.cells) counts[c.status]++
+  const s = a.settings
+  const notes = [
+    `Timing: ${s.warmup} warm-up run(s), then up to ${s.repeats} timed runs (at least ${s.minRepeats}; no more once ${s.cellBudgetMs} ms were spent on a cell); spread is p10..p90.`,
+    `Random inputs larger than ${RANDOM_BLOCK_ELEMENTS} elements repeat a seeded block of that size (timings do not depend on the values; correctness checks run below that size).`,
+    `Correctness tolerance: core's per-dtype base tolerance (float32 3e-5, float16 3e-3, bfloat16 1.6e-2) times a per-mechanism factor (default 4).`,
+    `The CPU reference skips cells over ${(s.cpuMaxFlops / 1e9).toFixed(1)} GFLOP or ${(s.cpuMaxBytes / 2 ** 20).toFixed(0)} MiB moved per run.`,
+    'Dense decode is one query attending over a preallocated cache of seqLen keys (no cache append is timed).',
+    ...(Number.isFinite(s.fitMs)
+      ? [`Sweeps stop after the first size that errors, is skipped, or takes over ${s.fitMs} ms per run.`]
+      : []),
+    ...(s.check ? [] : ['Correctness checks were turned off (--no-check).']),
+  ]
+  return {
+    schema: RESULTS_SCHEMA,
+    version: RESULTS_VERSION,
+    createdAt: a.startedAt.toISOString(),
+    durationS: a.durationS,
+    command: ['attnkit-bench', 'run', ...a.argv],
+    preset: a.preset,
+    seed: s.seed,
+    machine: machineInfo(),
+    packages: packageVersions(),
+    git: gitInfo(),
+    backends: a.backends.map(backendReport),
+    mechanisms: a.mechanisms,
+    cells: a.cells,
+    kvCache: kvCacheSeries(a.plan, a.adapters),
+    summary: { total: a.cells.length, ...counts },
+    notes,
+  }
+}

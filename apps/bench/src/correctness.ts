@@ -1,0 +1,109 @@
+import { type Backend, type DType, backend as startBackend, type Tensor } from '@attnkit/core'
+import { baseTolerance, compareArrays } from '@attnkit/core/testing'
+import type { MechanismAdapter } from './mechanisms/adapter.js'
+import { makeContext } from './mechanisms/context.js'
+import type { Correctness, Dims, Mode } from './schema.js'
+
+/** Default factor over core's per-dtype base tolerance (the conformance suite's, for single ops). */
+export const DEFAULT_TOLERANCE_FACTOR = 4
+
+export function tolerance(adapter: MechanismAdapter, mode: Mode, dtype: DType): number {
+  return baseTolerance(dtype) * (adapter.toleranceFactor?.(mode) ?? DEFAULT_TOLERANCE_FACTOR)
+}
+
+/** Runs a workload once at `dims` and reads every output back as float64. */
+async function outputsOf(
+  adapter: MechanismAdapter,
+  variant: string,
+  mode: Mode,
+  dims: Dims,
+  backend: Backend,
+  dtype: DType,
+  inputDtype: DType,
+  seed: number,
+): Promise<Map<string, Float64Array>> {
+  const ctx = makeContext(backend, dtype, inputDtype, seed)
+  const workload = adapter.setup(ctx, dims, variant, mode)
+  let outs: Record<string, Tensor> = {}
+  try {
+    outs = workload.run()
+    const values = new Map<string, Float64Array>()
+    for (const [name, t] of Object.entries(outs)) values.set(name, Float64Array.from(await t.data()))
+    return values
+  } finally {
+    for (const t of Object.values(outs)) t.dispose()
+    workload.dispose()
+  }
+}
+
+/**
+ * CPU float64 reference outputs, cached by everything that determines them, so one reference
+ * serves every backend (and the CPU cell itself, whose dtype run is compared against it).
+ */
+export class ReferenceCache {
+  private readonly cache = new Map<string, Promise<Map<string, Float64Array>>>()
+
+  get(
+    adapter: MechanismAdapter,
+    variant: string,
+    mode: Mode,
+    dims: Dims,
+    dtype: DType,
+    seed: number,
+  ): Promise<Map<string, Float64Array>> {
+    const key = JSON.stringify([adapter.name, variant, mode, dims, dtype, seed])
+    let hit = this.cache.get(key)
+    if (!hit) {
+      hit = startBackend('cpu').then((cpu) =>
+        outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed),
+      )
+      this.cache.set(key, hit)
+    }
+    return hit
+  }
+}
+
+/** Compares the backend's outputs at the check dims against the CPU float64 reference. */
+export async function checkCorrectness(
+  adapter: MechanismAdapter,
+  variant: string,
+  mode: Mode,
+  dims: Dims,
+  backend: Backend,
+  dtype: DType,
+  seed: number,
+  references: ReferenceCache,
+): Promise<Correctness> {
+  const checkDims = adapter.checkDims(dims, mode)
+  const expected = await references.get(adapter, variant, mode, checkDims, dtype, seed)
+  const actual = await outputsOf(adapter, variant, mode, checkDims, backend, dtype, dtype, seed)
+  const tol = tolerance(adapter, mode, dtype)
+  let worst = 0
+  let worstOutput: string | undefined
+  let problem: string | undefined
+  for (const [name, ref] of expected) {
+    const got = actual.get(name)
+    if (!got) {
+      problem ??= `output '${name}' missing on ${backend.name}`
+      worst = Number.POSITIVE_INFINITY
+      continue
+    }
+    const c = compareArrays(got, ref)
+    if (c.problem) problem ??= `${name}: ${c.problem}`
+    if (c.error > worst || worstOutput === undefined) {
+      worst = Math.max(worst, c.error)
+      worstOutput = name
+    }
+  }
+  const finite = Number.isFinite(worst)
+  return {
+    reference: 'cpu-float64',
+    dims: checkDims,
+    maxRelError: finite ? worst : null,
+    tolerance: tol,
+    passed: finite && worst <= tol && problem === undefined,
+    outputs: [...expected.keys()],
+    ...(worstOutput ? { worstOutput } : {}),
+    ...(problem ? { problem } : {}),
+  }
+}

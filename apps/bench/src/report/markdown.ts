@@ -1,0 +1,86 @@
+import type { BenchResults } from '../schema.js'
+import { CELL_COLUMNS, cellRow, headlineLines, problemLines } from './cells.js'
+import type { Chart } from './charts.js'
+import { fmtBytes } from './format.js'
+
+const esc = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ')
+
+export function markdownTable(header: readonly string[], rows: string[][], right: boolean[] = []): string {
+  const align = header.map((_, i) => (right[i] ? '---:' : '---'))
+  return [header, align, ...rows].map((r) => `| ${r.map(esc).join(' | ')} |`).join('\n')
+}
+
+/** results.md: the run's context, the headline numbers, every cell, and the charts. */
+export function markdownReport(r: BenchResults, charts: readonly Chart[]): string {
+  const out: string[] = []
+  const m = r.machine
+  const commit = r.git.commit
+    ? `${r.git.commit.slice(0, 10)}${r.git.dirty ? ' (with uncommitted changes)' : ''}`
+    : 'unknown'
+  out.push(
+    `# attnkit bench: preset \`${r.preset}\``,
+    '',
+    `${r.createdAt}, ${r.durationS.toFixed(1)} s, seed ${r.seed}, commit ${commit}.  `,
+    `Machine: ${m.cpu} (${m.cpuCount} threads), ${fmtBytes(m.memoryBytes)} RAM, ${m.os} ${m.arch}, Node ${m.node}.  `,
+    `Command: \`${r.command.join(' ')}\``,
+  )
+  const head = headlineLines(r)
+  if (head.length > 0) out.push('', '## Headline', '', ...head.map((h) => `- ${h}`))
+  out.push('', '## Backends', '')
+  out.push(
+    markdownTable(
+      ['backend', 'status', 'device', 'details', 'features', 'version'],
+      r.backends.map((b) => [
+        b.name,
+        b.status,
+        b.device ?? b.reason ?? '',
+        b.details
+          ? Object.entries(b.details)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(', ')
+          : '',
+        (b.features ?? []).join(', '),
+        b.version ?? '-',
+      ]),
+    ),
+  )
+  out.push('', '## Mechanisms', '')
+  out.push(
+    markdownTable(
+      ['mechanism', 'status', 'variants / reason', 'version'],
+      r.mechanisms.map((x) => [
+        x.name,
+        x.status,
+        x.status === 'ok' ? (x.variants ?? []).join(', ') : (x.reason ?? ''),
+        x.version ?? '-',
+      ]),
+    ),
+  )
+  const s = r.summary
+  out.push(
+    '',
+    '## Results',
+    '',
+    `${s.total} cells: ${s.ok} ok, ${s.failed} failed correctness, ${s.error} errors, ${s.skipped} skipped, ${s.unavailable} unavailable. ` +
+      'Correctness: max |actual - reference| / max |reference| against the CPU reference in float64 on the same seeded inputs, ' +
+      'at the cell size or a smaller one the CPU can do (see results.json); times are medians of device-timed runs after warm-up; ' +
+      'FLOP/s and B/s come from the cost model; % of peak where the backend reports its peak.',
+    '',
+  )
+  const shown = r.cells.filter((c) => c.status !== 'unavailable')
+  out.push(
+    markdownTable(
+      CELL_COLUMNS,
+      shown.map(cellRow),
+      CELL_COLUMNS.map((_, i) => i >= 6),
+    ),
+  )
+  const problems = problemLines(r.cells)
+  if (problems.length > 0) out.push('', '## Not ok', '', ...problems.map((p) => `- ${esc(p)}`))
+  if (charts.length > 0) {
+    out.push('', '## Charts', '')
+    for (const c of charts) out.push(`![${c.title}](${c.file})`, '')
+  }
+  if (r.notes.length > 0) out.push('', '## Notes', '', ...r.notes.map((n) => `- ${n}`))
+  return `${out.join('\n')}\n`
+}

@@ -1,0 +1,188 @@
+import { add, matmulCost, memory, scalar, backend as startBackend, type Tensor, tidy } from '@attnkit/core'
+import { describe, expect, it } from 'vitest'
+import type { MechanismAdapter } from '../src/mechanisms/adapter.js'
+import { denseAdapter } from '../src/mechanisms/dense.js'
+import type { PlannedCell } from '../src/plan.js'
+import { Progress } from '../src/progress.js'
+import { type RunSettings, runMatrix } from '../src/runner.js'
+
+const settings: RunSettings = {
+  seed: 7,
+  warmup: 0,
+  repeats: 3,
+  minRepeats: 3,
+  cellBudgetMs: 100,
+  fitMs: Number.POSITIVE_INFINITY,
+  check: true,
+  cpuMaxFlops: 4e9,
+  cpuMaxBytes: 2 ** 30,
+}
+
+/** An adapter whose set-up throws, and one whose output is off by a constant on the backend under test. */
+function brokenAdapters(): MechanismAdapter[] {
+  const base = {
+    variants: [{ name: 'v', description: '' }],
+    modes: ['forward'] as const,
+    requiredDims: ['n'],
+    label: (d: Record<string, number>) => `n${d.n}`,
+    checkDims: (d: Record<string, number>) => d,
+    cost: (d: Record<string, number>) => matmulCost(d.n, d.n, d.n, 'float32'),
+    kvCacheBytes: () => null,
+  }
+  return [
+    {
+      ...base,
+      name: 'throws',
+      description: 'set-up throws',
+      setup: () => {
+        throw new Error('deliberate failure in set-up')
+      },
+    },
+    {
+      ...base,
+      name: 'wrong',
+      description: 'adds 1 except on the float64 reference',
+      setup: (ctx, d) => {
+        const x = ctx.normal([d.n])
+        const off = ctx.dtype === 'float64' ? 0 : 1
+        return {
+          run: () =>
+            tidy(() => ({ out: add(x, scalar(off, { dtype: x.dtype, backend: ctx.backend })) as Tensor })),
+          dispose: () => x.dispose(),
+        }
+      },
+    },
+  ]
+}
+
+describe('runMatrix', () => {
+  it('reports a cell that throws and one that fails correctness, and runs the cells after them', async () => {
+    const cpu = await startBackend('cpu')
+    const adapters = new Map<string, MechanismAdapter>([['dense', denseAdapter]])
+    for (const a of brokenAdapters()) adapters.set(a.name, a)
+    const plan: PlannedCell[] = [
+      { mechanism: 'throws', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
+      { mechanism: 'wrong', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
+      { mechanism: 'missing', variant: 'default', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
+      {
+        mechanism: 'dense',
+        variant: 'causal',
+        mode: 'forward',
+        dtype: 'float32',
+        dims: { batch: 1, heads: 2, seqLen: 32, headDim: 16 },
+      },
+      {
+        mechanism: 'dense',
+        variant: 'causal',
+        mode: 'forward',
+        dtype: 'float32',
+        dims: { batch: 1, heads: 2, seqLen: 32 },
+      },
+    ]
+    const live = memory('cpu').liveTensors
+    const cells = await runMatrix(
+      plan,
+      [{ name: 'cpu', backend: cpu }],
+      adapters,
+      new Map([['missing', 'its package is not built']]),
+      settings,
+      new Progress({ write: () => true }, true),
+    )
+    expect(cells.map((c) => c.status)).toEqual(['error', 'failed', 'unavailable', 'ok', 'error'])
+    expect(cells[0].reason).toBe('timing: deliberate failure in set-up')
+    expect(cells[1].reason).toMatch(/^correctness: max rel\. error [\d.e+-]+ > tolerance/)
+    expect(cells[1].correctness?.passed).toBe(false)
+    expect(cells[1].timing?.repeats).toBe(3)
+    expect(cells[2].reason).toBe('mechanism missing: its package is not built')
+    expect(cells[3].correctness?.passed).toBe(true)
+    expect(cells[4].reason).toMatch(/dimension 'headDim' must be a positive integer, got nothing/)
+    expect(memory('cpu').liveTensors).toBe(live)
+  })
+
+  it('skips cells too large for the CPU and stops a sweep at the first size that does not fit', async () => {
+    const cpu = await startBackend('cpu')
+    const adapters = new Map<string, MechanismAdapter>([['dense', denseAdapter]])
+    const dims = (seqLen: number) => ({ batch: 1, heads: 1, seqLen, headDim: 16 })
+    const sweep = [64, 128, 256, 512].map(
+      (t): PlannedCell => ({
+        mechanism: 'dense',
+        variant: 'causal',
+        mode: 'forward',
+        dtype: 'float32',
+        dims: dims(t),
+        series: 's',
+      }),
+    )
+    // 128 fits under the limit, 256 does not: the sweep keeps 64, 128 and the skipped 256, and drops 512.
+    const limit = denseAdapter.cost(dims(200), 'causal', 'forward', 'float32').flops
+    const cells = await runMatrix(
+      sweep,
+      [{ name: 'cpu', backend: cpu }],
+      adapters,
+      new Map(),
+      { ...settings, check: false, cpuMaxFlops: limit },
+      new Progress({ write: () => true }, true),
+    )
+    expect(cells.map((c) => [c.dims.seqLen, c.status])).toEqual([
+      [64, 'ok'],
+      [128, 'ok'],
+      [256, 'skipped'],
+    ])
+    expect(cells[2].reason).toMatch(/^too large for cpu: /)
+    expect(cells[2].warnings.join()).toMatch(/the sweep stops here/)
+    expect(cells[0].correctness).toBeNull()
+  })
+
+  it('warns about tensors a cell leaves alive', async () => {
+    const cpu = await startBackend('cpu')
+    const leaky: MechanismAdapter = {
+      ...denseAdapter,
+      name: 'leaky',
+      setup: (ctx, d, v, m) => {
+        ctx.normal([3]) // never disposed
+        return denseAdapter.setup(ctx, d, v, m)
+      },
+    }
+    const [cell] = await runMatrix(
+      [
+        {
+          mechanism: 'leaky',
+          variant: 'causal',
+          mode: 'forward',
+          dtype: 'float32',
+          dims: { batch: 1, heads: 1, seqLen: 8, headDim: 8 },
+        },
+      ],
+      [{ name: 'cpu', backend: cpu }],
+      new Map([['leaky', leaky]]),
+      new Map(),
+      settings,
+      new Progress({ write: () => true }, true),
+    )
+    expect(cell.status).toBe('ok')
+    // One per set-up: the timed run's, the correctness check's and the CPU reference's.
+    expect(cell.warnings).toEqual(['3 tensor(s) left alive on cpu after the cell (a leak)'])
+  })
+
+  it('marks every cell of an unavailable backend with its reason', async () => {
+    const cells = await runMatrix(
+      [
+        {
+          mechanism: 'dense',
+          variant: 'causal',
+          mode: 'forward',
+          dtype: 'float32',
+          dims: { batch: 1, heads: 1, seqLen: 8, headDim: 8 },
+        },
+      ],
+      [{ name: 'cuda', reason: 'no CUDA driver (libcuda.so.1 not found)' }],
+      new Map([['dense', denseAdapter]]),
+      new Map(),
+      settings,
+      new Progress({ write: () => true }, true),
+    )
+    expect(cells.map((c) => [c.status, c.reason])).toEqual([
+      ['unavailable', 'backend cuda: no CUDA driver (libcuda.so.1 not found)'],
+    ])
+  })
+})

@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { hasKernel } from '@attnkit/core'
+import { describe, expect, it } from 'vitest'
+import { loadBackends } from '../src/backends.js'
+import { type BenchResults, validateResults } from '../src/schema.js'
+import { runCli, tempDir } from './helpers.js'
+
+// The core ops the smoke preset's dense and matmul cells need from a backend.
+const NEEDED_KERNELS = ['matmul', 'attention', 'attentionBackward']
+
+const [webgpu] = await loadBackends(['webgpu'])
+const missing = webgpu.backend ? NEEDED_KERNELS.filter((k) => !hasKernel(k, 'webgpu')) : []
+const skipReason = !webgpu.backend
+  ? `WebGPU unavailable: ${webgpu.reason}`
+  : missing.length > 0
+    ? `@attnkit/backend-webgpu has no ${missing.join(', ')} kernel yet`
+    : null
+if (skipReason) console.log(`skipping the WebGPU smoke run: ${skipReason}`)
+
+describe.skipIf(skipReason !== null)('run --preset smoke on WebGPU (lavapipe here)', () => {
+  it('runs every available cell, each passing correctness against the CPU reference', async () => {
+    const out = tempDir()
+    const r = await runCli(['run', '--preset', 'smoke', '--backend', 'webgpu', '--out', out, '--quiet'])
+    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    expect(validateResults(results)).toEqual([])
+    expect(results.backends[0]).toMatchObject({ name: 'webgpu', status: 'ok' })
+    const ran = results.cells.filter((c) => c.status !== 'unavailable')
+    expect(ran.map((c) => c.mechanism)).toEqual(expect.arrayContaining(['matmul', 'dense']))
+    for (const c of ran) {
+      expect(c.status, `${c.key}: ${c.reason}`).toBe('ok')
+      expect(c.correctness?.passed, c.key).toBe(true)
+    }
+    expect(r.code, r.out).toBe(0)
+  })
+})
