@@ -1,0 +1,66 @@
+import { runKernel, type Tensor } from '@attnkit/core'
+import type { TpaCache } from '../cache.js'
+import { CACHE_WRITE_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
+import { cudaDecodeLayout, type DecodeShape, decodeTuning, planSplits, wgslDecodeLayout } from './plan.js'
+
+export function decodeShapeOf(cache: TpaCache): DecodeShape {
+  const c = cache.config
+  return {
+    batch: cache.batch,
+    heads: c.heads,
+    headDim: c.headDim,
+    kRank: c.k.rank,
+    vRank: c.v.rank,
+    layout: cache.layout,
+    storeCap: cache.maxLen,
+    tailCap: Math.max(1, cache.tailLength),
+    storeLen: cache.storeLength,
+    tailLen: cache.tailLength,
+    dtype: c.dtype,
+  }
+}
+
+/** Why the fused decode cannot take this cache on this backend, or null when it can. */
+export function fusedDecodeUnsupported(cache: TpaCache): string | null {
+  const s = decodeShapeOf(cache)
+  const l = cache.backend.name === 'cuda' ? cudaDecodeLayout(s) : wgslDecodeLayout(s)
+  return typeof l === 'string' ? l : null
+}
+
+/**
+ * Factor-space decode attention with the fused kernels: q [B, h, d_h] (already rotated and
+ * built from its factors) against every cached token, read in place from the store's used rows
+ * and the tail. Returns [B, h, d_h] in the cache dtype.
+ */
+export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
+  const s = decodeShapeOf(cache)
+  const layout = cache.backend.name === 'cuda' ? cudaDecodeLayout(s) : wgslDecodeLayout(s)
+  if (typeof layout === 'string') throw new Error(`tpa fused decode: ${layout}`)
+  const { splits, tokensPerSplit } = planSplits(
+    s.storeLen + s.tailLen,
+    s.batch,
+    layout.tile,
+    decodeTuning(cache.backend.name),
+  )
+  const inputs: Record<string, Tensor> = { q, store: cache.store, tail: cache.tail ?? cache.store }
+  if (cache.aKConst) inputs.aKc = cache.aKConst
+  if (cache.aVConst) inputs.aVc = cache.aVConst
+  const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
+  const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
+    shape: s,
+    splits,
+    tokensPerSplit,
+    scoreScale,
+  })
+  try {
+    return runKernel(DECODE_COMBINE_KERNEL, { partO, partML }, { shape: s, splits, outScale: 1 / s.vRank })[0]
+  } finally {
+    partO.dispose()
+    partML.dispose()
+  }
+}
+
+/** A new store with rows [offset, offset + n) replaced by records [B, n, record]. */
+export function runCacheWriteKernel(store: Tensor, records: Tensor, offset: number): Tensor {
+  return runKernel(CACHE_WRITE_KERNEL, { store, src: records }, { offset })[0]
+}

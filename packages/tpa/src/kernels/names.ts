@@ -1,0 +1,5 @@
+/** Kernel names this package registers per backend ('webgpu', 'cuda'). */
+export const DECODE_PARTIAL_KERNEL = 'tpa.decodePartial'
+export const DECODE_COMBINE_KERNEL = 'tpa.decodeCombine'
+export const CACHE_WRITE_KERNEL = 'tpa.cacheWrite'
+export const COPY_KERNEL = 'tpa.copy'

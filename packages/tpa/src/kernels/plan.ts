@@ -1,0 +1,136 @@
+import { byteSize, type DType } from '@attnkit/core'
+import type { RecordLayout } from '../config.js'
+
+/** Everything the decode kernels are specialised on or launched with. */
+export interface DecodeShape {
+  batch: number
+  heads: number
+  headDim: number
+  kRank: number
+  vRank: number
+  /** Record layout; a null A means a fixed factor (constant A passed as its own input). */
+  layout: RecordLayout
+  storeCap: number
+  tailCap: number
+  storeLen: number
+  tailLen: number
+  dtype: DType
+}
+
+/**
+ * Split-K over the context (flash-decoding): each workgroup / block takes `tokensPerSplit`
+ * consecutive tokens of one batch row and writes a partial (max, sum, unnormalised output);
+ * a second kernel merges them. More splits fill the GPU at small batch; fewer keep the
+ * partials' traffic small.
+ */
+export interface DecodeTuning {
+  /** Aim for about this many workgroups / blocks in total. */
+  targetBlocks: number
+  /** Never give a split fewer tokens than this. */
+  minTokensPerSplit: number
+}
+
+const TUNING: Record<string, DecodeTuning> = {
+  cuda: { targetBlocks: 1024, minTokensPerSplit: 128 },
+  webgpu: { targetBlocks: 64, minTokensPerSplit: 64 },
+}
+
+export function decodeTuning(backendName: string): DecodeTuning {
+  return TUNING[backendName] ?? TUNING.webgpu
+}
+
+/** Overrides the split heuristics for one backend (the bench sweeps them). */
+export function setDecodeTuning(backendName: string, tuning: Partial<DecodeTuning>): DecodeTuning {
+  const next = { ...decodeTuning(backendName), ...tuning }
+  for (const [k, v] of Object.entries(next))
+    if (!Number.isInteger(v) || v <= 0)
+      throw new RangeError(`setDecodeTuning: '${k}' expected a positive integer, got ${v}`)
+  TUNING[backendName] = next
+  return next
+}
+
+export function planSplits(
+  total: number,
+  batch: number,
+  tile: number,
+  tuning: DecodeTuning,
+): { splits: number; tokensPerSplit: number } {
+  if (total === 0) return { splits: 1, tokensPerSplit: tile }
+  const wanted = Math.max(1, Math.ceil(tuning.targetBlocks / batch))
+  const most = Math.max(1, Math.ceil(total / tuning.minTokensPerSplit))
+  let splits = Math.min(wanted, most)
+  const tokensPerSplit = Math.ceil(Math.ceil(total / splits) / tile) * tile
+  splits = Math.ceil(total / tokensPerSplit)
+  return { splits, tokensPerSplit }
+}
+
+/** WGSL: workgroup memory holds a tile of records plus per-head scores (16 KiB, WebGPU's default limit). */
+export interface WgslDecodeLayout {
+  tile: number
+  workgroupSize: number
+}
+
+export const WGSL_WORKGROUP_BYTES = 16384
+
+export function wgslDecodeLayout(s: DecodeShape): WgslDecodeLayout | string {
+  const floats = WGSL_WORKGROUP_BYTES / 4 - 3 * s.heads
+  const tile = Math.min(32, Math.floor(floats / (s.layout.size + s.heads)))
+  if (tile < 1)
+    return `a record of ${s.layout.size} values plus ${s.heads} heads does not fit the ${WGSL_WORKGROUP_BYTES}-byte workgroup memory`
+  return { tile, workgroupSize: 64 }
+}
+
+/**
+ * CUDA: a block of heads x 8 threads; thread (head i, lane s) keeps q_i in registers, scores
+ * tokens s, s + 8, ... of each tile and owns d_h / 8 output features of head i. The tile sits
+ * in shared memory as float32 with B_K and B_V 16-byte aligned and a row stride of 4 mod 8
+ * floats, so the float4 reads of eight different tokens hit different banks.
+ */
+export interface CudaDecodeLayout {
+  tile: number
+  threads: number
+  /** Shared-memory row stride (floats). */
+  recPad: number
+  /** Shared-memory offsets (floats) of A_K, B_K, A_V, B_V within a row (-1: not stored). */
+  so: { aK: number; bK: number; aV: number; bV: number }
+  /** Row stride of the softmax-weight array (floats). */
+  wsStride: number
+  /** Elements per 16-byte global load, or 1 when the record does not split into whole vectors. */
+  vec: number
+}
+
+export const CUDA_SUB = 8
+export const CUDA_STATIC_SMEM = 48 * 1024
+
+export function cudaDecodeLayout(s: DecodeShape): CudaDecodeLayout | string {
+  const { heads: H, headDim: D, kRank: RK, vRank: RV, layout } = s
+  if (D % (4 * CUDA_SUB) !== 0) return `headDim ${D} is not a multiple of ${4 * CUDA_SUB}`
+  if (H * CUDA_SUB > 1024) return `heads ${H} x ${CUDA_SUB} threads exceeds a block of 1024`
+  if (H % 4 !== 0)
+    return `heads ${H} is not a multiple of 4 (blocks are whole warps of 4 heads x ${CUDA_SUB} lanes)`
+  const align4 = (x: number) => Math.ceil(x / 4) * 4
+  let off = 0
+  const aK = layout.aK ? off : -1
+  if (layout.aK) off += layout.aK.length
+  const bK = align4(off)
+  off = bK + layout.bK.length
+  const aV = layout.aV ? off : -1
+  if (layout.aV) off += layout.aV.length
+  const bV = align4(off)
+  off = bV + layout.bV.length
+  let recPad = align4(off)
+  if (recPad % 8 === 0) recPad += 4
+  const fixedFloats = (layout.aK ? 0 : H * RK) + (layout.aV ? 0 : H * RV)
+  for (const tile of [32, 24, 16, 8]) {
+    const wsStride = tile * RV + 1
+    const bytes = 4 * (tile * recPad + H * wsStride + fixedFloats)
+    if (bytes <= CUDA_STATIC_SMEM - 1024) {
+      const es = byteSize(s.dtype)
+      const v = 16 / es
+      const starts = [layout.aK?.offset, layout.bK.offset, layout.aV?.offset, layout.bV.offset, layout.size]
+      const whole = starts.every((x) => x === undefined || x % v === 0)
+      return { tile, threads: H * CUDA_SUB, recPad, so: { aK, bK, aV, bV }, wsStride, vec: whole ? v : 1 }
+    }
+  }
+  return `a record of ${layout.size} values does not fit 8 tokens in ${CUDA_STATIC_SMEM} bytes of shared memory`
+}
