@@ -1,5 +1,6 @@
 import { type Backend, hasKernel } from '@attnkit/core'
 import { registerCpuGdnKernels } from './cpu-gdn.js'
+import { registerGpuGdnKernels } from './gpu-gdn.js'
 import { registerGdnGradient } from './gradients.js'
 
 let registered = false
@@ -13,6 +14,7 @@ export function ensureKernelsRegistered(): void {
   registered = true
   registerGdnGradient()
   registerCpuGdnKernels()
+  registerGpuGdnKernels()
 }
 
 /** True when `kernelName` can run on `backend`: registered for it and, for GPU programs, runnable. */

@@ -1,0 +1,49 @@
+import { type Backend, backend, dispose, memory, runKernel } from '@attnkit/core'
+import { describe, expect, it } from 'vitest'
+import { ensureKernelsRegistered, KERNELS } from '../src/index.js'
+import { gdnHostInputs, relErr, upload } from './gpu-inputs.js'
+
+/** Starts the WebGPU backend, or says in one line why it cannot run here. */
+async function startWebGPU(): Promise<{ gpu?: Backend; why: string }> {
+  try {
+    await import('@attnkit/backend-webgpu')
+  } catch (e) {
+    return {
+      why: `@attnkit/backend-webgpu is not built or not importable (${(e as Error).message.split('\n')[0]})`,
+    }
+  }
+  try {
+    return { gpu: await backend('webgpu'), why: '' }
+  } catch (e) {
+    return { why: `WebGPU did not start: ${(e as Error).message.split('\n')[0]}` }
+  }
+}
+
+const { gpu, why } = await startWebGPU()
+
+describe.skipIf(!gpu)(`fused WGSL kernels vs the CPU reference${why ? ` (skipped: ${why})` : ''}`, () => {
+  it('chunkwise GDN forward and backward (float32 on the GPU vs float64 on the CPU)', async () => {
+    ensureKernelsRegistered()
+    const live = memory('cpu').liveTensors
+    const [B, H, T, Dk, Dv, C] = [1, 2, 21, 8, 20, 8]
+    const host = gdnHostInputs(41, B, H, T, Dk, Dv)
+    const ref = upload(host, 'float64')
+    const got = upload(host, 'float32', gpu)
+    const attrs = { scale: 0.4, chunkSize: C }
+    const run = (x: typeof ref) => [
+      ...runKernel(
+        KERNELS.gdnForward,
+        { q: x.q, k: x.k, v: x.v, g: x.g, beta: x.beta, state: x.state },
+        attrs,
+      ),
+      ...runKernel(KERNELS.gdnBackward, x, attrs),
+    ]
+    const a = run(ref)
+    const b = run(got)
+    const names = ['out', 'finalState', 'dq', 'dk', 'dv', 'dg', 'dbeta', 'dstate']
+    for (let i = 0; i < names.length; i++) expect(await relErr(a[i], b[i]), names[i]).toBeLessThan(2e-5)
+    dispose([ref, got, a, b])
+    expect(memory('cpu').liveTensors).toBe(live)
+    expect(memory('webgpu').liveTensors).toBe(0)
+  })
+})
