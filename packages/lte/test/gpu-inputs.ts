@@ -1,4 +1,14 @@
-import { type Backend, Rng, type Tensor, tensor } from '@attnkit/core'
+import {
+  attention,
+  type Backend,
+  concat,
+  greaterEqual,
+  ones,
+  Rng,
+  type Tensor,
+  tensor,
+  tidy,
+} from '@attnkit/core'
 
 /** Random GDN kernel inputs (unit-norm k, gates in realistic ranges) as host arrays. */
 export function gdnHostInputs(seed: number, B: number, H: number, T: number, Dk: number, Dv: number) {
@@ -60,4 +70,38 @@ export async function relErr(ref: Tensor, got: Tensor): Promise<number> {
     scale = Math.max(scale, Math.abs(Number(x[j])))
   }
   return err / Math.max(1, scale)
+}
+
+/** Random decode-attention inputs: some slots empty (pos -1), GQA with 2 query heads per KV head. */
+export function decodeHostInputs(seed: number, B: number, H: number, Hk: number, N: number, D: number) {
+  const rng = new Rng(seed)
+  const u = rng.uniformArray(B * Hk * N)
+  const pos = Int32Array.from(u, (x, i) => (x < 0.3 ? -1 : i % N))
+  return {
+    q: { v: rng.normalArray(B * H * D), shape: [B, H, 1, D] },
+    k: { v: rng.normalArray(B * Hk * N * D), shape: [B, Hk, N, D] },
+    v: { v: rng.normalArray(B * Hk * N * D), shape: [B, Hk, N, D] },
+    pos: { v: pos, shape: [B, Hk, N] },
+    kNew: { v: rng.normalArray(B * Hk * D), shape: [B, Hk, 1, D] },
+    vNew: { v: rng.normalArray(B * Hk * D), shape: [B, Hk, 1, D] },
+  }
+}
+
+export function uploadDecode(
+  host: ReturnType<typeof decodeHostInputs>,
+  dtype: 'float32' | 'float64',
+  backend?: Backend,
+) {
+  const t = (name: keyof typeof host) =>
+    tensor(host[name].v, host[name].shape, { dtype: name === 'pos' ? 'int32' : dtype, backend })
+  return { q: t('q'), k: t('k'), v: t('v'), pos: t('pos'), kNew: t('kNew'), vNew: t('vNew') }
+}
+
+/** The portable equivalent: core attention over concat(slots, new) with keep = pos >= 0. */
+export function portableDecodeAttention(x: ReturnType<typeof uploadDecode>): Tensor {
+  return tidy(() => {
+    const [B, Hk] = x.k.shape
+    const keep = concat([greaterEqual(x.pos, 0), ones([B, Hk, 1], 'bool')], 2)
+    return attention(x.q, concat([x.k, x.kNew], 2), concat([x.v, x.vNew], 2), { keep })
+  })
 }

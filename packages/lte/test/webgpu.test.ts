@@ -1,7 +1,14 @@
 import { type Backend, backend, dispose, memory, runKernel } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { ensureKernelsRegistered, KERNELS } from '../src/index.js'
-import { gdnHostInputs, relErr, upload } from './gpu-inputs.js'
+import { ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
+import {
+  decodeHostInputs,
+  gdnHostInputs,
+  portableDecodeAttention,
+  relErr,
+  upload,
+  uploadDecode,
+} from './gpu-inputs.js'
 
 /** Starts the WebGPU backend, or says in one line why it cannot run here. */
 async function startWebGPU(): Promise<{ gpu?: Backend; why: string }> {
@@ -43,6 +50,25 @@ describe.skipIf(!gpu)(`fused WGSL kernels vs the CPU reference${why ? ` (skipped
     const names = ['out', 'finalState', 'dq', 'dk', 'dv', 'dg', 'dbeta', 'dstate']
     for (let i = 0; i < names.length; i++) expect(await relErr(a[i], b[i]), names[i]).toBeLessThan(2e-5)
     dispose([ref, got, a, b])
+    expect(memory('cpu').liveTensors).toBe(live)
+    expect(memory('webgpu').liveTensors).toBe(0)
+  })
+
+  it('LTE decode attention over the cache slots plus the new token (GQA, empty slots, N > 256)', async () => {
+    ensureKernelsRegistered()
+    const live = memory('cpu').liveTensors
+    for (const [N, D] of [
+      [13, 8],
+      [300, 16],
+    ]) {
+      const host = decodeHostInputs(N, 2, 4, 2, N, D)
+      const ref = uploadDecode(host, 'float64')
+      const got = uploadDecode(host, 'float32', gpu)
+      const expected = portableDecodeAttention(ref)
+      const out = fusedDecodeAttention(got.q, got.k, got.v, got.pos, got.kNew, got.vNew)
+      expect(await relErr(expected, out), `N=${N}`).toBeLessThan(2e-5)
+      dispose([ref, got, expected, out])
+    }
     expect(memory('cpu').liveTensors).toBe(live)
     expect(memory('webgpu').liveTensors).toBe(0)
   })

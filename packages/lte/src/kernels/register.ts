@@ -1,5 +1,6 @@
 import { type Backend, hasKernel } from '@attnkit/core'
 import { registerCpuGdnKernels } from './cpu-gdn.js'
+import { registerDecodeAttentionKernels } from './decode-attention.js'
 import { registerGpuGdnKernels } from './gpu-gdn.js'
 import { registerGdnGradient } from './gradients.js'
 
@@ -15,6 +16,7 @@ export function ensureKernelsRegistered(): void {
   registerGdnGradient()
   registerCpuGdnKernels()
   registerGpuGdnKernels()
+  registerDecodeAttentionKernels()
 }
 
 /** True when `kernelName` can run on `backend`: registered for it and, for GPU programs, runnable. */

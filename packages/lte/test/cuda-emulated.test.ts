@@ -1,8 +1,15 @@
 import { dispose, memory, runKernel, setBackend } from '@attnkit/core'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ensureKernelsRegistered, KERNELS } from '../src/index.js'
+import { ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emulator/backend.js'
-import { gdnHostInputs, relErr, upload } from './gpu-inputs.js'
+import {
+  decodeHostInputs,
+  gdnHostInputs,
+  portableDecodeAttention,
+  relErr,
+  upload,
+  uploadDecode,
+} from './gpu-inputs.js'
 
 const why = emulatorUnavailable()
 
@@ -44,5 +51,24 @@ describe.skipIf(why !== '')(`CUDA GDN kernels on the CPU emulator${why ? ` (skip
     dispose([ref, got, a, b, a2, b2])
     expect(memory('cpu').liveTensors).toBe(live)
     expect(memory('cuda').liveBuffers).toBe(0)
+  })
+
+  it('LTE decode attention over the cache slots plus the new token (GQA, empty slots, N > 256)', async () => {
+    ensureKernelsRegistered()
+    const live = memory('cpu').liveTensors
+    for (const [N, D] of [
+      [13, 8],
+      [300, 16],
+    ]) {
+      const host = decodeHostInputs(N, 2, 4, 2, N, D)
+      const ref = uploadDecode(host, 'float64')
+      const got = uploadDecode(host, 'float32', emu)
+      const expected = portableDecodeAttention(ref)
+      const out = fusedDecodeAttention(got.q, got.k, got.v, got.pos, got.kNew, got.vNew)
+      expect(await relErr(expected, out), `N=${N}`).toBeLessThan(2e-5)
+      dispose([ref, got, expected, out])
+    }
+    expect(memory('cpu').liveTensors).toBe(live)
+    expect(memory('cuda').liveTensors).toBe(0)
   })
 })
