@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { decodeAttentionCudaSource } from '../src/kernels/cuda/decode-attention.js'
 import { gdnCudaSource } from '../src/kernels/cuda/gdn-chunked.js'
 
 function nvccMissing(): string {
@@ -52,6 +53,10 @@ describe.skipIf(why !== '')(
     ])
       it(`chunkwise GDN, C=${dims.C} DK=${dims.DK} DV=${dims.DV}`, () => {
         expect(() => compile('gdn', gdnCudaSource(dims))).not.toThrow()
+      })
+    for (const D of [64, 128, 256])
+      it(`LTE decode attention, head dim ${D}`, () => {
+        expect(() => compile('decode', decodeAttentionCudaSource(D))).not.toThrow()
       })
   },
 )
