@@ -67,7 +67,9 @@ describe('parameters', () => {
       /tensor 'x.router.weight' \[2, 6\] is missing/,
     )
     expect(memory().liveTensors).toBe(live)
-    expect(() => forward({ config, router: params.router }, params.router!)).toThrow(/parameter 'dense.q' \(dense.q.weight\) is missing/)
+    expect(() => forward({ config, router: params.router }, params.router!)).toThrow(
+      /parameter 'dense.q' \(dense.q.weight\) is missing/,
+    )
     dispose([params, other])
   })
 })

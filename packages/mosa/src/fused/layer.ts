@@ -24,10 +24,10 @@ export function fusedSupport(c: ResolvedConfig, x: Tensor): FusedSupport {
   if (x.dtype !== 'float32') {
     return { ok: false, reason: `the fused kernels take float32, got ${x.dtype}` }
   }
-  if (c.headDim % 16 !== 0 || c.headDim > FUSED_MAX_HEAD_DIM) {
+  if (c.headDim % 32 !== 0 || c.headDim > FUSED_MAX_HEAD_DIM) {
     return {
       ok: false,
-      reason: `the fused kernels take headDim a multiple of 16 up to ${FUSED_MAX_HEAD_DIM}, got ${c.headDim}`,
+      reason: `the fused kernels take headDim a multiple of 32 up to ${FUSED_MAX_HEAD_DIM}, got ${c.headDim}`,
     }
   }
   return { ok: true }
@@ -46,7 +46,7 @@ export function sparseHeadsFused(
   k: number,
 ): { y: Tensor; indices: Tensor; scores: Tensor } {
   return tidy(() => {
-    const [indices, scores] = runKernel(KERNELS.select, { logits }, { k })
+    const [indices, scores] = runKernel(KERNELS.select, { logits }, { k, headDim: c.headDim })
     const [q, kk, v] = runKernel(
       KERNELS.project,
       { x, indices, wq: w.q, wk: w.k, wv: w.v },

@@ -1,0 +1,51 @@
+// Runs CUDA C kernels on the CPU for tests: each block's threads are cooperative fibers
+// (ucontext) switched round-robin at every __syncthreads, so barriers, shared memory (function
+// statics, one block at a time), warp shuffles and atomics behave as on the GPU for kernels whose
+// threads all reach the same barriers. Float maths is the host's, in the same precision.
+#include <ucontext.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+static dim3 blockIdx, blockDim, gridDim;
+struct EmuThread { dim3 idx; ucontext_t ctx; };
+static std::vector<EmuThread> emu_threads;
+static ucontext_t emu_main;
+static int emu_cur = 0;
+#define threadIdx (emu_threads[emu_cur].idx)
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __shared__ static
+#define __launch_bounds__(n)
+
+static void emu_switch_next() {
+  int from = emu_cur;
+  emu_cur = (emu_cur + 1) % (int)emu_threads.size();
+  swapcontext(&emu_threads[from].ctx, &emu_threads[emu_cur].ctx);
+}
+static inline void __syncthreads() {
+  if (emu_threads.size() > 1) emu_switch_next();
+}
+static float emu_shfl[1024];
+static inline float __shfl_xor_sync(unsigned, float v, int lane) {
+  int t = emu_cur;
+  emu_shfl[t] = v;
+  __syncthreads();
+  float r = emu_shfl[(t & ~31) | ((t & 31) ^ lane)];
+  __syncthreads();
+  return r;
+}
+static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+static inline float atomicAdd(float* p, float v) { float o = *p; *p = o + v; return o; }
+static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+

@@ -1,0 +1,35 @@
+import { setBackend } from '@attnkit/core'
+import { beforeAll, describe, it } from 'vitest'
+import type { MosaConfig } from '../src/index.js'
+import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emu/emulated-cuda.js'
+import { expectFusedMatchesPortable } from './fused-check.js'
+
+const missing = emulatorUnavailable()
+
+describe.skipIf(missing)(
+  `fused CUDA kernels, run on the CPU by the emulator${missing ? ` (skipped: ${missing})` : ''}`,
+  () => {
+    beforeAll(async () => {
+      await setBackend(new EmulatedCudaBackend())
+    })
+    const base: MosaConfig = { dModel: 20, headDim: 32, denseHeads: 0, sparseHeads: 3, sparsity: 3 }
+
+    it('match the portable path: forward, selection and every gradient (batch 2)', async () => {
+      await expectFusedMatchesPortable(base, 2, 40, 1)
+    })
+
+    it('several tiles in every direction (k = 100 > 64 rows, dModel 70 > 64 columns), RoPE off', async () => {
+      await expectFusedMatchesPortable(
+        { ...base, dModel: 70, sparseHeads: 2, sparsity: 2, rope: false },
+        1,
+        200,
+        2,
+      )
+    })
+
+    it('k = T and k = 1', async () => {
+      await expectFusedMatchesPortable({ ...base, sparsity: 1 }, 2, 17, 3)
+      await expectFusedMatchesPortable({ ...base, sparsity: 100 }, 2, 17, 4)
+    })
+  },
+)
