@@ -40,6 +40,19 @@ export {
   scorerStep,
 } from './attention/scorer.js'
 export { steSparseAttention } from './attention/ste-attention.js'
+export {
+  benchDecode,
+  benchGdnForwardBackward,
+  checkFusedDecodeAttention,
+  checkFusedGdn,
+  type DecodeBenchResult,
+  type GdnBenchResult,
+  type GdnBenchShape,
+  gdnBenchInputs,
+  syntheticDecodeCache,
+  type TimingStats,
+  timeRuns,
+} from './bench.js'
 export { type GatedDeltaOptions, gatedDelta, type KernelChoice } from './gdn/delta-rule.js'
 export {
   createGdnState,

@@ -1,6 +1,6 @@
 import { dispose, memory, runKernel, setBackend } from '@attnkit/core'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
+import { checkFusedGdn, ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emulator/backend.js'
 import {
   decodeHostInputs,
@@ -70,5 +70,10 @@ describe.skipIf(why !== '')(`CUDA GDN kernels on the CPU emulator${why ? ` (skip
     }
     expect(memory('cpu').liveTensors).toBe(live)
     expect(memory('cuda').liveTensors).toBe(0)
+  })
+
+  it('full 64-token chunks (every row lane busy), three chunks with a partial one, via checkFusedGdn', async () => {
+    const errors = await checkFusedGdn(emu, { batch: 1, heads: 2, seqLen: 150, headDim: 32, chunkSize: 64 })
+    for (const [name, e] of Object.entries(errors)) expect(e, name).toBeLessThan(3e-5)
   })
 })

@@ -1,6 +1,6 @@
 import { type Backend, backend, dispose, memory, runKernel } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
+import { checkFusedGdn, ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
 import {
   decodeHostInputs,
   gdnHostInputs,
@@ -71,5 +71,10 @@ describe.skipIf(!gpu)(`fused WGSL kernels vs the CPU reference${why ? ` (skipped
     }
     expect(memory('cpu').liveTensors).toBe(live)
     expect(memory('webgpu').liveTensors).toBe(0)
+  })
+
+  it('full 64-token chunks (every row lane busy), three chunks with a partial one, via checkFusedGdn', async () => {
+    const errors = await checkFusedGdn(gpu!, { batch: 1, heads: 1, seqLen: 130, headDim: 16, chunkSize: 64 })
+    for (const [name, e] of Object.entries(errors)) expect(e, name).toBeLessThan(3e-5)
   })
 })

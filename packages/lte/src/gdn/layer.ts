@@ -3,6 +3,7 @@ import {
   concat,
   conv1d,
   exp,
+  hasKernel,
   linear,
   mul,
   neg,
@@ -199,7 +200,10 @@ export function createGdnState(c: GdnConfig, batch: number, paramDType: ParamDTy
 /** One decode step: xt [B, 1, dModel] -> y [B, 1, dModel]; `state` is replaced in place. */
 export function gdnDecode(c: GdnConfig, p: GdnParams, state: GdnState, xt: Tensor): Tensor {
   assertShapeArg('gdnDecode', 'xt', xt, [state.S.shape[0], 1, c.dModel], ['B', '1', 'dModel'])
-  const { y, state: next } = gdnForward(c, p, xt, { state, returnState: true, mode: 'recurrent' })
+  // Core's recurrent kernel where the backend has it (one launch); else the fused chunkwise
+  // programs, which for one token compute exactly the recurrent step.
+  const mode = hasKernel('gatedDeltaRule', xt.backend.name) ? 'recurrent' : 'chunked'
+  const { y, state: next } = gdnForward(c, p, xt, { state, returnState: true, mode })
   for (const k of ['S', 'convQ', 'convK', 'convV'] as const) {
     state[k].dispose()
     state[k] = next![k]
