@@ -173,28 +173,39 @@ export async function benchGdnForwardBackward(
  */
 export function syntheticDecodeCache(
   model: LteModel,
-  opts: { batch: number; contextLen: number; rng: Rng },
+  opts: {
+    batch: number
+    contextLen: number
+    rng: Rng
+    /**
+     * 'random' (default): normal draws made on the host. 'constant': filled on the device
+     * (0.01), for caches of many GiB where drawing on the host would take minutes.
+     */
+    values?: 'random' | 'constant'
+  },
 ): ModelCache {
   const c = model.config
   const { batch: B, contextLen: L, rng } = opts
+  const draw = (shape: readonly number[], std = 1) =>
+    opts.values === 'constant' ? full([...shape], 0.01) : rng.normal([...shape], 0, std)
   const cache = model.createCache({ batch: B })
   cache.layers.forEach((entry) => {
     if (entry.kind === 'gdn') {
       const g = gdnLayerConfig(c)
       const st = entry.state
       dispose([st.S, st.convQ, st.convK, st.convV])
-      st.S = rng.normal([B, g.numHeads, g.headKDim, g.headVDim], 0, 0.1)
-      st.convQ = rng.normal(st.convQ.shape)
-      st.convK = rng.normal(st.convK.shape)
-      st.convV = rng.normal(st.convV.shape)
+      st.S = draw([B, g.numHeads, g.headKDim, g.headVDim], 0.1)
+      st.convQ = draw(st.convQ.shape)
+      st.convK = draw(st.convK.shape)
+      st.convV = draw(st.convV.shape)
       return
     }
     const a = attentionLayerConfig(c, entry.kind)
     const ac = entry.cache
     ac.position = L
     if (entry.kind === 'full') {
-      ac.keys = rng.normal([B, a.numKvHeads, L, a.headDim])
-      ac.values = rng.normal([B, a.numKvHeads, L, a.headDim])
+      ac.keys = draw([B, a.numKvHeads, L, a.headDim])
+      ac.values = draw([B, a.numKvHeads, L, a.headDim])
       return
     }
     const N = slotCount(a)
@@ -219,14 +230,14 @@ export function syntheticDecodeCache(
     const s = ac.slots!
     dispose([s.k, s.v, s.pos, s.score])
     ac.slots = {
-      k: rng.normal([B, a.numKvHeads, N, a.headDim]),
-      v: rng.normal([B, a.numKvHeads, N, a.headDim]),
+      k: draw([B, a.numKvHeads, N, a.headDim]),
+      v: draw([B, a.numKvHeads, N, a.headDim]),
       pos: tensor(pos, [B, a.numKvHeads, N], { dtype: 'int32' }),
       score: tensor(score, [B, a.numKvHeads, N]),
     }
     if (ac.scorer) {
       const bufs = ac.scorer.buffers
-      ac.scorer.buffers = bufs.map((b) => rng.normal(b.shape))
+      ac.scorer.buffers = bufs.map((b) => draw(b.shape))
       dispose(bufs)
     }
   })
