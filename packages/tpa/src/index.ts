@@ -43,7 +43,7 @@ export {
   DECODE_PARTIAL_KERNEL,
 } from './kernels/names.js'
 export { type DecodeTuning, decodeTuning, setDecodeTuning } from './kernels/plan.js'
-export { ensureKernelsRegistered } from './kernels/register.js'
+export { ensureKernelsRegistered, fusedDTypes } from './kernels/register.js'
 export { TPA_CUDA_SOURCE } from './kernels/tpa.cu.js'
 export { configOf, type InitOptions, init, type ParamSpec, paramSpecs, type TpaParams } from './params.js'
 export {

@@ -1,0 +1,322 @@
+/**
+ * TPA on a GPU: fused-kernel correctness, copy bandwidth, KV-cache bytes per token, decode
+ * attention latency (TPA fused / portable against the backend's flash attention for MHA and
+ * GQA) at 4K / 32K / 128K context for batch 1 and 16, whole decode steps, and a prefill.
+ *
+ *   node h100.mjs [--backend cuda|webgpu] [--dtypes float16,float32] [--quick] [--out file.json]
+ *
+ * --quick shrinks every size (a smoke test of the script itself, e.g. on lavapipe).
+ * Prints a table last; writes the full results as JSON to --out (default $OUT/tpa-bench.json
+ * when OUT is set).
+ */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cast, type DType, dispose, Rng, setBackend, backend as startBackend, toBackend } from '@attnkit/core'
+import {
+  benchDenseDecodeAttention,
+  benchTpaDecodeAttention,
+  benchTpaDecodeStep,
+  benchTpaPrefill,
+  filledCache,
+  kvCacheTable,
+  measureCopyBandwidth,
+} from '../src/bench/index.js'
+import {
+  createCache,
+  decodeTuning,
+  factorAttention,
+  fusedDTypes,
+  portableFactorAttention,
+  setDecodeTuning,
+  type TpaConfig,
+} from '../src/index.js'
+
+const args = process.argv.slice(2)
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] ? args[i + 1] : fallback
+}
+const quick = args.includes('--quick')
+const backendName = arg('backend', 'cuda')
+const dtypes = arg('dtypes', backendName === 'webgpu' ? 'float32' : 'float16,float32').split(',') as DType[]
+const outFile = arg('out', process.env.OUT ? join(process.env.OUT, 'tpa-bench.json') : '')
+
+const H = 16
+const D = 64
+const CONTEXTS = quick ? [256, 1024] : [4096, 32768, 131072]
+const BATCHES = quick ? [1, 2] : [1, 16]
+const ITERS = quick ? 3 : 20
+
+const results: Record<string, unknown> = { backend: backendName, quick, startedAt: new Date().toISOString() }
+const rows: string[][] = []
+const log = (s: string) => console.log(s)
+
+function tpaConfig(variant: 'tpa' | 'tpa-kvonly', dtype: DType): TpaConfig {
+  return { variant, dModel: H * D, heads: H, headDim: D, dtype }
+}
+
+async function main() {
+  // Literal specifiers so a bundler (esbuild) pulls the backend package into the bundle.
+  if (backendName === 'cuda') await import('@attnkit/backend-cuda' as string)
+  else if (backendName === 'webgpu') await import('@attnkit/backend-webgpu')
+  const backend = await setBackend(backendName)
+  const info = backend.info()
+  results.device = info.device
+  results.details = info.details
+  log(`backend ${backendName}: ${info.device}`)
+
+  // 1. Correctness: fused decode against the float32 portable path on the CPU, same cache contents.
+  const checks: unknown[] = []
+  const saved = decodeTuning(backendName)
+  for (const dtype of ['float32', 'float16', 'bfloat16'] as DType[]) {
+    if (!backend.supportsDType(dtype) || !fusedDTypes(backendName).includes(dtype)) continue
+    for (const config of [
+      tpaConfig('tpa', dtype),
+      { ...tpaConfig('tpa', dtype), kRank: 1, vRank: 4 },
+      tpaConfig('tpa-kvonly', dtype),
+      { variant: 'gqa' as const, dModel: H * D, heads: H, kvHeads: 4, headDim: D, dtype },
+    ]) {
+      for (const tuning of [saved, { targetBlocks: 64, minTokensPerSplit: 32 }]) {
+        setDecodeTuning(backendName, tuning)
+        const label = `check ${config.variant} R_K=${config.kRank ?? '-'} ${dtype} minTokensPerSplit=${tuning.minTokensPerSplit}`
+        const rel = await attempt(label, () => fusedVsPortable(config, dtype))
+        const tol = dtype === 'float32' ? 2e-5 : dtype === 'float16' ? 4e-3 : 2e-2
+        const ok = rel !== null && Number.isFinite(rel) && rel < tol
+        checks.push({ variant: config.variant, kRank: config.kRank, dtype, tuning, maxRelError: rel, ok })
+        log(`${label}: max rel err ${rel?.toExponential(2)} ${ok ? 'ok' : 'FAIL'}`)
+      }
+    }
+  }
+  setDecodeTuning(backendName, saved)
+  results.checks = checks
+
+  // 2. Copy bandwidth.
+  const copy = await attempt('copy bandwidth', () =>
+    measureCopyBandwidth({ bytes: quick ? 1 << 24 : 1 << 30 }),
+  )
+  const copyBw = Math.max(copy?.kernel?.bytesPerSecond ?? 0, copy?.coreAdd.bytesPerSecond ?? Number.NaN)
+  results.copy = copy
+  log(
+    `copy bandwidth (read + write): tpa.copy ${fmtBw(copy?.kernel?.bytesPerSecond)}, core add ${fmtBw(copy?.coreAdd.bytesPerSecond)}`,
+  )
+
+  // 3. KV-cache bytes per token at h = 16, d_h = 64.
+  for (const dtype of dtypes) {
+    const table = kvCacheTable([
+      { name: 'TPA (R_K = R_V = 2)', config: tpaConfig('tpa', dtype) },
+      { name: 'TPA-KVonly (R_K = R_V = 2)', config: tpaConfig('tpa-kvonly', dtype) },
+      { name: 'MHA', config: { variant: 'mha', dModel: H * D, heads: H, headDim: D, dtype } },
+      {
+        name: 'GQA (4 kv heads)',
+        config: { variant: 'gqa', dModel: H * D, heads: H, kvHeads: 4, headDim: D, dtype },
+      },
+      { name: 'MQA', config: { variant: 'mqa', dModel: H * D, heads: H, headDim: D, dtype } },
+    ])
+    results[`kvCache_${dtype}`] = table
+    for (const r of table)
+      log(`kv bytes/token ${dtype} ${r.name}: ${r.bytesPerToken} (${r.vsMha.toFixed(2)}x less than MHA)`)
+  }
+
+  // 4. Split-heuristic sweep for the fused decode at 32K.
+  const sweep: unknown[] = []
+  const sweepCtx = quick ? 1024 : 32768
+  for (const batch of BATCHES) {
+    for (const minTokensPerSplit of quick ? [32, 128] : [64, 128, 256, 512]) {
+      setDecodeTuning(backendName, { ...saved, minTokensPerSplit })
+      const r = await attempt(`sweep B=${batch} minTokensPerSplit=${minTokensPerSplit}`, () =>
+        benchTpaDecodeAttention({
+          config: tpaConfig('tpa', dtypes[0]),
+          batch,
+          context: sweepCtx,
+          impl: 'fused',
+          iterations: ITERS,
+        }),
+      )
+      sweep.push({ minTokensPerSplit, ...r })
+      if (r)
+        log(
+          `sweep B=${batch} ctx=${sweepCtx} minTokensPerSplit=${minTokensPerSplit}: ${r.timing.ms.toFixed(4)} ms, ${fmtBw(r.bytesPerSecond)}`,
+        )
+    }
+  }
+  setDecodeTuning(backendName, saved)
+  results.sweep = sweep
+
+  // 5. Decode attention and whole decode steps.
+  const attn: unknown[] = []
+  const steps: unknown[] = []
+  for (const dtype of dtypes) {
+    for (const context of CONTEXTS) {
+      for (const batch of BATCHES) {
+        const where = `${dtype} B=${batch} ctx=${context}`
+        for (const impl of ['fused', 'portable'] as const) {
+          const r = await attempt(`tpa decode attention (${impl}) ${where}`, () =>
+            benchTpaDecodeAttention({
+              config: tpaConfig('tpa', dtype),
+              batch,
+              context,
+              impl,
+              iterations: impl === 'fused' ? ITERS : Math.max(2, ITERS / 4),
+            }),
+          )
+          if (r) addRow(r, copyBw)
+          attn.push(r)
+        }
+        for (const kvHeads of [H, 4]) {
+          const r = await attempt(`dense decode attention kv=${kvHeads} ${where}`, () =>
+            benchDenseDecodeAttention({
+              heads: H,
+              kvHeads,
+              headDim: D,
+              dtype,
+              batch,
+              context,
+              iterations: ITERS,
+            }),
+          )
+          if (r) addRow(r, copyBw)
+          attn.push(r)
+        }
+        const step = await attempt(`tpa decode step ${where}`, () =>
+          benchTpaDecodeStep({
+            config: tpaConfig('tpa', dtype),
+            batch,
+            context,
+            impl: 'fused',
+            iterations: ITERS,
+          }),
+        )
+        steps.push(step)
+        if (step)
+          rows.push([
+            step.what,
+            dtype,
+            String(batch),
+            String(context),
+            step.timing.ms.toFixed(4),
+            '',
+            '',
+            step.timing.source,
+          ])
+      }
+    }
+  }
+  results.decodeAttention = attn
+  results.decodeStep = steps
+
+  // 6. Prefill (the layer's forward) at 4K.
+  const pre = await attempt('prefill', () =>
+    benchTpaPrefill({
+      config: tpaConfig('tpa', dtypes[0]),
+      batch: 1,
+      seqLen: quick ? 256 : 4096,
+      iterations: 3,
+    }),
+  )
+  results.prefill = pre
+  if (pre)
+    rows.push([
+      pre.what,
+      pre.dtype,
+      '1',
+      String(pre.context),
+      pre.timing.ms.toFixed(3),
+      `${(pre.flopsPerSecond / 1e12).toFixed(2)} TFLOP/s`,
+      '',
+      pre.timing.source,
+    ])
+
+  results.errors = errors
+  if (outFile) {
+    writeFileSync(outFile, JSON.stringify(results, null, 1))
+    log(`wrote ${outFile}`)
+  }
+  const failed = (checks as { ok: boolean }[]).filter((c) => !c.ok).length
+  log(
+    `\ncorrectness: ${checks.length - failed}/${checks.length} fused-vs-portable checks ok; copy bandwidth ${fmtBw(copyBw)}`,
+  )
+  printTable(['what', 'dtype', 'B', 'ctx', 'ms/token', 'cache GB/s', '% of copy', 'timer'], rows)
+  if (errors.length) log(`${errors.length} measurement(s) failed: see ERROR lines above`)
+  if (failed || errors.length) process.exitCode = 1
+}
+
+/** Max error of the fused decode against the float32 portable path on the CPU (same cache), relative to max |ref|. */
+async function fusedVsPortable(config: TpaConfig, dtype: DType): Promise<number> {
+  const cache = filledCache(config, { batch: 3, context: quick ? 300 : 3000, tailTokens: 17, seed: 9 })
+  const q = new Rng(10).normal([3, H, D], 0, 1, { dtype })
+  const cpu = await startBackend('cpu')
+  const cacheCpu = createCache(
+    { ...config, dtype: 'float32' },
+    { batch: 3, maxLen: cache.length, backend: cpu },
+  )
+  const owned = [q]
+  try {
+    const got = factorAttention(q, cache, { impl: 'fused' })
+    const recs = cache.records()
+    const recsHost = await toBackend(recs, cpu)
+    const recsCpu = cast(recsHost, 'float32')
+    cacheCpu.append(recsCpu)
+    const qHost = await toBackend(q, cpu)
+    const qCpu = cast(qHost, 'float32')
+    const want = portableFactorAttention(qCpu, cacheCpu)
+    owned.push(got, recs, recsHost, recsCpu, qHost, qCpu, want)
+    const g = await got.data()
+    const w = await want.data()
+    let err = 0
+    let scale = 0
+    for (let i = 0; i < w.length; i++) {
+      err = Math.max(err, Math.abs(g[i] - w[i]))
+      scale = Math.max(scale, Math.abs(w[i]))
+    }
+    return err / scale
+  } finally {
+    dispose(owned)
+    cache.dispose()
+    cacheCpu.dispose()
+  }
+}
+
+function addRow(r: Awaited<ReturnType<typeof benchTpaDecodeAttention>>, copyBw: number) {
+  rows.push([
+    `${r.what} (${r.impl})`,
+    r.dtype,
+    String(r.batch),
+    String(r.context),
+    r.timing.ms.toFixed(4),
+    (r.bytesPerSecond / 1e9).toPrecision(4),
+    `${((100 * r.bytesPerSecond) / copyBw).toFixed(0)}%`,
+    r.timing.source,
+  ])
+}
+
+function fmtBw(b: number | undefined): string {
+  return b === undefined ? 'n/a' : `${(b / 1e9).toPrecision(4)} GB/s`
+}
+
+const errors: string[] = []
+
+/** Runs one measurement; a failure is logged, kept in the results and does not stop the run. */
+async function attempt<T>(label: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn()
+  } catch (e) {
+    const msg = `${label}: ${(e as Error).message.split('\n')[0]}`
+    errors.push(msg)
+    log(`ERROR ${msg}`)
+    rows.push([label, 'error', '', '', '', '', '', ''])
+    return null
+  }
+}
+
+function printTable(head: string[], body: string[][]) {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? '').length)))
+  const line = (r: string[]) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join(' | ')
+  console.log(line(head))
+  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'))
+  for (const r of body) console.log(line(r))
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exitCode = 1
+})
