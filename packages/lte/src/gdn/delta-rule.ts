@@ -18,7 +18,9 @@ export interface GatedDeltaOptions {
   /**
    * 'fused': this package's chunkwise kernel (forward and an explicit chunkwise backward) for the
    * tensors' backend, or an error naming why it cannot run; 'portable': core's `gatedDeltaRule`;
-   * 'auto' (default): fused when registered for the backend and dtype, else portable.
+   * 'auto' (default): fused on a GPU backend that has the kernel for the dtype, else portable.
+   * On the CPU 'auto' takes core's op (faster there); the package's CPU kernel is the float64
+   * reference of the chunkwise algorithm, chosen with 'fused'.
    */
   kernel?: KernelChoice
 }
@@ -44,7 +46,10 @@ export function gatedDelta(
   const kernel = opts.kernel ?? 'auto'
   if (kernel !== 'auto' && kernel !== 'fused' && kernel !== 'portable')
     throw argumentError(op, 'kernel', "'auto' | 'fused' | 'portable'", kernel)
-  const useFused = mode === 'chunked' && kernel !== 'portable' && fusedGdnUsable(q, kernel === 'fused')
+  const useFused =
+    mode === 'chunked' &&
+    (kernel === 'fused' || (kernel === 'auto' && q.backend.name !== 'cpu')) &&
+    fusedGdnUsable(q, kernel === 'fused')
   if (!useFused) {
     if (kernel === 'fused')
       throw argumentError(
