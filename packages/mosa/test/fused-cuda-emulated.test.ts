@@ -27,6 +27,11 @@ describe.skipIf(missing)(
       )
     })
 
+    it('head dim 64 and 128', async () => {
+      await expectFusedMatchesPortable({ ...base, headDim: 64 }, 1, 30, 5)
+      await expectFusedMatchesPortable({ ...base, headDim: 128, sparsity: 2 }, 1, 40, 6)
+    })
+
     it('k = T and k = 1', async () => {
       await expectFusedMatchesPortable({ ...base, sparsity: 1 }, 2, 17, 3)
       await expectFusedMatchesPortable({ ...base, sparsity: 100 }, 2, 17, 4)

@@ -34,6 +34,9 @@ export function problem(
   const rng = new Rng(seed)
   const params = init(config, rng)
   const xHost = makeX ? makeX(rng) : rng.normalArray(B * T * config.dModel)
-  const x = tensor(xHost, [B, T, config.dModel], config.dtype ?? 'float32')
-  return { config, params, x, xHost: Float64Array.from(x.dataSync()), B, T }
+  const dtype = config.dtype ?? 'float32'
+  const x = tensor(xHost, [B, T, config.dModel], dtype)
+  // The values x holds (no read-back: WebGPU cannot read synchronously).
+  const held = dtype === 'float32' ? Float64Array.from(Float32Array.from(xHost)) : xHost
+  return { config, params, x, xHost: held, B, T }
 }

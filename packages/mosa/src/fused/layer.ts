@@ -2,7 +2,7 @@ import { hasKernel, runKernel, type Tensor, tidy } from '@attnkit/core'
 import type { ResolvedConfig } from '../config.js'
 import type { HeadProjections } from '../params.js'
 import { ALL_KERNELS, KERNELS } from './names.js'
-import { ensureFusedKernels } from './register.js'
+import { ensureFusedKernels, LANGUAGES } from './register.js'
 
 export interface FusedSupport {
   ok: boolean
@@ -24,10 +24,11 @@ export function fusedSupport(c: ResolvedConfig, x: Tensor): FusedSupport {
   if (x.dtype !== 'float32') {
     return { ok: false, reason: `the fused kernels take float32, got ${x.dtype}` }
   }
-  if (c.headDim % 32 !== 0 || c.headDim > FUSED_MAX_HEAD_DIM) {
+  const maxD = LANGUAGES.find((l) => l.backendName === b.name)?.maxHeadDim ?? FUSED_MAX_HEAD_DIM
+  if (c.headDim % 32 !== 0 || c.headDim > maxD) {
     return {
       ok: false,
-      reason: `the fused kernels take headDim a multiple of 32 up to ${FUSED_MAX_HEAD_DIM}, got ${c.headDim}`,
+      reason: `the fused kernels on '${b.name}' take headDim a multiple of 32 up to ${maxD}, got ${c.headDim}`,
     }
   }
   return { ok: true }

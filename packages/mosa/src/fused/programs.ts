@@ -6,7 +6,10 @@ import { KERNELS } from './names.js'
 export interface Language {
   language: 'cuda' | 'wgsl'
   backendName: string
-  source(D: number): string
+  /** Source holding `entry` for head dim D (CUDA: one module with every kernel). */
+  source(D: number, entry: string): string
+  /** Largest head dim the kernels take. */
+  maxHeadDim: number
   tiles(D: number): Tiles
   /** CUDA block (ignored by WGSL, whose source declares its workgroup size). */
   block?: readonly [number, number, number]
@@ -22,7 +25,6 @@ type Inputs = Record<string, TensorInfo>
 
 function runner(lang: Language, backend: Backend, D: number) {
   const tiles = lang.tiles(D)
-  const source = lang.source(D)
   const run = (
     entry: string,
     grid: [number, number, number],
@@ -33,7 +35,7 @@ function runner(lang: Language, backend: Backend, D: number) {
     backend.runProgram!({
       language: lang.language,
       name: `mosa-d${D}`,
-      source,
+      source: lang.source(D, entry),
       entryPoint: lang.entry(entry),
       grid,
       block: lang.block,

@@ -1,17 +1,30 @@
 import { registerKernel } from '@attnkit/core'
 import { mosaCudaSource } from '../kernels/mosa.cu.js'
-import { cudaTiles } from '../kernels/tiles.js'
+import { mosaWgslSource } from '../kernels/mosa.wgsl.js'
+import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
 import { kernelConfigs, type Language } from './programs.js'
 
 export const CUDA: Language = {
   language: 'cuda',
   backendName: 'cuda',
-  source: mosaCudaSource,
+  source: (D) => mosaCudaSource(D),
+  maxHeadDim: 128,
   tiles: cudaTiles,
   block: [256, 1, 1],
   entry: (name) => name,
 }
+
+export const WGSL: Language = {
+  language: 'wgsl',
+  backendName: 'webgpu',
+  source: mosaWgslSource,
+  maxHeadDim: 64,
+  tiles: wgslTiles,
+  entry: (name) => name,
+}
+
+export const LANGUAGES: readonly Language[] = [CUDA, WGSL]
 
 let registered = false
 
@@ -23,6 +36,6 @@ let registered = false
 export function ensureFusedKernels(): void {
   if (registered) return
   registered = true
-  for (const lang of [CUDA]) for (const k of kernelConfigs(lang)) registerKernel(k)
+  for (const lang of LANGUAGES) for (const k of kernelConfigs(lang)) registerKernel(k)
   registerFusedGradients()
 }
