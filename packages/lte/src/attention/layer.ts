@@ -1,5 +1,6 @@
 import {
   arange,
+  argumentError,
   attention,
   greater,
   linear,
@@ -65,8 +66,8 @@ export function validateAttentionConfig(c: AttentionConfig, where = 'attention')
   assertOneOf(where, 'kind', c.kind, ['full', 'swa', 'lte'])
   for (const k of ['dModel', 'numHeads', 'numKvHeads', 'headDim'] as const) assertIntArg(where, k, c[k], 1)
   if (c.numHeads % c.numKvHeads !== 0)
-    assertIntArg(where, `numKvHeads (a divisor of numHeads=${c.numHeads})`, c.numKvHeads, -1, -1)
-  if (c.headDim % 2 !== 0) assertIntArg(where, 'headDim (even, for RoPE)', c.headDim, -1, -1)
+    throw argumentError(where, 'numKvHeads', `a divisor of numHeads=${c.numHeads}`, c.numKvHeads)
+  if (c.headDim % 2 !== 0) throw argumentError(where, 'headDim', 'an even number (for RoPE)', c.headDim)
   assertNumberArg(where, 'ropeBase', c.ropeBase, 1)
   if (c.kind === 'full') return
   assertIntArg(where, 'sinks', c.sinks, 0)

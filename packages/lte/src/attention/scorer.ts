@@ -1,4 +1,5 @@
 import {
+  argumentError,
   concat,
   conv1d,
   type Rng,
@@ -44,7 +45,7 @@ export function validateScorerConfig(c: ScorerConfig, where = 'lteScorer'): void
   assertIntArg(where, 'kernelSize', c.kernelSize, 1)
   assertIntArg(where, 'dilation', c.dilation, 1)
   if (c.kernelSize % 2 !== 1)
-    assertIntArg(where, 'kernelSize (odd, for a centred convolution)', c.kernelSize, 1, 0)
+    throw argumentError(where, 'kernelSize', 'an odd integer (a centred convolution)', c.kernelSize)
 }
 
 /** Tokens one layer looks to each side: dilation * (K - 1) / 2. */
@@ -80,7 +81,12 @@ export function initScorer(
 /** Scores r [B, Hkv, T] in (0, 1) for x [B, T, dModel]. */
 export function scorerForward(c: ScorerConfig, p: ScorerParams, x: Tensor): Tensor {
   if (p.convs.length !== c.layers)
-    assertIntArg('scorerForward', 'params.convs.length', p.convs.length, c.layers, c.layers)
+    throw argumentError(
+      'scorerForward',
+      'params.convs',
+      `${c.layers} conv layers (config.layers)`,
+      `${p.convs.length}`,
+    )
   return tidy(() => {
     let h = x
     p.convs.forEach((conv, l) => {

@@ -3,6 +3,7 @@ import {
   cast,
   div,
   exp,
+  fmtShape,
   greater,
   logicalAnd,
   logicalOr,
@@ -11,6 +12,7 @@ import {
   minimum,
   mul,
   reshape,
+  ShapeError,
   stopGradient,
   sub,
   sum,
@@ -54,7 +56,9 @@ export function steSparseAttention(
   assertShapeArg(op, 'r', r, [B, Hk, T], ['B', 'Hk', 'T'])
   const G = Hq / Hk
   if (!Number.isInteger(G))
-    assertShapeArg(op, 'q (heads a multiple of k heads)', q, [B, Hk, T, D], ['B', 'Hk*n', 'T', 'D'])
+    throw new ShapeError(
+      `${op}: argument 'q' needs a multiple of k's ${Hk} heads, got shape ${fmtShape(q.shape)}`,
+    )
   const Dv = v.shape[3]
   const structural = new Uint8Array(T * T)
   const causal = new Uint8Array(T * T)

@@ -1,5 +1,6 @@
 import {
   add,
+  argumentError,
   byteSize,
   embedding,
   linear,
@@ -127,12 +128,11 @@ export function modelForward(
   assertDTypeArg('forward', 'tokens', tokens, 'int32')
   assertShapeArg('forward', 'tokens', tokens, [null, null], ['B', 'T'])
   if (p.model.layers.length !== c.layers.length)
-    assertIntArg(
+    throw argumentError(
       'forward',
-      'params.model.layers.length',
-      p.model.layers.length,
-      c.layers.length,
-      c.layers.length,
+      'params.model.layers',
+      `${c.layers.length} blocks (model '${c.name}')`,
+      `${p.model.layers.length} blocks`,
     )
   return tidy(() => {
     let x = embedding(p.model.embeddings.weight, tokens)
