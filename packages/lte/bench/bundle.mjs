@@ -1,8 +1,9 @@
 // Bundles bench/h100.ts for the device machine (Node only, no install):
 //   pnpm --filter @attnkit/core build && pnpm --filter @attnkit/backend-cuda build
 //   node packages/lte/bench/bundle.mjs          (from the repo root)
-// -> .carry/lte-bench/{h100.mjs, node_modules/koffi, node_modules/@koromix/koffi-linux-x64}
-import { cpSync, existsSync, mkdirSync, realpathSync, rmSync } from 'node:fs'
+// -> .carry/lte-bench/{run.sh, bin/h100.mjs, kernels/ (the CUDA backend's .cu/.cuh sources, which
+//    it reads at run time from <bundle>/../kernels), node_modules/koffi + @koromix/koffi-linux-x64}
+import { chmodSync, cpSync, existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'tsup'
@@ -21,7 +22,7 @@ if (!existsSync(join(root, 'packages', 'core', 'dist', 'index.js')))
 rmSync(out, { recursive: true, force: true })
 await build({
   entry: { h100: join(pkg, 'bench', 'h100.ts') },
-  outDir: out,
+  outDir: join(out, 'bin'),
   format: ['esm'],
   platform: 'node',
   target: 'node22',
@@ -50,7 +51,18 @@ cpSync(
     dereference: true,
   },
 )
-console.log(`bundled ${join(out, 'h100.mjs')} (+ koffi); run on the device:`)
+cpSync(join(cuda, 'kernels'), join(out, 'kernels'), { recursive: true, dereference: true })
+writeFileSync(
+  join(out, 'run.sh'),
+  `#!/bin/sh
+# Runs the @attnkit/lte H100 benchmark with NODE (default: node on PATH).
+here=$(cd "$(dirname "$0")" && pwd)
+export ATTNKIT_CUDA_KERNELS_DIR="$here/kernels"
+exec "\${NODE:-node}" "$here/bin/h100.mjs" "$@"
+`,
+)
+chmodSync(join(out, 'run.sh'), 0o755)
+console.log(`bundled ${out}; run on the device:`)
 console.log(
-  '  xz -dc .carry/node.xz > /tmp/node && chmod +x /tmp/node && /tmp/node .carry/lte-bench/h100.mjs --out $OUT',
+  '  xz -dc .carry/node.xz > /tmp/node && chmod +x /tmp/node && NODE=/tmp/node .carry/lte-bench/run.sh --out $OUT',
 )

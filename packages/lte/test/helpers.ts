@@ -1,4 +1,4 @@
-import { getBackend, type Tensor } from '@attnkit/core'
+import type { Tensor } from '@attnkit/core'
 
 /** Max |a - b| / max(1, max |b|): the max-normalised error used across the tests. */
 export async function maxNormErr(a: Tensor, b: Tensor): Promise<number> {
@@ -13,5 +13,3 @@ export async function maxNormErr(a: Tensor, b: Tensor): Promise<number> {
   }
   return err / Math.max(1, scale)
 }
-
-export const cpu = () => getBackend()

@@ -10,6 +10,8 @@ export function decodeAttentionCudaSource(D: number): string {
 
 const BODY = `#define NT 256u
 #define NEG_BIG (-3.0e38f)
+// Indices past 2^32 elements; NVRTC has no standard headers (no size_t).
+typedef unsigned long long lte_idx;
 
 extern "C" __global__ void lte_decode_attention(const float* __restrict__ q, const float* __restrict__ k,
                                                 const float* __restrict__ v, const int* __restrict__ pos,
@@ -22,9 +24,9 @@ extern "C" __global__ void lte_decode_attention(const float* __restrict__ q, con
   const unsigned tid = threadIdx.x;
   const unsigned h = blockIdx.x, b = blockIdx.y;
   const unsigned hk = h / (H / Hk);
-  const size_t kvBase = ((size_t)b * Hk + hk) * N;
-  const size_t newBase = ((size_t)b * Hk + hk) * D;
-  for (unsigned d = tid; d < D; d += NT) qs[d] = q[((size_t)b * H + h) * D + d];
+  const lte_idx kvBase = ((lte_idx)b * Hk + hk) * N;
+  const lte_idx newBase = ((lte_idx)b * Hk + hk) * D;
+  for (unsigned d = tid; d < D; d += NT) qs[d] = q[((lte_idx)b * H + h) * D + d];
   __syncthreads();
   const unsigned total = N + 1u;
   float m = NEG_BIG, l = 0.f, acc = 0.f;
@@ -72,6 +74,6 @@ extern "C" __global__ void lte_decode_attention(const float* __restrict__ q, con
     m = mNew;
     __syncthreads();
   }
-  if (tid < D) out[((size_t)b * H + h) * D + tid] = l > 0.f ? acc / l : 0.f;
+  if (tid < D) out[((lte_idx)b * H + h) * D + tid] = l > 0.f ? acc / l : 0.f;
 }
 `

@@ -42,6 +42,8 @@ export function gdnCudaSource(d: GdnDims, kernel?: GdnKernelName): string {
 const GDN_CUDA_BODY = String.raw`
 #define NT 256u
 #define LTE_MIN(a, b) ((a) < (b) ? (a) : (b))
+// Indices past 2^32 elements; NVRTC has no standard headers (no size_t).
+typedef unsigned long long lte_idx;
 
 //@kernel gdn_prep
 // Chunk-local quantities: gam = in-chunk cumulative log decay; Tm = (I + L)^-1 with
@@ -58,7 +60,7 @@ extern "C" __global__ void gdn_prep(const float* __restrict__ k, const float* __
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
+  const lte_idx go = (lte_idx)bh * T + t0;
   const float* kc = k + go * DK;
   const float* vc = v + go * DV;
   if (tid == 0) {
@@ -97,7 +99,7 @@ extern "C" __global__ void gdn_prep(const float* __restrict__ k, const float* __
     }
     __syncthreads();
   }
-  float* Tc = Tm + ((size_t)bh * Nc + c) * C * C;
+  float* Tc = Tm + ((lte_idx)bh * Nc + c) * C * C;
   for (unsigned idx = tid; idx < C * C; idx += NT) Tc[idx] = idx / C < n ? M[idx] : 0.f;
   for (unsigned idx = tid; idx < n * DV; idx += NT) {
     const unsigned t = idx / DV, j = idx % DV;
@@ -128,15 +130,15 @@ extern "C" __global__ void gdn_scan(const float* __restrict__ k, const float* __
   const unsigned j0 = blockIdx.x * BV, bh = blockIdx.y;
   for (unsigned idx = tid; idx < DK * BV; idx += NT) {
     const unsigned i = idx / BV, j = j0 + idx % BV;
-    Ss[idx] = (hasState != 0u && j < DV) ? S0[((size_t)bh * DK + i) * DV + j] : 0.f;
+    Ss[idx] = (hasState != 0u && j < DV) ? S0[((lte_idx)bh * DK + i) * DV + j] : 0.f;
   }
   __syncthreads();
   for (unsigned c = 0; c < Nc; c++) {
     const unsigned t0 = c * C;
     const unsigned n = LTE_MIN(C, T - t0);
-    const size_t go = (size_t)bh * T + t0;
+    const lte_idx go = (lte_idx)bh * T + t0;
     for (unsigned t = tid; t < C; t += NT) gs[t] = t < n ? gam[go + t] : 0.f;
-    float* Hc = H + ((size_t)bh * Nc + c) * DK * DV;
+    float* Hc = H + ((lte_idx)bh * Nc + c) * DK * DV;
     for (unsigned idx = tid; idx < DK * BV; idx += NT) {
       const unsigned i = idx / BV, j = j0 + idx % BV;
       if (j < DV) Hc[i * DV + j] = Ss[idx];
@@ -164,7 +166,7 @@ extern "C" __global__ void gdn_scan(const float* __restrict__ k, const float* __
   }
   for (unsigned idx = tid; idx < DK * BV; idx += NT) {
     const unsigned i = idx / BV, j = j0 + idx % BV;
-    if (j < DV) Sout[((size_t)bh * DK + i) * DV + j] = Ss[idx];
+    if (j < DV) Sout[((lte_idx)bh * DK + i) * DV + j] = Ss[idx];
   }
 }
 
@@ -180,8 +182,8 @@ extern "C" __global__ void gdn_output(const float* __restrict__ q, const float* 
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
-  const float* Hc = H + ((size_t)bh * Nc + c) * DK * DV;
+  const lte_idx go = (lte_idx)bh * T + t0;
+  const float* Hc = H + ((lte_idx)bh * Nc + c) * DK * DV;
   for (unsigned t = tid; t < C; t += NT) gs[t] = t < n ? gam[go + t] : 0.f;
   __syncthreads();
   for (unsigned idx = tid; idx < C * C; idx += NT) {
@@ -216,7 +218,7 @@ extern "C" __global__ void gdn_bwd_dwl(const float* __restrict__ q, const float*
   const unsigned c = blockIdx.x, bh = blockIdx.y;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
+  const lte_idx go = (lte_idx)bh * T + t0;
   for (unsigned t = tid; t < C; t += NT) gs[t] = t < n ? gam[go + t] : 0.f;
   __syncthreads();
   for (unsigned idx = tid; idx < C * C; idx += NT) {
@@ -254,16 +256,16 @@ extern "C" __global__ void gdn_bwd_scan(const float* __restrict__ q, const float
   const unsigned j0 = blockIdx.x * BV, bh = blockIdx.y;
   for (unsigned idx = tid; idx < DK * BV; idx += NT) {
     const unsigned i = idx / BV, j = j0 + idx % BV;
-    dS[idx] = (hasDFinal != 0u && j < DV) ? dSf[((size_t)bh * DK + i) * DV + j] : 0.f;
+    dS[idx] = (hasDFinal != 0u && j < DV) ? dSf[((lte_idx)bh * DK + i) * DV + j] : 0.f;
   }
   __syncthreads();
   for (unsigned cc = 0; cc < Nc; cc++) {
     const unsigned c = Nc - 1u - cc;
     const unsigned t0 = c * C;
     const unsigned n = LTE_MIN(C, T - t0);
-    const size_t go = (size_t)bh * T + t0;
+    const lte_idx go = (lte_idx)bh * T + t0;
     for (unsigned t = tid; t < C; t += NT) gs[t] = t < n ? gam[go + t] : 0.f;
-    float* Dc = DH + ((size_t)bh * Nc + c) * DK * DV;
+    float* Dc = DH + ((lte_idx)bh * Nc + c) * DK * DV;
     for (unsigned idx = tid; idx < DK * BV; idx += NT) {
       const unsigned i = idx / BV, j = j0 + idx % BV;
       if (j < DV) Dc[i * DV + j] = dS[idx];
@@ -295,7 +297,7 @@ extern "C" __global__ void gdn_bwd_scan(const float* __restrict__ q, const float
   }
   for (unsigned idx = tid; idx < DK * BV; idx += NT) {
     const unsigned i = idx / BV, j = j0 + idx % BV;
-    if (j < DV) dS0[((size_t)bh * DK + i) * DV + j] = dS[idx];
+    if (j < DV) dS0[((lte_idx)bh * DK + i) * DV + j] = dS[idx];
   }
 }
 
@@ -320,9 +322,9 @@ extern "C" __global__ void gdn_bwd_qk(const float* __restrict__ q, const float* 
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
-  const float* Hc = H + ((size_t)bh * Nc + c) * DK * DV;
-  const float* Dc = DH + ((size_t)bh * Nc + c) * DK * DV;
+  const lte_idx go = (lte_idx)bh * T + t0;
+  const float* Hc = H + ((lte_idx)bh * Nc + c) * DK * DV;
+  const float* Dc = DH + ((lte_idx)bh * Nc + c) * DK * DV;
   for (unsigned t = tid; t < C; t += NT) gs[t] = t < n ? gam[go + t] : 0.f;
   __syncthreads();
   const float gl = gs[n - 1];
@@ -414,8 +416,8 @@ extern "C" __global__ void gdn_bwd_dwk(const float* __restrict__ H, const float*
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
-  const float* Hc = H + ((size_t)bh * Nc + c) * DK * DV;
+  const lte_idx go = (lte_idx)bh * T + t0;
+  const float* Hc = H + ((lte_idx)bh * Nc + c) * DK * DV;
   for (unsigned idx = tid; idx < n * DK; idx += NT) {
     const unsigned t = idx / DK, i = idx % DK;
     float x = 0.f;
@@ -443,8 +445,8 @@ extern "C" __global__ void gdn_bwd_tm(const float* __restrict__ k, const float* 
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
-  const size_t mo = ((size_t)bh * Nc + c) * C * C;
+  const lte_idx go = (lte_idx)bh * T + t0;
+  const lte_idx mo = ((lte_idx)bh * Nc + c) * C * C;
   for (unsigned idx = tid; idx < C * C; idx += NT) Ts[idx] = Tm[mo + idx];
   for (unsigned t = tid; t < C; t += NT) {
     gs[t] = t < n ? gam[go + t] : 0.f;
@@ -496,7 +498,7 @@ extern "C" __global__ void gdn_bwd_a(const float* __restrict__ Tm, const float* 
   const unsigned tid = threadIdx.x;
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned n = LTE_MIN(C, T - c * C);
-  const size_t mo = ((size_t)bh * Nc + c) * C * C;
+  const lte_idx mo = ((lte_idx)bh * Nc + c) * C * C;
   for (unsigned idx = tid; idx < C * C; idx += NT) {
     const unsigned r = idx / C, s = idx % C;
     float x = 0.f;
@@ -523,8 +525,8 @@ extern "C" __global__ void gdn_bwd_dl(const float* __restrict__ k, const float* 
   const unsigned c = blockIdx.x, bh = blockIdx.y, Nc = gridDim.x;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
-  const size_t mo = ((size_t)bh * Nc + c) * C * C;
+  const lte_idx go = (lte_idx)bh * T + t0;
+  const lte_idx mo = ((lte_idx)bh * Nc + c) * C * C;
   for (unsigned t = tid; t < C; t += NT) {
     gs[t] = t < n ? gam[go + t] : 0.f;
     bs[t] = t < n ? beta[go + t] : 0.f;
@@ -591,9 +593,9 @@ extern "C" __global__ void gdn_bwd_final(const float* __restrict__ dK1, const fl
   const unsigned c = blockIdx.x, bh = blockIdx.y;
   const unsigned t0 = c * C;
   const unsigned n = LTE_MIN(C, T - t0);
-  const size_t go = (size_t)bh * T + t0;
+  const lte_idx go = (lte_idx)bh * T + t0;
   for (unsigned idx = tid; idx < n * DK; idx += NT) {
-    const size_t o = go * DK + idx;
+    const lte_idx o = go * DK + idx;
     dK[o] = dK1[o] + dKy[o] + dKL[o];
   }
   for (unsigned t = tid; t < C; t += NT) {
