@@ -2,7 +2,7 @@ import { ArgumentError, byteSize, slice, type Tensor, tidy } from '@attnkit/core
 import { resolveConfig } from './config.js'
 import { createCache, decodeWithInfo, disposeCache, type MosaCache, prefill } from './decode.js'
 import { forward, forwardWithRouting, type MosaPath } from './forward.js'
-import type { MosaParams } from './params.js'
+import { configOf, type MosaParams } from './params.js'
 
 export interface DecodeEvaluation {
   prefillLen: number
@@ -58,7 +58,8 @@ export async function evaluateDecode(
   x: Tensor,
   opts: { prefillLen: number; capacity?: number; path?: MosaPath; prefixForward?: boolean },
 ): Promise<DecodeEvaluation> {
-  const c = resolveConfig(params.config)
+  const config = configOf(params, 'evaluateDecode')
+  const c = resolveConfig(config)
   const [B, L, C] = x.shape
   const P = opts.prefillLen
   if (!Number.isInteger(P) || P < 1 || P >= L) {
@@ -67,7 +68,7 @@ export async function evaluateDecode(
     )
   }
   const Hs = c.sparseHeads
-  const full = forwardWithRouting(params, x, { path: opts.path })
+  const full = forwardWithRouting(params, x, { path: opts.path, config })
   const yFull = await host(full.y)
   const selectedFull = new Uint8Array(B * Hs * L)
   if (full.indices) {
@@ -77,7 +78,7 @@ export async function evaluateDecode(
   }
   full.scores?.dispose()
 
-  const cache = createCache(params.config, {
+  const cache = createCache(config, {
     batch: B,
     maxLen: L,
     capacity: opts.capacity,
@@ -120,7 +121,7 @@ export async function evaluateDecode(
     const yPrefix = new Float64Array(B * (L - P) * C)
     for (let t = P; t < L; t++) {
       const y = await host(
-        tidy(() => forward(params, slice(x, [0, 0, 0], [B, t + 1, C]), { path: opts.path })),
+        tidy(() => forward(params, slice(x, [0, 0, 0], [B, t + 1, C]), { path: opts.path, config })),
       )
       for (let b = 0; b < B; b++)
         yPrefix.set(y.subarray((b * (t + 1) + t) * C, (b * (t + 1) + t + 1) * C), (b * (L - P) + t - P) * C)

@@ -186,8 +186,7 @@ export function prefill(
   x: Tensor,
   opts: { path?: MosaPath } = {},
 ): Tensor {
-  checkParams(params, 'mosa.prefill')
-  const c = resolveConfig(params.config)
+  const c = resolveConfig(checkParams(params, 'mosa.prefill', cache?.config))
   checkInput(c, params, x, 'mosa.prefill')
   checkCache(c, cache, x.shape[0], 'mosa.prefill')
   const P = x.shape[1]
@@ -195,7 +194,7 @@ export function prefill(
     throw new ArgumentError(`mosa.prefill: the cache must be empty, it holds ${cache.length} tokens`)
   if (P > cache.maxLen)
     throw new ArgumentError(`mosa.prefill: prompt length ${P} exceeds the cache's maxLen ${cache.maxLen}`)
-  const r = forwardWithRouting(params, x, opts)
+  const r = forwardWithRouting(params, x, { ...opts, config: cache.config })
   const next = tidy(() => {
     const out: Parameters<typeof swap>[1] = {}
     if (c.denseHeads > 0) {
@@ -294,8 +293,7 @@ export interface DecodeResult {
 
 /** One decode step (see MosaCache for the admission rule); the cache is updated in place. */
 export function decodeWithInfo(params: MosaParams, cache: MosaCache, xt: Tensor): DecodeResult {
-  checkParams(params, 'mosa.decode')
-  const c = resolveConfig(params.config)
+  const c = resolveConfig(checkParams(params, 'mosa.decode', cache?.config))
   const x = xt?.rank === 2 ? reshape(xt, [xt.shape[0], 1, xt.shape[1]]) : xt
   try {
     checkInput(c, params, x, 'mosa.decode')

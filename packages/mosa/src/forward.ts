@@ -1,5 +1,5 @@
 import { ArgumentError, add, DTypeError, fmtShape, ShapeError, type Tensor, tidy } from '@attnkit/core'
-import { type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
+import { type MosaConfig, type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
 import { fusedSupport, sparseHeadsFused } from './fused/layer.js'
 import { checkParams, type MosaParams } from './params.js'
 import { denseHeads, sparseHeadsPortable } from './portable.js'
@@ -15,6 +15,8 @@ export type MosaPath = 'auto' | 'fused' | 'portable'
 export interface ForwardOptions {
   /** Default 'auto'. */
   path?: MosaPath
+  /** The layer's config when `params` do not carry it (see MosaParams). */
+  config?: MosaConfig
 }
 
 export interface ForwardResult {
@@ -50,8 +52,7 @@ export function checkInput(c: ResolvedConfig, params: MosaParams, x: Tensor, op:
  * selecting its top T/sparsity tokens. Returns y [B, T, dModel] plus the routing decisions.
  */
 export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardOptions = {}): ForwardResult {
-  checkParams(params, 'mosa.forward')
-  const c = resolveConfig(params.config)
+  const c = resolveConfig(checkParams(params, 'mosa.forward', opts.config))
   checkInput(c, params, x, 'mosa.forward')
   const path = opts.path ?? 'auto'
   if (path !== 'auto' && path !== 'fused' && path !== 'portable') {

@@ -4,6 +4,8 @@
  * tokens (expert-choice), attends among them causally by original position and scatters its
  * score-weighted output back; a layer mixes dense causal heads with many MoSA heads.
  */
+
+export { type TimingOptions, type TimingResult, timeLayer } from './bench.js'
 export {
   type MosaConfig,
   type MosaRope,
@@ -43,13 +45,16 @@ export { KERNELS } from './fused/names.js'
 export {
   CONFIG_METADATA_KEY,
   checkParams,
+  configOf,
   type HeadProjections,
   init,
   loadParams,
+  MOSA_CONFIG,
   type MosaParams,
   namedParams,
   type ParamSpec,
   paramSpecs,
   saveParams,
+  withConfig,
 } from './params.js'
 export { routerLogits, selectedScores, selectTokens } from './routing.js'

@@ -13,7 +13,7 @@ import {
 import { type MosaConfig, resolveConfig } from './config.js'
 
 /** Query, key, value and output projections of a group of heads (PyTorch Linear layout [out, in]). */
-export interface HeadProjections {
+export type HeadProjections = {
   /** [heads * headDim, dModel]: rows h*headDim .. (h+1)*headDim-1 belong to head h. */
   q: Tensor
   k: Tensor
@@ -22,17 +22,37 @@ export interface HeadProjections {
   o: Tensor
 }
 
+/** Key under which init and loadParams attach the config to the parameters. */
+export const MOSA_CONFIG: unique symbol = Symbol.for('attnkit.mosa.config')
+
 /**
- * A MoSA layer's parameters: a plain object of tensors (what valueAndGrad differentiates) plus
- * the layer's config as plain data (core's tree helpers skip non-tensor leaves, so gradients and
- * optimiser updates keep it).
+ * A MoSA layer's parameters: a plain object of tensors (what valueAndGrad differentiates). init
+ * and loadParams attach the config under the MOSA_CONFIG symbol, which core's tree helpers do not
+ * see; a params object rebuilt elsewhere (e.g. by an optimiser) gets it back with withConfig.
  */
-export interface MosaParams {
-  config: MosaConfig
+export type MosaParams = {
+  readonly [MOSA_CONFIG]?: MosaConfig
   /** [sparseHeads, dModel]: row h is MoSA head h's router vector; scores = sigmoid(x W^T). */
   router?: Tensor
   sparse?: HeadProjections
   dense?: HeadProjections
+}
+
+/** The config of `params` (the explicit one if given), or an error saying how to provide it. */
+export function configOf(params: MosaParams, op = 'mosa', config?: MosaConfig): MosaConfig {
+  const found = config ?? params?.[MOSA_CONFIG]
+  if (!found) {
+    throw new ArgumentError(
+      `${op}: argument 'params' expected MosaParams carrying their config (from init or loadParams, or withConfig(config, tensors)), got ${params === null || typeof params !== 'object' ? String(params) : `an object with keys ${Object.keys(params).join(', ')} and no config`}`,
+    )
+  }
+  return found
+}
+
+/** Parameters with `config` attached (e.g. after an optimiser built new tensors). */
+export function withConfig(config: MosaConfig, tensors: Omit<MosaParams, typeof MOSA_CONFIG>): MosaParams {
+  resolveConfig(config)
+  return { ...tensors, [MOSA_CONFIG]: structuredClone(config) }
 }
 
 export interface ParamSpec {
@@ -87,7 +107,7 @@ function getAt(params: MosaParams, path: ParamSpec['path']): Tensor | undefined 
 }
 
 function build(config: MosaConfig, entries: [ParamSpec, Tensor][]): MosaParams {
-  const out: MosaParams = { config: structuredClone(config) }
+  const out: { router?: Tensor; sparse?: HeadProjections; dense?: HeadProjections } = {}
   for (const [spec, t] of entries) {
     if (spec.path[0] === 'router') out.router = t
     else {
@@ -95,7 +115,7 @@ function build(config: MosaConfig, entries: [ParamSpec, Tensor][]): MosaParams {
       group[spec.path[1]] = t
     }
   }
-  return out
+  return withConfig(config, out)
 }
 
 /**
@@ -113,14 +133,10 @@ export function init(config: MosaConfig, rng: Rng, opts: { backend?: Backend } =
   )
 }
 
-/** Checks that `params` holds its config and every tensor of it with the right shape. */
-export function checkParams(params: MosaParams, op = 'mosa'): void {
-  if (params === null || typeof params !== 'object' || !params.config) {
-    throw new ArgumentError(
-      `${op}: argument 'params' expected MosaParams with a 'config' field (from init or loadParams), got ${params === null || typeof params !== 'object' ? String(params) : `an object with keys ${Object.keys(params).join(', ')}`}`,
-    )
-  }
-  for (const s of paramSpecs(params.config)) {
+/** Checks that `params` holds every tensor of its config with the right shape; returns the config. */
+export function checkParams(params: MosaParams, op = 'mosa', config?: MosaConfig): MosaConfig {
+  const cfg = configOf(params, op, config)
+  for (const s of paramSpecs(cfg)) {
     const t = getAt(params, s.path)
     if (!t) throw new ShapeError(`${op}: parameter '${s.path.join('.')}' (${s.name}) is missing`)
     if (t.rank !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
@@ -129,13 +145,20 @@ export function checkParams(params: MosaParams, op = 'mosa'): void {
       )
     }
   }
+  return cfg
 }
 
-/** The parameters as a flat {name: tensor} map, names as in paramSpecs (with an optional prefix). */
+/**
+ * The tensors as a flat {name: tensor} map, names as in paramSpecs (with an optional prefix).
+ * Works on gradients too (they have the parameters' structure but no config).
+ */
 export function namedParams(params: MosaParams, prefix = ''): Record<string, Tensor> {
-  checkParams(params, 'namedParams')
   const out: Record<string, Tensor> = {}
-  for (const s of paramSpecs(params.config)) out[prefix + s.name] = getAt(params, s.path)!
+  if (params.router) out[`${prefix}router.weight`] = params.router
+  for (const group of ['dense', 'sparse'] as const) {
+    const g = params[group]
+    if (g) for (const m of ['q', 'k', 'v', 'o'] as const) out[`${prefix}${group}.${m}.weight`] = g[m]
+  }
   return out
 }
 
@@ -150,9 +173,10 @@ export function saveParams(
   params: MosaParams,
   opts: { prefix?: string; metadata?: Record<string, string> } = {},
 ): Promise<Uint8Array> {
+  const config = checkParams(params, 'saveParams')
   return serializeSafetensors(namedParams(params, opts.prefix ?? ''), {
     ...opts.metadata,
-    [CONFIG_METADATA_KEY]: JSON.stringify(params.config),
+    [CONFIG_METADATA_KEY]: JSON.stringify(config),
   })
 }
 

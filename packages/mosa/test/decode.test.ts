@@ -10,6 +10,7 @@ import {
   forward,
   type MosaConfig,
   prefill,
+  withConfig,
 } from '../src/index.js'
 import { problem, relError } from './helpers.js'
 import { hostParams } from './reference.js'
@@ -79,7 +80,7 @@ describe('decode', () => {
     const p = problem(config, 2, 10, 4)
     const { cache, y, admitted } = decodeAll(p, 4, { thresholds: [1.5, 1.5, 1.5] })
     expect(admitted.flat().every((a) => a === 0)).toBe(true)
-    const denseOnly = forward({ config: { ...config, sparseHeads: 0 }, dense: p.params.dense }, p.x, {
+    const denseOnly = forward(withConfig({ ...config, sparseHeads: 0 }, { dense: p.params.dense }), p.x, {
       path: 'portable',
     })
     expect(relError(y, rows(denseOnly, 4, 10))).toBeLessThan(1e-12)

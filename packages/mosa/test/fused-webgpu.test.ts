@@ -12,7 +12,13 @@ import {
   valueAndGrad,
 } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { forwardWithRouting, type MosaConfig, type MosaParams, type MosaPath } from '../src/index.js'
+import {
+  forwardWithRouting,
+  MOSA_CONFIG,
+  type MosaConfig,
+  type MosaParams,
+  type MosaPath,
+} from '../src/index.js'
 import { expectFusedMatchesPortable } from './fused-check.js'
 import { problem, relError } from './helpers.js'
 import { startWebgpu } from './webgpu-available.js'
@@ -49,7 +55,7 @@ async function run(params: MosaParams, x: Tensor, w: Tensor, path: MosaPath) {
 async function toGpu(p: MosaParams): Promise<MosaParams> {
   const s = p.sparse!
   return {
-    config: p.config,
+    [MOSA_CONFIG]: p[MOSA_CONFIG],
     router: await toBackend(p.router!, gpu!),
     sparse: {
       q: await toBackend(s.q, gpu!),

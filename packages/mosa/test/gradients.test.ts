@@ -1,7 +1,7 @@
 import { dispose, memory, mul, Rng, sum, type Tensor, tensor, valueAndGrad } from '@attnkit/core'
 import { numericGradient } from '@attnkit/core/testing'
 import { describe, expect, it } from 'vitest'
-import { forward, type MosaConfig, type MosaParams, namedParams } from '../src/index.js'
+import { forward, type MosaConfig, type MosaParams, namedParams, withConfig } from '../src/index.js'
 import { problem, relError } from './helpers.js'
 
 /** Rebuilds MosaParams from the flat safetensors-style names (so numericGradient can perturb them). */
@@ -15,7 +15,7 @@ function fromNamed(config: MosaConfig, named: Record<string, Tensor>): MosaParam
           o: named[`${group}.o.weight`],
         }
       : undefined
-  return { config, router: named['router.weight'], sparse: g('sparse'), dense: g('dense') }
+  return withConfig(config, { router: named['router.weight'], sparse: g('sparse'), dense: g('dense') })
 }
 
 function gradCheck(config: MosaConfig, B: number, T: number, seed: number, zeroGrad: string[] = []) {

@@ -1,6 +1,15 @@
 import { dispose, memory, Rng, serializeHostTensors } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { forward, init, loadParams, type MosaConfig, paramSpecs, saveParams } from '../src/index.js'
+import {
+  configOf,
+  forward,
+  init,
+  loadParams,
+  type MosaConfig,
+  paramSpecs,
+  saveParams,
+  withConfig,
+} from '../src/index.js'
 import { problem, relError } from './helpers.js'
 
 const config: MosaConfig = { dModel: 6, headDim: 4, denseHeads: 1, sparseHeads: 2, sparsity: 2 }
@@ -25,7 +34,7 @@ describe('parameters', () => {
     const bytes = await saveParams(p.params)
     const live = memory().liveTensors
     const loaded = loadParams(bytes)
-    expect(loaded.config).toEqual(config)
+    expect(configOf(loaded)).toEqual(config)
     const a = forward(p.params, p.x)
     const b = forward(loaded, p.x)
     expect(relError(b.dataSync(), a.dataSync())).toBe(0)
@@ -67,7 +76,7 @@ describe('parameters', () => {
       /tensor 'x.router.weight' \[2, 6\] is missing/,
     )
     expect(memory().liveTensors).toBe(live)
-    expect(() => forward({ config, router: params.router }, params.router!)).toThrow(
+    expect(() => forward(withConfig(config, { router: params.router }), params.router!)).toThrow(
       /parameter 'dense.q' \(dense.q.weight\) is missing/,
     )
     dispose([params, other])

@@ -32,10 +32,16 @@ export function mosaCudaSource(D: number): string {
 #define BB ${t.BB}
 #define TM (BM / 16)
 typedef unsigned int u32;
+// NVRTC has no standard headers: no size_t or INFINITY unless we define them.
+typedef unsigned long long usize;
+#ifndef INFINITY
+#define INFINITY (__int_as_float(0x7f800000))
+#endif
 
 __device__ __forceinline__ u32 mosa_key(float f) {
   // Order-preserving map of floats to unsigned ints (-0 counts as +0, NaN above +inf).
-  u32 b = __float_as_uint(f + 0.0f);
+  u32 b = __float_as_uint(f);
+  if (b == 0x80000000u) b = 0u;
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
@@ -65,8 +71,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
   __shared__ u32 sPrefix;
   __shared__ u32 sNeed;
   const int tid = threadIdx.x;
-  const size_t row = blockIdx.x;
-  const float* x = logits + row * (size_t)T;
+  const usize row = blockIdx.x;
+  const float* x = logits + row * (usize)T;
   u32 prefix = 0u, mask = 0u, need = (u32)k;
   for (int shift = 24; shift >= 0; shift -= 8) {
     hist[tid] = 0u;
@@ -118,8 +124,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
   }
   __syncthreads();
   u32 gtBefore = scanGt[tid], eqBefore = scanEq[tid];
-  int* outIdx = indices + row * (size_t)k;
-  float* outScore = scores + row * (size_t)k;
+  int* outIdx = indices + row * (usize)k;
+  float* outScore = scores + row * (usize)k;
   for (int i = begin; i < end; ++i) {
     float v = x[i];
     u32 key = mosa_key(v);
@@ -144,9 +150,9 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM;
   const int which = blockIdx.y % 3, h = blockIdx.y / 3, b = blockIdx.z;
-  const float* W = (which == 0 ? wq : which == 1 ? wk : wv) + (size_t)h * D * C;
+  const float* W = (which == 0 ? wq : which == 1 ? wk : wv) + (usize)h * D * C;
   float* out = which == 0 ? q : which == 1 ? k : v;
-  const size_t bh = (size_t)b * Hs + h;
+  const usize bh = (usize)b * Hs + h;
   const int* idx = indices + bh * K;
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + idx[i0 + tid] : -1;
   __syncthreads();
@@ -158,11 +164,11 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   for (int c0 = 0; c0 < C; c0 += BK) {
     for (int e = tid; e < BM * BK; e += 256) {
       int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? x[(size_t)row * C + c0 + kk] : 0.0f;
+      As[kk][r] = row >= 0 && c0 + kk < C ? x[(usize)row * C + c0 + kk] : 0.0f;
     }
     for (int e = tid; e < D * BK; e += 256) {
       int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + kk < C ? W[(size_t)n * C + c0 + kk] : 0.0f;
+      Bs[kk][n] = c0 + kk < C ? W[(usize)n * C + c0 + kk] : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -215,13 +221,13 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
   __shared__ float Ps[BQ][BKV + 1];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int q0 = blockIdx.x * BQ;
-  const size_t bh = (size_t)blockIdx.z * Hs + blockIdx.y;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const float* qb = q + bh * K * D;
   const float* kb = k + bh * K * D;
   const float* vb = v + bh * K * D;
   for (int e = tid; e < BQ * D; e += 256) {
     int d = e % D, r = e / D;
-    Qs[d][r] = q0 + r < K ? qb[(size_t)(q0 + r) * D + d] * scale : 0.0f;
+    Qs[d][r] = q0 + r < K ? qb[(usize)(q0 + r) * D + d] * scale : 0.0f;
   }
   float mrow[TQ], lrow[TQ], acc[TQ][TN];
 #pragma unroll
@@ -238,8 +244,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
     for (int e = tid; e < BKV * D; e += 256) {
       int d = e % D, c = e / D;
       bool ok = k0 + c < K;
-      Ks[d][c] = ok ? kb[(size_t)(k0 + c) * D + d] : 0.0f;
-      Vs[c][d] = ok ? vb[(size_t)(k0 + c) * D + d] : 0.0f;
+      Ks[d][c] = ok ? kb[(usize)(k0 + c) * D + d] : 0.0f;
+      Vs[c][d] = ok ? vb[(usize)(k0 + c) * D + d] : 0.0f;
     }
     __syncthreads();
     float s[TQ][TJ];
@@ -320,7 +326,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
   __shared__ float sc[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
-  const size_t bh = blockIdx.z;
+  const usize bh = blockIdx.z;
   const int b = (int)(bh / Hs), h = (int)(bh % Hs);
   if (tid < BM) {
     const bool ok = i0 + tid < K;
@@ -340,7 +346,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
     }
     for (int e = tid; e < BN * BK; e += 256) {
       int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + n < C ? wo[(size_t)(c0 + n) * Hs * D + h * D + d0 + kk] : 0.0f;
+      Bs[kk][n] = c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d0 + kk] : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -364,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
       const int c = c0 + tx + 16 * j;
-      if (c < C) atomicAdd(&y[(size_t)row * C + c], acc[m][j] * s);
+      if (c < C) atomicAdd(&y[(usize)row * C + c], acc[m][j] * s);
     }
   }
 }
@@ -379,7 +385,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM, h = blockIdx.y, b = blockIdx.z;
-  const size_t bh = (size_t)b * Hs + h;
+  const usize bh = (usize)b * Hs + h;
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
   float acc[TM][TN];
 #pragma unroll
@@ -390,11 +396,11 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
     __syncthreads();
     for (int e = tid; e < BM * BK; e += 256) {
       int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? dy[(size_t)row * C + c0 + kk] : 0.0f;
+      As[kk][r] = row >= 0 && c0 + kk < C ? dy[(usize)row * C + c0 + kk] : 0.0f;
     }
     for (int e = tid; e < D * BK; e += 256) {
       int n = e % D, kk = e / D;
-      Bs[kk][n] = c0 + kk < C ? wo[(size_t)(c0 + kk) * Hs * D + h * D + n] : 0.0f;
+      Bs[kk][n] = c0 + kk < C ? wo[(usize)(c0 + kk) * Hs * D + h * D + n] : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -418,7 +424,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
     float part = 0.0f;
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
-      const size_t at = (bh * K + (ok ? i : 0)) * D + tx + 16 * j;
+      const usize at = (bh * K + (ok ? i : 0)) * D + tx + 16 * j;
       if (ok) {
         part = fmaf(acc[m][j], o[at], part);
         dout[at] = acc[m][j] * s;
@@ -434,7 +440,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
 __device__ __forceinline__ void mosa_load_t(float (*S)[BB + 1], const float* src, int r0, int K, int tid) {
   for (int e = tid; e < BB * D; e += 256) {
     int d = e % D, r = e / D;
-    S[d][r] = r0 + r < K ? src[(size_t)(r0 + r) * D + d] : 0.0f;
+    S[d][r] = r0 + r < K ? src[(usize)(r0 + r) * D + d] : 0.0f;
   }
 }
 
@@ -446,7 +452,7 @@ __device__ __forceinline__ void mosa_row_stats(const float* dout, const float* o
   const int qi = q0 + r;
   float acc = 0.0f;
   if (qi < K)
-    for (int d = part; d < D; d += per) acc = fmaf(dout[(size_t)qi * D + d], out[(size_t)qi * D + d], acc);
+    for (int d = part; d < D; d += per) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
   for (int off = per / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
   if (part == 0) {
     deltaS[r] = acc;
@@ -469,8 +475,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const 
   __shared__ float deltaS[BB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int k0 = blockIdx.x * BB;
-  const size_t bh = (size_t)blockIdx.z * Hs + blockIdx.y;
-  const size_t base = bh * K * D;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
   mosa_load_t(Ks, k + base, k0, K, tid);
   mosa_load_t(Vs, v + base, k0, K, tid);
   float dK[TB][TN], dV[TB][TN];
@@ -549,8 +555,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const 
     if (kj >= K) continue;
 #pragma unroll
     for (int n = 0; n < TN; ++n) {
-      dk[base + (size_t)kj * D + tx + 16 * n] = dK[a][n] * scale;
-      dv[base + (size_t)kj * D + tx + 16 * n] = dV[a][n];
+      dk[base + (usize)kj * D + tx + 16 * n] = dK[a][n] * scale;
+      dv[base + (usize)kj * D + tx + 16 * n] = dV[a][n];
     }
   }
 }
@@ -569,8 +575,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const f
   __shared__ float deltaS[BB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int q0 = blockIdx.x * BB;
-  const size_t bh = (size_t)blockIdx.z * Hs + blockIdx.y;
-  const size_t base = bh * K * D;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
   mosa_load_t(Qs, q + base, q0, K, tid);
   mosa_load_t(dOs, dout + base, q0, K, tid);
   mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K, tid);
@@ -639,7 +645,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const f
     const int qi = q0 + ty + 16 * a;
     if (qi >= K) continue;
 #pragma unroll
-    for (int n = 0; n < TN; ++n) dq[base + (size_t)qi * D + tx + 16 * n] = dQ[a][n] * scale;
+    for (int n = 0; n < TN; ++n) dq[base + (usize)qi * D + tx + 16 * n] = dQ[a][n] * scale;
   }
 }
 
@@ -653,7 +659,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
-  const size_t bh = blockIdx.z;
+  const usize bh = blockIdx.z;
   const int b = (int)(bh / Hs), h = (int)(bh % Hs);
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
   float acc[TM][BN / 16];
@@ -672,7 +678,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
     }
     for (int e = tid; e < BN * BK; e += 256) {
       int n = e % BN, kk = e / BN;
-      Bs[kk][n] = c0 + n < C ? W[(size_t)(h * D + f0 + kk) * C + c0 + n] : 0.0f;
+      Bs[kk][n] = c0 + n < C ? W[(usize)(h * D + f0 + kk) * C + c0 + n] : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -695,7 +701,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
       const int c = c0 + tx + 16 * j;
-      if (c < C) atomicAdd(&dx[(size_t)row * C + c], acc[m][j]);
+      if (c < C) atomicAdd(&dx[(usize)row * C + c], acc[m][j]);
     }
   }
 }
@@ -723,7 +729,7 @@ __device__ __forceinline__ void mosa_weight_grad_tile(const float* __restrict__ 
       const int r = r0 + tid;
       if (r < R) {
         const int b = r / K, i = r % K;
-        const size_t bh = (size_t)b * Hs + h;
+        const usize bh = (usize)b * Hs + h;
         rowOff[tid] = b * T + indices[bh * K + i];
         aOff[tid] = (int)(bh * K + i);
         rowScale[tid] = SCALED ? scores[bh * K + i] : 1.0f;
@@ -737,8 +743,8 @@ __device__ __forceinline__ void mosa_weight_grad_tile(const float* __restrict__ 
     for (int e = tid; e < BK * 64; e += 256) {
       int c = e % 64, kk = e / 64;
       const bool ok = rowOff[kk] >= 0;
-      As[kk][c] = ok && p0 + c < D ? A[(size_t)aOff[kk] * D + p0 + c] * rowScale[kk] : 0.0f;
-      Gs[kk][c] = ok && q0 + c < Q ? table[(size_t)rowOff[kk] * Q + q0 + c] : 0.0f;
+      As[kk][c] = ok && p0 + c < D ? A[(usize)aOff[kk] * D + p0 + c] * rowScale[kk] : 0.0f;
+      Gs[kk][c] = ok && q0 + c < Q ? table[(usize)rowOff[kk] * Q + q0 + c] : 0.0f;
     }
     __syncthreads();
 #pragma unroll
@@ -762,8 +768,8 @@ __device__ __forceinline__ void mosa_weight_grad_tile(const float* __restrict__ 
     for (int j = 0; j < 4; ++j) {
       const int qq = q0 + tx + 16 * j;
       if (qq >= Q) continue;
-      if (TRANSPOSED) out[(size_t)qq * Hs * D + h * D + p] = acc[m][j];
-      else out[(size_t)(h * D + p) * Q + qq] = acc[m][j];
+      if (TRANSPOSED) out[(usize)qq * Hs * D + h * D + p] = acc[m][j];
+      else out[(usize)(h * D + p) * Q + qq] = acc[m][j];
     }
   }
 }

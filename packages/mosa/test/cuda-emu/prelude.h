@@ -49,3 +49,4 @@ static inline int min(int a, int b) { return a < b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Bundles the MoSA H100 bench into .carry/mosa (git-ignored) for the device machine:
+# h100.mjs (core + backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, and
+# the PyTorch baseline. Run from anywhere; builds core and backend-cuda first.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+cd "$root"
+export PATH=/opt/node24/package/bin:/opt/pnpm1242/bin:$PATH
+pnpm --filter @attnkit/core build >/dev/null
+pnpm --filter @attnkit/backend-cuda build >/dev/null
+esbuild="$(ls -d node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)"
+out=.carry/mosa
+rm -rf "$out"
+mkdir -p "$out/node_modules/@koromix"
+"$esbuild" packages/mosa/bench/h100.ts --bundle --platform=node --format=esm --target=node22 \
+  --outfile="$out/h100.mjs" --external:koffi --external:webgpu --external:@attnkit/backend-webgpu --log-level=warning
+cp -rL "$(ls -d node_modules/.pnpm/koffi@*/node_modules/koffi | head -1)" "$out/node_modules/koffi"
+cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koromix/koffi-linux-x64 | head -1)" \
+  "$out/node_modules/@koromix/koffi-linux-x64"
+cp packages/mosa/bench/torch_baseline.py "$out/"
+du -sh "$out"

@@ -1,0 +1,255 @@
+/**
+ * MoSA on a GPU backend: fused vs portable correctness, then forward+backward time and peak
+ * memory of the MoSA layer (fused and portable) against a dense layer of equal FLOPs, at
+ * T = 1024 and 8192, head dim 64, sparsity 4, 8, 16. Writes mosa.json, cases.json (for
+ * torch_baseline.py) and torch-check.safetensors to --out; `--report` merges mosa.json with
+ * torch.json into the final table.
+ *
+ *   node h100.mjs --backend cuda --out $OUT          # attnkit part
+ *   python3 torch_baseline.py --out $OUT            # PyTorch part, same GPU, same call
+ *   node h100.mjs --report --out $OUT               # the table
+ *
+ * --quick runs tiny sizes (a smoke test on any backend, e.g. --backend cpu or webgpu).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  type Backend,
+  dispose,
+  mul,
+  Rng,
+  serializeSafetensors,
+  setBackend,
+  sum,
+  type Tensor,
+  tensor,
+  valueAndGrad,
+} from '@attnkit/core'
+import {
+  computeMatchedHeads,
+  cost,
+  forwardWithRouting,
+  init,
+  type MosaConfig,
+  type MosaParams,
+  type MosaPath,
+  namedParams,
+  timeLayer,
+} from '../src/index.js'
+
+const args = process.argv.slice(2)
+const opt = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? args[i + 1] : fallback
+}
+const flag = (name: string) => args.includes(`--${name}`)
+const out = opt('out', process.env.OUT ?? 'bench-out')
+mkdirSync(out, { recursive: true })
+
+interface Case {
+  name: string
+  config: MosaConfig
+  dense: MosaConfig
+  seqLen: number
+  batch: number
+}
+
+function cases(): Case[] {
+  const quick = flag('quick')
+  const dModel = Number(opt('dmodel', quick ? '64' : '512'))
+  const heads = Number(opt('heads', quick ? '2' : '8'))
+  const keep = Number(opt('dense', quick ? '1' : '2'))
+  const batch = Number(opt('batch', '1'))
+  const lengths = quick ? [64, 128] : [1024, 8192]
+  const list: Case[] = []
+  for (const seqLen of lengths) {
+    for (const sparsity of [4, 8, 16]) {
+      const headDim = quick ? 32 : 64
+      const sparseHeads = computeMatchedHeads({
+        dModel,
+        headDim,
+        heads,
+        denseHeads: Math.min(keep, heads),
+        sparsity,
+        seqLen,
+      })
+      const config: MosaConfig = { dModel, headDim, denseHeads: Math.min(keep, heads), sparseHeads, sparsity }
+      const dense: MosaConfig = { dModel, headDim, denseHeads: heads, sparseHeads: 0, sparsity }
+      list.push({ name: `T${seqLen}-s${sparsity}`, config, dense, seqLen, batch })
+    }
+  }
+  return list
+}
+
+function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0
+  let den = 0
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]))
+    den = Math.max(den, Math.abs(b[i]))
+  }
+  return num / (den || 1)
+}
+
+async function host(t: Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.data())
+}
+
+/** Forward and gradients of sum(y * w) for one path; returns host copies. */
+async function runPath(params: MosaParams, x: Tensor, w: Tensor, path: MosaPath) {
+  const f = valueAndGrad((p: { params: MosaParams; x: Tensor }) =>
+    sum(mul(forwardWithRouting(p.params, p.x, { path }).y, w)),
+  )
+  const { value, grads } = f({ params, x })
+  const r = forwardWithRouting(params, x, { path })
+  const res: Record<string, Float64Array> = { y: await host(r.y), indices: await host(r.indices!) }
+  const named = namedParams(grads.params)
+  for (const [n, g] of Object.entries(named)) res[`d ${n}`] = await host(g)
+  res['d x'] = await host(grads.x)
+  dispose([value, grads, r])
+  return { res, path: r.path }
+}
+
+async function check(be: Backend) {
+  const quick = flag('quick')
+  const config: MosaConfig = quick
+    ? { dModel: 48, headDim: 32, denseHeads: 1, sparseHeads: 4, sparsity: 4 }
+    : { dModel: 256, headDim: 64, denseHeads: 2, sparseHeads: 16, sparsity: 8 }
+  const B = 2
+  const T = quick ? 48 : 1024
+  const rng = new Rng(1)
+  const params = init(config, rng, { backend: be })
+  const x = rng.normal([B, T, config.dModel], 0, 1, { backend: be })
+  const w = rng.normal([B, T, config.dModel], 0, 1, { backend: be })
+  const portable = await runPath(params, x, w, 'portable')
+  const errors: Record<string, number> = {}
+  let fusedPath: string
+  try {
+    const fused = await runPath(params, x, w, 'fused')
+    for (const k of Object.keys(portable.res)) errors[k] = relError(fused.res[k], portable.res[k])
+    fusedPath = fused.path
+  } catch (e) {
+    fusedPath = `unavailable: ${(e as Error).message.split('\n')[0]}`
+  }
+  const sameSelection = errors.indices === 0
+  // For the PyTorch cross-check: weights, input and attnkit's output in one safetensors file.
+  const yPortable = tensor(portable.res.y, [B, T, config.dModel], 'float32')
+  const bytes = await serializeSafetensors(
+    { ...namedParams(params), x, y: yPortable },
+    { config: JSON.stringify(config) },
+  )
+  writeFileSync(join(out, 'torch-check.safetensors'), bytes)
+  dispose([params, x, w, yPortable])
+  return { config, batch: B, seqLen: T, sameSelection, errors, fusedPath }
+}
+
+async function bench(be: Backend) {
+  const iters = Number(opt('iters', flag('quick') ? '2' : '10'))
+  const rows = []
+  for (const c of cases()) {
+    const rng = new Rng(2)
+    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be })
+    const row: Record<string, unknown> = {
+      name: c.name,
+      seqLen: c.seqLen,
+      sparsity: c.config.sparsity,
+      sparseHeads: c.config.sparseHeads,
+      denseHeads: c.config.denseHeads,
+      flops: cost(c.config, { seqLen: c.seqLen, batch: c.batch }).trainingFlops,
+      denseFlops: cost(c.dense, { seqLen: c.seqLen, batch: c.batch }).trainingFlops,
+    }
+    const params = init(c.config, rng, { backend: be })
+    const denseParams = init(c.dense, rng, { backend: be })
+    for (const path of ['fused', 'portable'] as const) {
+      try {
+        const t = await timeLayer(params, x, { path, iters, warmup: 2 })
+        row[path] = { ms: t.ms, peakBytes: t.peakBytes, source: t.source }
+      } catch (e) {
+        row[path] = { error: (e as Error).message.split('\n')[0] }
+      }
+    }
+    // Forward agreement at the bench size (the full check above covers gradients).
+    try {
+      const a = forwardWithRouting(params, x, { path: 'fused' })
+      const b = forwardWithRouting(params, x, { path: 'portable' })
+      row.fusedVsPortable = relError(await host(a.y), await host(b.y))
+      dispose([a, b])
+    } catch (e) {
+      row.fusedVsPortable = (e as Error).message.split('\n')[0]
+    }
+    const t = await timeLayer(denseParams, x, { path: 'portable', iters, warmup: 2 })
+    row.dense = { ms: t.ms, peakBytes: t.peakBytes, source: t.source }
+    rows.push(row)
+    console.log(JSON.stringify(row))
+    dispose([params, denseParams, x])
+  }
+  return rows
+}
+
+function report() {
+  const mosa = JSON.parse(readFileSync(join(out, 'mosa.json'), 'utf8'))
+  let torch: Record<string, { ms: number; peakBytes: number; checkError?: number }> = {}
+  try {
+    torch = JSON.parse(readFileSync(join(out, 'torch.json'), 'utf8')).cases
+  } catch {
+    console.log('(no torch.json: PyTorch columns empty)')
+  }
+  const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(2) : '-')
+  const mb = (v: unknown) => (typeof v === 'number' ? (v / 2 ** 20).toFixed(0) : '-')
+  console.log(`device: ${mosa.device}`)
+  console.log(`check (fused vs portable, fwd+bwd, ${JSON.stringify(mosa.check.config)}):`)
+  console.log(
+    `  same selection: ${mosa.check.sameSelection}; max errors ${JSON.stringify(mosa.check.errors)}`,
+  )
+  console.log(
+    'case        Hs  fused ms  portable ms  dense ms  torch ms  fused/portable  fused/torch  fused MiB  portable MiB  dense MiB  torch MiB  fwd err',
+  )
+  for (const r of mosa.rows) {
+    const t = torch[r.name]
+    const fused = r.fused?.ms
+    console.log(
+      [
+        r.name.padEnd(11),
+        String(r.sparseHeads).padStart(3),
+        f(fused).padStart(9),
+        f(r.portable?.ms).padStart(12),
+        f(r.dense?.ms).padStart(9),
+        f(t?.ms).padStart(9),
+        (typeof fused === 'number' && r.portable?.ms
+          ? `${(r.portable.ms / fused).toFixed(2)}x`
+          : '-'
+        ).padStart(15),
+        (typeof fused === 'number' && t?.ms ? `${(t.ms / fused).toFixed(2)}x` : '-').padStart(12),
+        mb(r.fused?.peakBytes).padStart(10),
+        mb(r.portable?.peakBytes).padStart(13),
+        mb(r.dense?.peakBytes).padStart(10),
+        mb(t?.peakBytes).padStart(10),
+        (typeof r.fusedVsPortable === 'number'
+          ? r.fusedVsPortable.toExponential(1)
+          : String(r.fusedVsPortable)
+        ).padStart(8),
+      ].join(' '),
+    )
+  }
+  if (torch['check'])
+    console.log(`PyTorch on attnkit's weights: max rel error of y vs attnkit ${torch['check'].checkError}`)
+}
+
+async function main() {
+  if (flag('report')) return report()
+  const name = opt('backend', 'cuda')
+  if (name === 'cuda') await import('@attnkit/backend-cuda')
+  if (name === 'webgpu') await import('@attnkit/backend-webgpu')
+  const be = await setBackend(name)
+  console.log(`backend ${be.name}: ${be.info().device}`)
+  const checked = await check(be)
+  console.log(`check: ${JSON.stringify(checked)}`)
+  writeFileSync(join(out, 'cases.json'), JSON.stringify(cases(), null, 1))
+  const rows = await bench(be)
+  writeFileSync(
+    join(out, 'mosa.json'),
+    JSON.stringify({ device: be.info().device, check: checked, rows }, null, 1),
+  )
+}
+
+await main()
