@@ -1,0 +1,210 @@
+/**
+ * Everything the H100 run does in one process: extra flash-attention checks, the whole
+ * conformance suite against the CPU reference, the allocation-leak check, then the speed
+ * benchmarks side by side with PyTorch. Bundled by device/bundle.mjs; started by device/run.sh.
+ * Results go to stdout and, when OUT is set, to files under it.
+ */
+import { appendFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as o from '@attnkit/core'
+import { formatSummary, type OpCase, runCase, runConformance } from '@attnkit/core/testing'
+import { benchAttention, benchMatmul, createCudaBackend, runTorchReference } from '../src/index.js'
+
+const OUT = process.env.OUT ?? ''
+const log = (line: string) => {
+  console.log(line)
+  if (OUT) appendFileSync(join(OUT, 'log.txt'), `${line}\n`)
+}
+const save = (file: string, text: string) => {
+  if (OUT) writeFileSync(join(OUT, file), text)
+}
+const t0 = performance.now()
+const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`
+
+function flashCases(): OpCase[] {
+  const F: o.DType[] = ['bfloat16', 'float16']
+  const att = (
+    name: string,
+    q: number[],
+    kv: number[],
+    opts: (x: Record<string, o.Tensor>) => o.AttentionOptions,
+    extra: OpCase['inputs'] = {},
+  ): OpCase => ({
+    name: `flash/${name}`,
+    kernels: ['attention', 'attentionBackward'],
+    dtypes: F,
+    inputs: { q: { shape: q }, k: { shape: kv }, v: { shape: kv }, ...extra },
+    fn: (x) => o.attention(x.q, x.k, x.v, opts(x)),
+    tol: 2,
+    finiteDiff: false,
+  })
+  return [
+    att('noncausal-hd64-tq257-tk300', [1, 2, 257, 64], [1, 2, 300, 64], () => ({})),
+    att('causal-gqa-hd128-t200', [1, 4, 200, 128], [1, 2, 200, 128], () => ({ causal: true })),
+    att(
+      'window-sinks-keep-hd64-t300',
+      [1, 2, 300, 64],
+      [1, 2, 300, 64],
+      (x) => ({ causal: true, window: 37, sinks: 3, keep: x.keep }),
+      {
+        keep: { shape: [1, 2, 300], dist: 'bool', dtype: 'bool' },
+      },
+    ),
+    att('decode-hd128-tk333', [2, 4, 1, 128], [2, 4, 333, 128], () => ({ causal: true })),
+    att(
+      'perhead-positions-hd128',
+      [1, 2, 150, 128],
+      [1, 2, 150, 128],
+      (x) => ({ causal: true, qPositions: x.pos, kPositions: x.pos }),
+      {
+        pos: { shape: [1, 2, 150], dist: 'int', dtype: 'int32', low: 0, high: 400 },
+      },
+    ),
+    att('window-only-hd128-t260', [1, 1, 260, 128], [1, 1, 260, 128], () => ({ window: 50 })),
+  ]
+}
+
+async function main() {
+  log(`attnkit cuda device run, node ${process.version}`)
+  const backend = await createCudaBackend()
+  await o.setBackend(backend)
+  const info = backend.info()
+  log(`backend: ${info.device}`)
+  log(`details: ${JSON.stringify(info.details)}`)
+
+  log(`\n== flash-attention checks (tensor-core path) [${elapsed()}]`)
+  const cpu = await o.backend('cpu')
+  let flashFails = 0
+  for (const c of flashCases()) {
+    for (const dtype of c.dtypes) {
+      try {
+        const rs = await runCase(c, dtype, backend, cpu)
+        for (const r of rs) {
+          if (!r.ok) flashFails++
+          log(
+            `${r.ok ? 'ok  ' : 'FAIL'} ${c.name} ${dtype} ${r.check}: ${r.error.toExponential(2)} / ${r.tolerance.toExponential(1)}${r.ok ? '' : ` ${r.detail ?? ''}`}`,
+          )
+        }
+      } catch (e) {
+        flashFails++
+        log(`FAIL ${c.name} ${dtype}: ${(e as Error).stack}`)
+      }
+    }
+  }
+
+  log(`\n== conformance suite [${elapsed()}]`)
+  let conformance = ''
+  try {
+    const summary = await runConformance(backend, {
+      onResult: (rs) => {
+        for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
+      },
+    })
+    conformance = formatSummary(summary)
+    log(conformance)
+    save('conformance.txt', `${conformance}\n`)
+  } catch (e) {
+    log(`conformance crashed: ${(e as Error).stack}`)
+  }
+  log(`compile stats: ${JSON.stringify(backend.compiler.stats)} [${elapsed()}]`)
+
+  log('\n== device allocations after attention forward + backward')
+  try {
+    const rng = new o.Rng(5)
+    const run = () => {
+      const [q, k, v] = [0, 1, 2].map(() =>
+        o.tensor(rng.normalArray(2 * 4 * 70 * 64), [2, 4, 70, 64], { dtype: 'bfloat16', backend }),
+      )
+      const f = o.valueAndGrad((p: { q: o.Tensor; k: o.Tensor; v: o.Tensor }) =>
+        o.sum(o.attention(p.q, p.k, p.v, { causal: true })),
+      )
+      const { value, grads } = f({ q, k, v })
+      o.dispose([q, k, v, value, grads])
+    }
+    run()
+    await backend.synchronize()
+    const before = { ...backend.allocator.stats(), tensors: o.memory('cuda').liveTensors }
+    for (let i = 0; i < 3; i++) run()
+    await backend.synchronize()
+    const after = { ...backend.allocator.stats(), tensors: o.memory('cuda').liveTensors }
+    const ok =
+      after.liveBlocks === before.liveBlocks &&
+      after.deviceAllocations === before.deviceAllocations &&
+      after.tensors === before.tensors
+    log(`${ok ? 'ok  ' : 'FAIL'} before ${JSON.stringify(before)} after ${JSON.stringify(after)}`)
+  } catch (e) {
+    log(`leak check crashed: ${(e as Error).stack}`)
+  }
+
+  log(`\n== speed [${elapsed()}]`)
+  const bench: Record<string, unknown> = {}
+  try {
+    const mm = await benchMatmul(backend, { m: 8192, n: 8192, k: 8192, dtype: 'bfloat16' })
+    bench.matmul = mm
+    log(`attnkit matmul 8192^3 bf16: ${mm.ms.toFixed(3)} ms, ${mm.tflops.toFixed(1)} TFLOP/s`)
+  } catch (e) {
+    log(`matmul bench crashed: ${(e as Error).stack}`)
+  }
+  const shape = { batch: 4, heads: 16, seq: 4096, headDim: 128, causal: true, dtype: 'bfloat16' as const }
+  for (const bc of ['64', '32']) {
+    try {
+      process.env.ATTNKIT_FLASH_FWD_BC = bc
+      const at = await benchAttention(backend, shape)
+      bench[`attention_bc${bc}`] = at
+      log(
+        `attnkit attention (4,16,4096,128) causal bf16, fwd tile ${bc} keys: fwd ${at.forwardMs.toFixed(3)} ms ${at.forwardTflops.toFixed(1)} TFLOP/s; fwd+bwd ${at.forwardBackwardMs.toFixed(3)} ms ${at.forwardBackwardTflops.toFixed(1)} TFLOP/s`,
+      )
+    } catch (e) {
+      log(`attention bench (BC=${bc}) crashed: ${(e as Error).stack}`)
+    }
+  }
+  for (const hd of [64]) {
+    try {
+      process.env.ATTNKIT_FLASH_FWD_BC = '64'
+      const at = await benchAttention(backend, { ...shape, headDim: hd, heads: 32 })
+      bench[`attention_hd${hd}`] = at
+      log(
+        `attnkit attention (4,32,4096,${hd}) causal bf16: fwd ${at.forwardTflops.toFixed(1)} TFLOP/s; fwd+bwd ${at.forwardBackwardTflops.toFixed(1)} TFLOP/s`,
+      )
+    } catch (e) {
+      log(`attention bench (hd ${hd}) crashed: ${(e as Error).stack}`)
+    }
+  }
+  log(`[${elapsed()}] torch reference...`)
+  const torch = runTorchReference({ script: process.env.ATTNKIT_TORCH_SCRIPT })
+  bench.torch = torch
+  save('bench.json', JSON.stringify(bench, null, 2))
+  if (torch.error) log(`torch reference failed: ${torch.error}`)
+  else {
+    log(`torch ${torch.torch} on ${torch.device}`)
+    const mm = bench.matmul as { tflops: number } | undefined
+    const best = ['64', '32']
+      .map(
+        (bc) =>
+          bench[`attention_bc${bc}`] as { forwardTflops: number; forwardBackwardTflops: number } | undefined,
+      )
+      .filter((x) => x !== undefined)
+    const fwd = Math.max(...best.map((b) => b.forwardTflops))
+    const fb = Math.max(...best.map((b) => b.forwardBackwardTflops))
+    const rows = [
+      ['matmul 8192^3 bf16', mm?.tflops ?? Number.NaN, torch.matmul?.tflops ?? Number.NaN, 0.85],
+      ['attention fwd (4,16,4096,128) causal', fwd, torch.attention?.forwardTflops ?? Number.NaN, 0.5],
+      ['attention fwd+bwd', fb, torch.attention?.forwardBackwardTflops ?? Number.NaN, 0.4],
+    ] as const
+    log('\n| case | attnkit TFLOP/s | PyTorch TFLOP/s | ratio | target |')
+    log('| --- | --- | --- | --- | --- |')
+    for (const [name, mine, ref, target] of rows) {
+      const ratio = mine / ref
+      log(
+        `| ${name} | ${mine.toFixed(1)} | ${ref.toFixed(1)} | ${(ratio * 100).toFixed(0)}% | >= ${target * 100}% ${ratio >= target ? 'met' : 'NOT met'} |`,
+      )
+    }
+  }
+  log(`\nflash checks failed: ${flashFails}; ${conformance.split('\n')[0]} [${elapsed()}]`)
+  backend.dispose()
+}
+
+main().catch((e) => {
+  log(`runner crashed: ${(e as Error).stack}`)
+  process.exitCode = 1
+})

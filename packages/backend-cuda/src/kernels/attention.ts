@@ -1,0 +1,384 @@
+import { type AttentionAttrs, BackendError, registerCoreKernel, type TensorInfo } from '@attnkit/core'
+import type { CudaBackend } from '../backend.js'
+import { ctype } from '../host-convert.js'
+import type { ArgKind } from '../launch-args.js'
+import { castFromF32Ptr } from './elementwise.js'
+
+/** Tile sizes of kernels/flash_fwd.cu and flash_bwd.cu. */
+const FWD_BR = 128
+/** Keys per forward tile: 64, or 32 (fewer registers at head dim 128); ATTNKIT_FLASH_FWD_BC picks. */
+function fwdBlockN(): 32 | 64 {
+  return process.env.ATTNKIT_FLASH_FWD_BC === '32' ? 32 : 64
+}
+const BWD_BKV = 64
+const BWD_BQ = 64
+const TILE_BOUNDS_BYTES = 16
+
+export interface AttentionShapes {
+  B: number
+  Hq: number
+  Hk: number
+  Tq: number
+  Tk: number
+  D: number
+  Dv: number
+}
+
+export function attentionShapes(q: TensorInfo, k: TensorInfo, v: TensorInfo): AttentionShapes {
+  const [B, Hq, Tq, D] = q.shape
+  const [, Hk, Tk] = k.shape
+  return { B, Hq, Hk, Tq, Tk, D, Dv: v.shape[3] }
+}
+
+/** Whether the tensor-core flash kernels handle this case (else the SIMT kernels do). */
+export function usesFlash(dtype: string, s: AttentionShapes, scale: number): boolean {
+  return (
+    (dtype === 'bfloat16' || dtype === 'float16') && s.D === s.Dv && (s.D === 64 || s.D === 128) && scale > 0
+  )
+}
+
+export function flashDefines(dtype: string, hd: number): Record<string, string | number> {
+  return dtype === 'float16' ? { DT: '__half', DT_IS_HALF: 1, HD: hd } : { DT: '__nv_bfloat16', HD: hd }
+}
+
+export const FLASH_FWD_SMEM = (hd: number, bc: number) => (FWD_BR * hd + 4 * bc * hd) * 2
+export const FLASH_BWD_SMEM = (hd: number) => (6 * BWD_BQ * hd + BWD_BKV * BWD_BQ) * 2 + 3 * 2 * BWD_BQ * 4
+
+const FWD_ARGS: ArgKind[] = [
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'f32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+]
+const BWD_ARGS: ArgKind[] = [
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'ptr',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'f32',
+  'f32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+]
+const SIMT_ARGS_TAIL: ArgKind[] = [
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+  'f32',
+  'i32',
+  'i32',
+  'i32',
+  'i32',
+]
+
+function simtDefines(dtype: string, s: AttentionShapes): Record<string, string | number> {
+  const need = Math.max(s.D, s.Dv)
+  let maxd = 32
+  while (maxd < need) maxd *= 2
+  if (maxd > 1024) {
+    throw new BackendError(`attention: head dims up to 1024 are supported on cuda, got D=${s.D}, Dv=${s.Dv}`)
+  }
+  return { DT: ctype(dtype as 'float32'), MAXD: maxd }
+}
+
+function keyBounds(
+  backend: CudaBackend,
+  kPos: TensorInfo,
+  keep: TensorInfo | undefined,
+  s: AttentionShapes,
+  tile: number,
+) {
+  const n = s.B * s.Hk * Math.ceil(s.Tk / tile)
+  const block = backend.scratch(n * TILE_BOUNDS_BYTES)
+  const k = backend.kernel('attention.cu', { DT: 'float' }, 'attn_key_bounds_k', [
+    'ptr',
+    'ptr',
+    'ptr',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+  ])
+  backend.launch(k, backend.grid1d(n), [256, 1, 1], 0, [
+    backend.ptr(kPos),
+    keep ? backend.ptr(keep) : 0n,
+    block.ptr,
+    s.B * s.Hk,
+    s.Tk,
+    tile,
+    keep ? 1 : 0,
+  ])
+  return block
+}
+
+function queryBounds(backend: CudaBackend, qPos: TensorInfo, s: AttentionShapes, tile: number) {
+  const n = s.B * s.Hq * Math.ceil(s.Tq / tile)
+  const block = backend.scratch(n * 8)
+  const k = backend.kernel('attention.cu', { DT: 'float' }, 'attn_query_bounds_k', [
+    'ptr',
+    'ptr',
+    'i32',
+    'i32',
+    'i32',
+  ])
+  backend.launch(k, backend.grid1d(n), [256, 1, 1], 0, [backend.ptr(qPos), block.ptr, s.B * s.Hq, s.Tq, tile])
+  return block
+}
+
+export function attentionForward(
+  backend: CudaBackend,
+  inputs: {
+    q: TensorInfo
+    k: TensorInfo
+    v: TensorInfo
+    qPos: TensorInfo
+    kPos: TensorInfo
+    keep?: TensorInfo
+  },
+  attrs: AttentionAttrs,
+): [TensorInfo, TensorInfo] {
+  const { q, k, v, qPos, kPos, keep } = inputs
+  const s = attentionShapes(q, k, v)
+  const out = backend.alloc([s.B, s.Hq, s.Tq, s.Dv], q.dtype)
+  const lse = backend.alloc([s.B, s.Hq, s.Tq], 'float32')
+  if (s.B * s.Hq * s.Tq === 0) return [out, lse]
+  if (s.Tk === 0) {
+    backend.zero(out)
+    backend.fill(lse, Number.NEGATIVE_INFINITY)
+    return [out, lse]
+  }
+  const flags = [attrs.causal ? 1 : 0, attrs.window, attrs.sinks, keep ? 1 : 0]
+  if (usesFlash(q.dtype, s, attrs.scale)) {
+    const bc = fwdBlockN()
+    const kb = keyBounds(backend, kPos, keep, s, bc)
+    const kern = backend.kernel(
+      'flash_fwd.cu',
+      { ...flashDefines(q.dtype, s.D), BC: bc },
+      'flash_fwd_k',
+      FWD_ARGS,
+    )
+    backend.launch(kern, [Math.ceil(s.Tq / FWD_BR), s.B * s.Hq, 1], [128, 1, 1], FLASH_FWD_SMEM(s.D, bc), [
+      backend.ptr(q),
+      backend.ptr(k),
+      backend.ptr(v),
+      backend.ptr(qPos),
+      backend.ptr(kPos),
+      keep ? backend.ptr(keep) : 0n,
+      kb.ptr,
+      backend.ptr(out),
+      backend.ptr(lse),
+      s.Hq,
+      s.Hk,
+      s.Tq,
+      s.Tk,
+      attrs.scale * Math.LOG2E,
+      ...flags,
+    ])
+    backend.free(kb)
+    return [out, lse]
+  }
+  const rows = s.B * s.Hq * s.Tq
+  const kern = backend.kernel('attention.cu', simtDefines(q.dtype, s), 'attn_fwd_simt_k', [
+    'ptr',
+    'ptr',
+    'ptr',
+    'ptr',
+    'ptr',
+    'ptr',
+    'ptr',
+    'ptr',
+    ...SIMT_ARGS_TAIL,
+  ])
+  backend.launch(kern, [Math.ceil(rows / 4), 1, 1], [128, 1, 1], 0, [
+    backend.ptr(q),
+    backend.ptr(k),
+    backend.ptr(v),
+    backend.ptr(qPos),
+    backend.ptr(kPos),
+    keep ? backend.ptr(keep) : 0n,
+    backend.ptr(out),
+    backend.ptr(lse),
+    s.B,
+    s.Hq,
+    s.Hk,
+    s.Tq,
+    s.Tk,
+    s.D,
+    s.Dv,
+    attrs.scale,
+    ...flags,
+  ])
+  return [out, lse]
+}
+
+export function attentionBackward(
+  backend: CudaBackend,
+  inputs: {
+    q: TensorInfo
+    k: TensorInfo
+    v: TensorInfo
+    out: TensorInfo
+    lse: TensorInfo
+    dout: TensorInfo
+    qPos: TensorInfo
+    kPos: TensorInfo
+    keep?: TensorInfo
+  },
+  attrs: AttentionAttrs,
+): [TensorInfo, TensorInfo, TensorInfo] {
+  const { q, k, v, out, lse, dout, qPos, kPos, keep } = inputs
+  const s = attentionShapes(q, k, v)
+  const dtype = q.dtype
+  const flags = [attrs.causal ? 1 : 0, attrs.window, attrs.sinks, keep ? 1 : 0]
+  if (usesFlash(dtype, s, attrs.scale) && s.Tq > 0 && s.Tk > 0) {
+    const rows = s.B * s.Hq * s.Tq
+    const delta = backend.scratch(rows * 4)
+    const dk = backend.alloc(k.shape, dtype)
+    const dv = backend.alloc(v.shape, dtype)
+    const dkern = backend.kernel('attention.cu', { DT: ctype(dtype) }, 'attn_delta_k', [
+      'ptr',
+      'ptr',
+      'ptr',
+      'i64',
+      'i32',
+    ])
+    backend.launch(dkern, [Math.ceil(rows / 8), 1, 1], [256, 1, 1], 0, [
+      backend.ptr(out),
+      backend.ptr(dout),
+      delta.ptr,
+      rows,
+      s.Dv,
+    ])
+    const kb = keyBounds(backend, kPos, keep, s, BWD_BKV)
+    const qb = queryBounds(backend, qPos, s, BWD_BQ)
+    const dqAcc = backend.scratch(rows * s.D * 4)
+    backend.zeroBlock(dqAcc, rows * s.D * 4)
+    const kern = backend.kernel('flash_bwd.cu', flashDefines(dtype, s.D), 'flash_bwd_k', BWD_ARGS)
+    backend.launch(kern, [Math.ceil(s.Tk / BWD_BKV), s.B * s.Hk, 1], [128, 1, 1], FLASH_BWD_SMEM(s.D), [
+      backend.ptr(q),
+      backend.ptr(k),
+      backend.ptr(v),
+      backend.ptr(dout),
+      backend.ptr(lse),
+      delta.ptr,
+      backend.ptr(qPos),
+      backend.ptr(kPos),
+      keep ? backend.ptr(keep) : 0n,
+      qb.ptr,
+      kb.ptr,
+      dqAcc.ptr,
+      backend.ptr(dk),
+      backend.ptr(dv),
+      s.Hq,
+      s.Hk,
+      s.Tq,
+      s.Tk,
+      attrs.scale,
+      attrs.scale * Math.LOG2E,
+      ...flags,
+    ])
+    const dq = castFromF32Ptr(backend, dqAcc.ptr, q.shape, dtype)
+    for (const b of [delta, kb, qb, dqAcc]) backend.free(b)
+    return [dq, dk, dv]
+  }
+  const dq = backend.alloc(q.shape, dtype)
+  const nk = s.B * s.Hk * s.Tk
+  const dkAcc = backend.alloc(k.shape, 'float32')
+  const dvAcc = backend.alloc(v.shape, 'float32')
+  backend.zero(dkAcc)
+  backend.zero(dvAcc)
+  const rows = s.B * s.Hq * s.Tq
+  if (rows > 0 && nk > 0) {
+    const kern = backend.kernel('attention.cu', simtDefines(dtype, s), 'attn_bwd_simt_k', [
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      'ptr',
+      ...SIMT_ARGS_TAIL,
+    ])
+    backend.launch(kern, [Math.ceil(rows / 4), 1, 1], [128, 1, 1], 0, [
+      backend.ptr(q),
+      backend.ptr(k),
+      backend.ptr(v),
+      backend.ptr(out),
+      backend.ptr(lse),
+      backend.ptr(dout),
+      backend.ptr(qPos),
+      backend.ptr(kPos),
+      keep ? backend.ptr(keep) : 0n,
+      backend.ptr(dq),
+      backend.ptr(dkAcc),
+      backend.ptr(dvAcc),
+      s.B,
+      s.Hq,
+      s.Hk,
+      s.Tq,
+      s.Tk,
+      s.D,
+      s.Dv,
+      attrs.scale,
+      ...flags,
+    ])
+  } else {
+    backend.zero(dq)
+  }
+  if (dtype === 'float32') return [dq, dkAcc, dvAcc]
+  const dk = castFromF32Ptr(backend, backend.ptr(dkAcc), k.shape, dtype)
+  const dv = castFromF32Ptr(backend, backend.ptr(dvAcc), v.shape, dtype)
+  backend.release(dkAcc.dataId)
+  backend.release(dvAcc.dataId)
+  return [dq, dk, dv]
+}
+
+export function registerAttentionKernels(): void {
+  registerCoreKernel<'attention', CudaBackend>('attention', 'cuda', ({ inputs, attrs, backend }) =>
+    attentionForward(backend, inputs, attrs),
+  )
+  registerCoreKernel<'attentionBackward', CudaBackend>(
+    'attentionBackward',
+    'cuda',
+    ({ inputs, attrs, backend }) => attentionBackward(backend, inputs, attrs),
+  )
+}
