@@ -23,6 +23,7 @@ import {
 } from '../src/bench/index.js'
 import {
   createCache,
+  type DecodeTuning,
   decodeTuning,
   factorAttention,
   fusedDTypes,
@@ -76,9 +77,15 @@ async function main() {
       tpaConfig('tpa-kvonly', dtype),
       { variant: 'gqa' as const, dModel: H * D, heads: H, kvHeads: 4, headDim: D, dtype },
     ]) {
-      for (const tuning of [saved, { targetBlocks: 64, minTokensPerSplit: 32 }]) {
+      const tunings: DecodeTuning[] = [saved, { ...saved, targetBlocks: 64, minTokensPerSplit: 32 }]
+      if (dtype !== 'float32' && backendName === 'cuda')
+        tunings.push(
+          { ...saved, tensorCores: true },
+          { ...saved, targetBlocks: 64, minTokensPerSplit: 32, tensorCores: true },
+        )
+      for (const tuning of tunings) {
         setDecodeTuning(backendName, tuning)
-        const label = `check ${config.variant} R_K=${config.kRank ?? '-'} ${dtype} minTokensPerSplit=${tuning.minTokensPerSplit}`
+        const label = `check ${config.variant} R_K=${config.kRank ?? '-'} ${dtype} minTokensPerSplit=${tuning.minTokensPerSplit}${tuning.tensorCores ? ' tensorCores' : ''}`
         const rel = await attempt(label, () => fusedVsPortable(config, dtype))
         const tol = dtype === 'float32' ? 2e-5 : dtype === 'float16' ? 4e-3 : 2e-2
         const ok = rel !== null && Number.isFinite(rel) && rel < tol
@@ -122,7 +129,11 @@ async function main() {
   const sweepCtx = quick ? 1024 : 32768
   for (const batch of BATCHES) {
     for (const minTokensPerSplit of quick ? [32, 128] : [64, 128, 256, 512]) {
-      setDecodeTuning(backendName, { ...saved, minTokensPerSplit })
+      setDecodeTuning(backendName, {
+        ...saved,
+        minTokensPerSplit,
+        tensorCores: backendName === 'cuda' && dtypes[0] !== 'float32',
+      })
       const r = await attempt(`sweep B=${batch} minTokensPerSplit=${minTokensPerSplit}`, () =>
         benchTpaDecodeAttention({
           config: tpaConfig('tpa', dtypes[0]),
@@ -135,7 +146,7 @@ async function main() {
       sweep.push({ minTokensPerSplit, ...r })
       if (r)
         log(
-          `sweep B=${batch} ctx=${sweepCtx} minTokensPerSplit=${minTokensPerSplit}: ${r.timing.ms.toFixed(4)} ms, ${fmtBw(r.bytesPerSecond)}`,
+          `sweep B=${batch} ctx=${sweepCtx} minTokensPerSplit=${minTokensPerSplit} kernel=${r.kernel ?? r.impl}: ${r.timing.ms.toFixed(4)} ms, ${fmtBw(r.bytesPerSecond)}`,
         )
     }
   }
@@ -149,16 +160,25 @@ async function main() {
     for (const context of CONTEXTS) {
       for (const batch of BATCHES) {
         const where = `${dtype} B=${batch} ctx=${context}`
-        for (const impl of ['fused', 'portable'] as const) {
-          const r = await attempt(`tpa decode attention (${impl}) ${where}`, () =>
-            benchTpaDecodeAttention({
-              config: tpaConfig('tpa', dtype),
-              batch,
-              context,
-              impl,
-              iterations: impl === 'fused' ? ITERS : Math.max(2, ITERS / 4),
-            }),
+        const variants: { impl: 'fused' | 'portable'; tensorCores: boolean }[] = [
+          { impl: 'fused', tensorCores: false },
+          { impl: 'portable', tensorCores: false },
+        ]
+        if (dtype !== 'float32' && backendName === 'cuda') variants.push({ impl: 'fused', tensorCores: true })
+        for (const { impl, tensorCores } of variants) {
+          setDecodeTuning(backendName, { ...saved, tensorCores })
+          const r = await attempt(
+            `tpa decode attention (${impl}${tensorCores ? ', tensor cores' : ''}) ${where}`,
+            () =>
+              benchTpaDecodeAttention({
+                config: tpaConfig('tpa', dtype),
+                batch,
+                context,
+                impl,
+                iterations: impl === 'fused' ? ITERS : Math.max(2, ITERS / 4),
+              }),
           )
+          setDecodeTuning(backendName, saved)
           if (r) addRow(r, copyBw)
           attn.push(r)
         }
@@ -278,7 +298,7 @@ async function fusedVsPortable(config: TpaConfig, dtype: DType): Promise<number>
 
 function addRow(r: Awaited<ReturnType<typeof benchTpaDecodeAttention>>, copyBw: number) {
   rows.push([
-    `${r.what} (${r.impl})`,
+    `${r.what} (${r.impl}${r.kernel ? `, ${r.kernel}` : ''})`,
     r.dtype,
     String(r.batch),
     String(r.context),

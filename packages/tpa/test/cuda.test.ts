@@ -15,6 +15,7 @@ import {
   resolveConfig,
   type TpaConfig,
 } from '../src/index.js'
+import { cudaMmaLayout } from '../src/kernels/plan.js'
 import { fusedSuite } from './fused-suite.js'
 import { tryBackend } from './gpu-helpers.js'
 
@@ -38,6 +39,7 @@ const info = (shape: number[], dtype: DType): TensorInfo => ({ dataId: {}, shape
 
 const COMPILE_CONFIGS: TpaConfig[] = [
   { variant: 'tpa', dModel: 1024, heads: 16, headDim: 64 },
+  { variant: 'tpa', dModel: 1024, heads: 32, headDim: 32, kRank: 4, vRank: 4 },
   { variant: 'tpa', dModel: 2048, heads: 32, headDim: 128, qRank: 12, kRank: 1, vRank: 4 },
   { variant: 'tpa-kvonly', dModel: 768, heads: 12, headDim: 64, kRank: 3, vRank: 3 },
   { variant: 'mha', dModel: 256, heads: 4, headDim: 64 },
@@ -52,6 +54,7 @@ describe.skipIf(!nvcc)('CUDA sources compile with nvcc for sm_90a', () => {
   for (const dtype of ['float32', 'float16', 'bfloat16'] as DType[]) {
     it(`every kernel, ${dtype}, ${COMPILE_CONFIGS.length} layer shapes`, async () => {
       const { backend, specs } = recorder()
+      let mmaShapes = 0
       for (const config of COMPILE_CONFIGS) {
         const c = resolveConfig({ ...config, dtype })
         const layout = recordLayout(c)
@@ -78,7 +81,23 @@ describe.skipIf(!nvcc)('CUDA sources compile with nvcc for sm_90a', () => {
         }
         if (!layout.aK) inputs.aKc = info([c.heads, c.k.rank], dtype)
         if (!layout.aV) inputs.aVc = info([c.heads, c.v.rank], dtype)
-        run(DECODE_PARTIAL_KERNEL, inputs, { shape, splits: 4, tokensPerSplit: 32, scoreScale: 0.1 })
+        run(DECODE_PARTIAL_KERNEL, inputs, {
+          shape,
+          kernel: 'fma',
+          splits: 4,
+          tokensPerSplit: 32,
+          scoreScale: 0.1,
+        })
+        if (typeof cudaMmaLayout(shape) !== 'string') {
+          mmaShapes++
+          run(DECODE_PARTIAL_KERNEL, inputs, {
+            shape,
+            kernel: 'mma',
+            splits: 4,
+            tokensPerSplit: 32,
+            scoreScale: 0.1,
+          })
+        }
         run(
           DECODE_COMBINE_KERNEL,
           { partO: info([B, 4, c.heads, c.headDim], 'float32'), partML: info([B, 4, c.heads, 2], 'float32') },
@@ -91,6 +110,8 @@ describe.skipIf(!nvcc)('CUDA sources compile with nvcc for sm_90a', () => {
         attrs: {},
         backend,
       })
+      // The tensor-core kernel fits the two shapes with h % 16 == 0 and R_K == R_V in {2, 4} (16-bit only).
+      expect(mmaShapes).toBe(dtype === 'float32' ? 0 : 2)
       const unique = new Map<string, ProgramSpec>()
       for (const spec of specs) {
         expect(spec.language).toBe('cuda')
@@ -131,6 +152,7 @@ if (!gpu) console.log(`skipping the CUDA runtime tests: ${reason}`)
 
 const RUN_CONFIGS: TpaConfig[] = [
   { variant: 'tpa', dModel: 64, heads: 16, headDim: 64 },
+  { variant: 'tpa', dModel: 64, heads: 32, headDim: 32, qRank: 3, kRank: 4, vRank: 4 },
   { variant: 'tpa', dModel: 64, heads: 4, headDim: 32, qRank: 2, kRank: 3, vRank: 1 },
   { variant: 'tpa-kvonly', dModel: 64, heads: 8, headDim: 64 },
   { variant: 'mha', dModel: 64, heads: 4, headDim: 32 },
@@ -138,5 +160,15 @@ const RUN_CONFIGS: TpaConfig[] = [
 ]
 
 describe.skipIf(!gpu)('CUDA fused kernels match the portable path', () => {
-  fusedSuite(gpu, RUN_CONFIGS, ['float32', 'float16', 'bfloat16'], { store: 300, tail: 7 })
+  // Tensor cores where the shape fits (16-bit, h % 16 == 0, R_K == R_V in {2, 4}); else the FMA kernel.
+  fusedSuite(gpu, RUN_CONFIGS, ['float32', 'float16', 'bfloat16'], { store: 300, tail: 7 }, [
+    {
+      name: 'tensor cores, many splits',
+      tuning: { targetBlocks: 16, minTokensPerSplit: 8, tensorCores: true },
+    },
+    {
+      name: 'tensor cores, one split',
+      tuning: { targetBlocks: 1, minTokensPerSplit: 1 << 20, tensorCores: true },
+    },
+  ])
 })

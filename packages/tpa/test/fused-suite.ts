@@ -12,6 +12,7 @@ import {
 import { afterAll, expect, it } from 'vitest'
 import {
   createCache,
+  type DecodeTuning,
   decode,
   decodeTuning,
   factorAttention,
@@ -37,6 +38,7 @@ export function fusedSuite(
   configs: TpaConfig[],
   dtypes: DType[],
   sizes = { store: 37, tail: 5 },
+  extraTunings: { name: string; tuning: Partial<DecodeTuning> }[] = [],
 ) {
   const saved = gpu ? decodeTuning(gpu.name) : undefined
   afterAll(() => {
@@ -45,16 +47,16 @@ export function fusedSuite(
   for (const dtype of dtypes) {
     for (const base of configs) {
       const config = { ...base, dtype }
-      for (const splitting of ['one split', 'many splits'] as const) {
+      const tunings = [
+        { name: 'one split', tuning: { targetBlocks: 1, minTokensPerSplit: 1 << 20 } },
+        { name: 'many splits', tuning: { targetBlocks: 16, minTokensPerSplit: 8 } },
+        ...extraTunings,
+      ]
+      for (const { name: splitting, tuning } of tunings) {
         const name = `${config.variant} h=${config.heads} d=${config.headDim}${config.qRank ? ` R=${config.kRank}/${config.vRank}` : ''} ${dtype}, ${splitting}`
         it(name, async () => {
           const dev = gpu!
-          setDecodeTuning(
-            dev.name,
-            splitting === 'one split'
-              ? { targetBlocks: 1, minTokensPerSplit: 1 << 20 }
-              : { targetBlocks: 16, minTokensPerSplit: 8 },
-          )
+          setDecodeTuning(dev.name, { ...saved, ...tuning })
           const before = liveOn(dev.name)
           const rng = new Rng(61)
           const B = 2

@@ -26,6 +26,7 @@ import { cost } from '../cost.js'
 import { decode, factorAttention } from '../decode.js'
 import { forward } from '../forward.js'
 import type { Impl } from '../impl.js'
+import { decodeKernelFor } from '../kernels/fused.js'
 import { COPY_KERNEL, DECODE_PARTIAL_KERNEL } from '../kernels/names.js'
 import { ensureKernelsRegistered } from '../kernels/register.js'
 import { init } from '../params.js'
@@ -127,6 +128,8 @@ export interface DecodeAttentionResult {
   batch: number
   context: number
   impl: 'fused' | 'portable' | 'flash'
+  /** CUDA fused decode: 'fma' (CUDA cores) or 'mma' (tensor cores). */
+  kernel?: string
   timing: Timing
   /** KV-cache bytes one call reads (the whole cache once). */
   cacheBytes: number
@@ -151,6 +154,7 @@ export async function benchTpaDecodeAttention(o: {
   try {
     const timing = await timeSteps(backend, () => factorAttention(q, cache, { impl }), o.iterations ?? 20)
     const fused = impl === 'fused' || (impl === 'auto' && hasKernel(DECODE_PARTIAL_KERNEL, backend.name))
+    const choice = fused ? decodeKernelFor(cache) : undefined
     const cacheBytes = cache.bytes().used
     return {
       what: 'tpa decode attention',
@@ -160,6 +164,7 @@ export async function benchTpaDecodeAttention(o: {
       batch: o.batch,
       context: o.context,
       impl: fused ? 'fused' : 'portable',
+      kernel: typeof choice === 'object' ? choice.kernel : undefined,
       timing,
       cacheBytes,
       bytesPerSecond: cacheBytes / (timing.ms / 1e3),

@@ -1,7 +1,14 @@
 import { runKernel, type Tensor } from '@attnkit/core'
 import type { TpaCache } from '../cache.js'
 import { CACHE_WRITE_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
-import { cudaDecodeLayout, type DecodeShape, decodeTuning, planSplits, wgslDecodeLayout } from './plan.js'
+import {
+  cudaDecodeLayout,
+  cudaMmaLayout,
+  type DecodeShape,
+  decodeTuning,
+  planSplits,
+  wgslDecodeLayout,
+} from './plan.js'
 
 export function decodeShapeOf(cache: TpaCache): DecodeShape {
   const c = cache.config
@@ -20,11 +27,25 @@ export function decodeShapeOf(cache: TpaCache): DecodeShape {
   }
 }
 
+/** The decode kernel for a cache on its backend: its tile, and on CUDA which kernel; or why none fits. */
+export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma' | 'mma' } | string {
+  const s = decodeShapeOf(cache)
+  if (cache.backend.name !== 'cuda') {
+    const l = wgslDecodeLayout(s)
+    return typeof l === 'string' ? l : { tile: l.tile }
+  }
+  if (decodeTuning('cuda').tensorCores) {
+    const m = cudaMmaLayout(s)
+    if (typeof m !== 'string') return { tile: m.tile, kernel: 'mma' }
+  }
+  const l = cudaDecodeLayout(s)
+  return typeof l === 'string' ? l : { tile: l.tile, kernel: 'fma' }
+}
+
 /** Why the fused decode cannot take this cache on this backend, or null when it can. */
 export function fusedDecodeUnsupported(cache: TpaCache): string | null {
-  const s = decodeShapeOf(cache)
-  const l = cache.backend.name === 'cuda' ? cudaDecodeLayout(s) : wgslDecodeLayout(s)
-  return typeof l === 'string' ? l : null
+  const k = decodeKernelFor(cache)
+  return typeof k === 'string' ? k : null
 }
 
 /**
@@ -34,12 +55,12 @@ export function fusedDecodeUnsupported(cache: TpaCache): string | null {
  */
 export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   const s = decodeShapeOf(cache)
-  const layout = cache.backend.name === 'cuda' ? cudaDecodeLayout(s) : wgslDecodeLayout(s)
-  if (typeof layout === 'string') throw new Error(`tpa fused decode: ${layout}`)
+  const choice = decodeKernelFor(cache)
+  if (typeof choice === 'string') throw new Error(`tpa fused decode: ${choice}`)
   const { splits, tokensPerSplit } = planSplits(
     s.storeLen + s.tailLen,
     s.batch,
-    layout.tile,
+    choice.tile,
     decodeTuning(cache.backend.name),
   )
   const inputs: Record<string, Tensor> = { q, store: cache.store, tail: cache.tail ?? cache.store }
@@ -48,6 +69,7 @@ export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
   const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
     shape: s,
+    kernel: choice.kernel,
     splits,
     tokensPerSplit,
     scoreScale,

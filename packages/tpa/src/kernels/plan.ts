@@ -28,11 +28,16 @@ export interface DecodeTuning {
   targetBlocks: number
   /** Never give a split fewer tokens than this. */
   minTokensPerSplit: number
+  /**
+   * CUDA, float16 / bfloat16: use the tensor-core (mma.sync) decode kernel where the shape fits
+   * (h % 16 == 0, d_h % 16 == 0, R_K == R_V in {2, 4}, contextual K and V), else the FMA kernel.
+   */
+  tensorCores: boolean
 }
 
 const TUNING: Record<string, DecodeTuning> = {
-  cuda: { targetBlocks: 1024, minTokensPerSplit: 128 },
-  webgpu: { targetBlocks: 64, minTokensPerSplit: 64 },
+  cuda: { targetBlocks: 1024, minTokensPerSplit: 128, tensorCores: false },
+  webgpu: { targetBlocks: 64, minTokensPerSplit: 64, tensorCores: false },
 }
 
 export function decodeTuning(backendName: string): DecodeTuning {
@@ -42,9 +47,11 @@ export function decodeTuning(backendName: string): DecodeTuning {
 /** Overrides the split heuristics for one backend (the bench sweeps them). */
 export function setDecodeTuning(backendName: string, tuning: Partial<DecodeTuning>): DecodeTuning {
   const next = { ...decodeTuning(backendName), ...tuning }
-  for (const [k, v] of Object.entries(next))
-    if (!Number.isInteger(v) || v <= 0)
-      throw new RangeError(`setDecodeTuning: '${k}' expected a positive integer, got ${v}`)
+  for (const k of ['targetBlocks', 'minTokensPerSplit'] as const)
+    if (!Number.isInteger(next[k]) || next[k] <= 0)
+      throw new RangeError(`setDecodeTuning: '${k}' expected a positive integer, got ${next[k]}`)
+  if (typeof next.tensorCores !== 'boolean')
+    throw new RangeError(`setDecodeTuning: 'tensorCores' expected a boolean, got ${String(next.tensorCores)}`)
   TUNING[backendName] = next
   return next
 }
@@ -133,4 +140,32 @@ export function cudaDecodeLayout(s: DecodeShape): CudaDecodeLayout | string {
     }
   }
   return `a record of ${layout.size} values does not fit 8 tokens in ${CUDA_STATIC_SMEM} bytes of shared memory`
+}
+
+/** The tensor-core kernel's staging: TILE = 64 / R tokens per stage, shared token stride pB bytes. */
+export interface CudaMmaLayout {
+  tile: number
+  pB: number
+}
+
+export function cudaMmaLayout(s: DecodeShape): CudaMmaLayout | string {
+  const { heads: H, headDim: D, kRank, vRank, layout } = s
+  if (s.dtype !== 'float16' && s.dtype !== 'bfloat16')
+    return `tensor cores take float16 / bfloat16, not ${s.dtype}`
+  if (H % 16 !== 0) return `heads ${H} is not a multiple of 16`
+  if (D % 16 !== 0) return `headDim ${D} is not a multiple of 16`
+  if (kRank !== vRank || (kRank !== 2 && kRank !== 4))
+    return `R_K = ${kRank}, R_V = ${vRank}: needs R_K == R_V in {2, 4}`
+  if (!layout.aK || !layout.aV) return 'fixed (non-contextual) K / V factors'
+  const offsets = [layout.aK.offset, layout.bK.offset, layout.aV.offset, layout.bV.offset, layout.size]
+  if (offsets.some((o) => o % 8 !== 0)) return 'record segments are not 16-byte aligned'
+  const R = kRank
+  const tile = 64 / R
+  let pB = Math.ceil((layout.size * 2) / 16) * 16
+  while (pB % 128 !== (16 * R) % 128) pB += 16
+  const bytes = 2 * tile * pB
+  if (bytes > CUDA_STATIC_SMEM - 1024)
+    return `two stages of ${tile} records (${bytes} bytes) exceed shared memory`
+  if (4 * (H * D + 8 * H) > bytes) return 'the warp merge does not fit in the stage buffers'
+  return { tile, pB }
 }

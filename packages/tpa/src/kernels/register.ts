@@ -10,7 +10,7 @@ import {
   type TensorInfo,
 } from '@attnkit/core'
 import { CACHE_WRITE_KERNEL, COPY_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
-import { CUDA_SUB, cudaDecodeLayout, type DecodeShape, wgslDecodeLayout } from './plan.js'
+import { CUDA_SUB, cudaDecodeLayout, cudaMmaLayout, type DecodeShape, wgslDecodeLayout } from './plan.js'
 import { cudaSource } from './tpa.cu.js'
 import { wgslCacheWrite, wgslCopy, wgslDecodeCombine, wgslDecodePartial } from './tpa.wgsl.js'
 
@@ -49,6 +49,8 @@ const f32 = (value: number) => ({ type: 'f32' as const, value })
 
 export interface DecodePartialAttrs {
   shape: DecodeShape
+  /** CUDA only: which decode kernel (see cudaDecodeKernel). */
+  kernel?: 'fma' | 'mma'
   splits: number
   tokensPerSplit: number
   /** log2(e) / sqrt(d_h) / R_K: scores come out in the log2 domain. */
@@ -97,6 +99,31 @@ function decodePartial(
       language: 'wgsl',
       source: wgslDecodePartial(s, l),
       entryPoint: 'main',
+    })
+  }
+  if (attrs.kernel === 'mma') {
+    const m = cudaMmaLayout(s)
+    if (typeof m === 'string') throw new BackendError(`tpa.decodePartial (cuda, tensor cores): ${m}`)
+    const source = cudaSource({
+      ...dtypeDefine(s.dtype),
+      TPA_DECODE_MMA: 1,
+      H: s.heads,
+      D: s.headDim,
+      R: s.kRank,
+      REC: s.layout.size,
+      OFF_AK: s.layout.aK!.offset,
+      OFF_BK: s.layout.bK.offset,
+      OFF_AV: s.layout.aV!.offset,
+      OFF_BV: s.layout.bV.offset,
+      P_B: m.pB,
+    })
+    return runProgram(backend, {
+      ...base,
+      inputs: [inputs.q, inputs.store, inputs.tail],
+      language: 'cuda',
+      source,
+      entryPoint: 'tpa_decode_partial_mma',
+      block: [128, 1, 1],
     })
   }
   const l = cudaDecodeLayout(s)

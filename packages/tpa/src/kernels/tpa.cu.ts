@@ -239,6 +239,282 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
 
 #endif
 
+#ifdef TPA_DECODE_MMA
+// Tensor-core variant for float16 / bfloat16 caches: the same split-K factor-space decode with
+// the two contractions as mma.sync.m16n8k16 (float32 accumulation). Rows of every mma are 16
+// heads; the columns / reduction of the score product are the (token, rank) rows of B_K, so
+// S = Q B_K^T, s = A_K-weighted sum over each token's ranks; then W = p * A_V (packed straight
+// from the score fragments into A fragments) and O += W B_V. Needs H % 16 == 0, D % 16 == 0,
+// R_K == R_V == R in {2, 4}, contextual A. Records are staged whole into shared memory with
+// cp.async (double-buffered), TILE = 64 / R tokens per stage, one 16-column chunk per warp.
+// Defines: H, D, R, REC, OFF_AK, OFF_BK, OFF_AV, OFF_BV (elements), P_B (shared token stride,
+// bytes, a multiple of 16 with P_B % 128 == 16 R % 128 so A reads hit distinct banks).
+#define MT (H / 16)
+#define KS (D / 16)
+#define NTD (D / 8)
+#define CHT (16 / R)
+#define TILE (4 * CHT)
+#define REC_VECS (REC * 2 / 16)
+
+__device__ __forceinline__ unsigned int smem_u32(const void* p) {
+  unsigned int r;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ void cp_async16(unsigned int dst, const void* src, unsigned int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void ldsm_x4(unsigned int addr, unsigned int* r) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(unsigned int addr, unsigned int* r) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void mma16816(float* c, const unsigned int* a, unsigned int b0, unsigned int b1) {
+#if defined(DT_F16)
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+#endif
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats as a packed 16-bit pair, lo in the low half (the lower column of a fragment).
+__device__ __forceinline__ unsigned int pack2(float lo, float hi) {
+  unsigned int r;
+#if defined(DT_F16)
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+  return r;
+}
+// Two consecutive 16-bit values of shared memory as floats.
+__device__ __forceinline__ float2 ld2(const unsigned char* p) {
+  const unsigned int w = *reinterpret_cast<const unsigned int*>(p);
+  return make_float2(to_f32((unsigned short)(w & 0xffffu)), to_f32((unsigned short)(w >> 16)));
+}
+
+extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
+    const elem_t* __restrict__ q, const elem_t* __restrict__ store, const elem_t* __restrict__ tail,
+    float* __restrict__ partO, float* __restrict__ partML, unsigned int storeLen, unsigned int tailLen,
+    unsigned int tokensPerSplit, unsigned int storeCap, unsigned int tailCap, unsigned int splits,
+    float scoreScale) {
+  __shared__ __align__(128) unsigned char smem[2 * TILE * P_B];
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const unsigned int s = blockIdx.x;
+  const unsigned int b = blockIdx.y;
+  const unsigned int total = storeLen + tailLen;
+  const unsigned int start = min(s * tokensPerSplit, total);
+  const unsigned int end = min(start + tokensPerSplit, total);
+
+  // Q as A fragments, [m-tile][k-step][4].
+  unsigned int qa[MT][KS][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      const elem_t* r0 = q + ((size_t)b * H + mt * 16 + g) * D + ks * 16 + 2 * t;
+      const elem_t* r1 = r0 + 8 * D;
+      qa[mt][ks][0] = *reinterpret_cast<const unsigned int*>(r0);
+      qa[mt][ks][1] = *reinterpret_cast<const unsigned int*>(r1);
+      qa[mt][ks][2] = *reinterpret_cast<const unsigned int*>(r0 + 8);
+      qa[mt][ks][3] = *reinterpret_cast<const unsigned int*>(r1 + 8);
+    }
+  float o[MT][NTD][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int j = 0; j < NTD; ++j) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.f;
+  float mRun[MT][2], lRun[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) mRun[mt][0] = mRun[mt][1] = NEG_BIG, lRun[mt][0] = lRun[mt][1] = 0.f;
+
+  // Stages tokens [t0, t0 + TILE) of this split into buffer buf; rows past the split's end are zero-filled.
+  auto stage = [&](unsigned int t0, int buf) {
+    unsigned char* base = smem + buf * TILE * P_B;
+    for (int v = tid; v < TILE * REC_VECS; v += 128) {
+      const int j = v / REC_VECS;
+      const int c = v - j * REC_VECS;
+      const unsigned int gtok = t0 + j;
+      const bool live = gtok < end;
+      const unsigned int gg = live ? gtok : start;
+      const elem_t* row = gg < storeLen ? store + ((size_t)b * storeCap + gg) * REC
+                                        : tail + ((size_t)b * tailCap + (gg - storeLen)) * REC;
+      cp_async16(smem_u32(base + j * P_B + c * 16), row + c * 8, live ? 16u : 0u);
+    }
+  };
+
+  if (start < end) stage(start, 0);
+  asm volatile("cp.async.commit_group;");
+  int it = 0;
+  for (unsigned int t0 = start; t0 < end; t0 += TILE, ++it) {
+    if (t0 + TILE < end) stage(t0 + TILE, (it + 1) & 1);
+    asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.wait_group 1;");
+    __syncthreads();
+    const unsigned char* buf = smem + (it & 1) * TILE * P_B;
+    const int tok0 = warp * CHT;
+    const int nLive = (int)min((unsigned int)TILE, end - t0);
+
+    // S = Q B_K^T over this warp's 16 (token, rank) columns: two n-tiles of 8.
+    float sf[MT][2][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) sf[mt][nt][0] = sf[mt][nt][1] = sf[mt][nt][2] = sf[mt][nt][3] = 0.f;
+    {
+      const int mi = lane >> 3;
+      const int n = (mi >> 1) * 8 + (lane & 7);
+      const unsigned char* rowB = buf + (tok0 + n / R) * P_B + (OFF_BK + (n % R) * D) * 2 + (mi & 1) * 16;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        unsigned int bf[4];
+        ldsm_x4(smem_u32(rowB + ks * 32), bf);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816(sf[mt][0], qa[mt][ks], bf[0], bf[1]);
+          mma16816(sf[mt][1], qa[mt][ks], bf[2], bf[3]);
+        }
+      }
+    }
+
+    // Scores per (head, token): this thread's columns 2t, 2t+1 of n-tile nt are ranks r0, r0+1
+    // of token (nt * 8 + 2t) / R; with R = 4 the other two ranks sit in lane t ^ 1.
+    const int r0 = (2 * t) % R;
+    float sc[MT][2][2];
+    bool live[2];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int tk = tok0 + (nt * 8 + 2 * t) / R;
+      live[nt] = tk < nLive;
+      const unsigned char* rowp = buf + tk * P_B;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh) {
+          const int h = mt * 16 + g + rh * 8;
+          const float2 a = ld2(rowp + (OFF_AK + h * R + r0) * 2);
+          float v = a.x * sf[mt][nt][2 * rh] + a.y * sf[mt][nt][2 * rh + 1];
+          if (R == 4) v += __shfl_xor_sync(0xffffffffu, v, 1);
+          sc[mt][nt][rh] = live[nt] ? v * scoreScale : NEG_BIG;
+        }
+    }
+
+    // Online softmax per head row (the row's columns are spread over the 4 lanes of group g).
+    unsigned int wa[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float p[2][2];
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh) {
+        float mx = fmaxf(sc[mt][0][rh], sc[mt][1][rh]);
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mNew = fmaxf(mRun[mt][rh], mx);
+        const float alpha = exp2f(mRun[mt][rh] - mNew);
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+          p[nt][rh] = live[nt] ? exp2f(sc[mt][nt][rh] - mNew) : 0.f;
+          // With R = 4 lanes t and t ^ 1 hold the same token: count it once.
+          if (R != 4 || (t & 1) == 0) sum += p[nt][rh];
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        lRun[mt][rh] = lRun[mt][rh] * alpha + sum;
+        mRun[mt][rh] = mNew;
+#pragma unroll
+        for (int j = 0; j < NTD; ++j) {
+          o[mt][j][2 * rh] *= alpha;
+          o[mt][j][2 * rh + 1] *= alpha;
+        }
+      }
+      // W = p * A_V in the A-fragment layout: a0 (row g, n-tile 0), a1 (row g+8, n-tile 0),
+      // a2 (row g, n-tile 1), a3 (row g+8, n-tile 1).
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const unsigned char* rowp = buf + (tok0 + (nt * 8 + 2 * t) / R) * P_B;
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh) {
+          const int h = mt * 16 + g + rh * 8;
+          const float2 a = ld2(rowp + (OFF_AV + h * R + r0) * 2);
+          wa[mt][nt * 2 + rh] = pack2(p[nt][rh] * a.x, p[nt][rh] * a.y);
+        }
+      }
+    }
+
+    // O += W B_V: B fragments of 16 (token, rank) rows x 8 features via transposed ldmatrix.
+    {
+      const int mi = lane >> 3;
+      const int k = (mi & 1) * 8 + (lane & 7);
+      const unsigned char* rowV = buf + (tok0 + k / R) * P_B + (OFF_BV + (k % R) * D) * 2 + (mi >> 1) * 16;
+#pragma unroll
+      for (int j = 0; j < NTD; j += 2) {
+        unsigned int bf[4];
+        ldsm_x4_t(smem_u32(rowV + j * 16), bf);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816(o[mt][j], wa[mt], bf[0], bf[1]);
+          mma16816(o[mt][j + 1], wa[mt], bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  asm volatile("cp.async.wait_group 0;");
+  __syncthreads();
+
+  // Merge the four warps in shared memory (the stage buffers are free now).
+  float* oSum = reinterpret_cast<float*>(smem);
+  float* mW = oSum + H * D;
+  float* lW = mW + 4 * H;
+  for (int e = tid; e < H * D; e += 128) oSum[e] = 0.f;
+  if (t == 0) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh) {
+        mW[warp * H + mt * 16 + g + rh * 8] = mRun[mt][rh];
+        lW[warp * H + mt * 16 + g + rh * 8] = lRun[mt][rh];
+      }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      const int h = mt * 16 + g + rh * 8;
+      const float mAll = fmaxf(fmaxf(mW[h], mW[H + h]), fmaxf(mW[2 * H + h], mW[3 * H + h]));
+      const float f = exp2f(mRun[mt][rh] - mAll);
+#pragma unroll
+      for (int j = 0; j < NTD; ++j) {
+        atomicAdd(&oSum[h * D + j * 8 + 2 * t], o[mt][j][2 * rh] * f);
+        atomicAdd(&oSum[h * D + j * 8 + 2 * t + 1], o[mt][j][2 * rh + 1] * f);
+      }
+    }
+  __syncthreads();
+  const size_t base = (size_t)b * splits + s;
+  for (int e = tid; e < H * D; e += 128) partO[base * H * D + e] = oSum[e];
+  for (int h = tid; h < H; h += 128) {
+    float mAll = NEG_BIG;
+    for (int w = 0; w < 4; ++w) mAll = fmaxf(mAll, mW[w * H + h]);
+    float l = 0.f;
+    for (int w = 0; w < 4; ++w) l += exp2f(mW[w * H + h] - mAll) * lW[w * H + h];
+    partML[(base * H + h) * 2] = mAll;
+    partML[(base * H + h) * 2 + 1] = l;
+  }
+}
+#endif
+
 #ifdef TPA_COMBINE
 // Merges the splits of one (head, batch row): o = outScale * sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s.
 extern "C" __global__ void tpa_decode_combine(const float* __restrict__ partO, const float* __restrict__ partML,
