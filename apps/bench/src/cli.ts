@@ -1,10 +1,14 @@
+import { fileURLToPath } from 'node:url'
+import { WORKER_COMMAND } from './isolate.js'
 import { main } from './main.js'
+import { workerMain } from './worker.js'
 
+const argv = process.argv.slice(2)
+const done = (code: number) => process.exit(code)
+const failed = (e: Error) => {
+  process.stderr.write(`attnkit-bench: ${e.stack ?? e.message}\n`)
+  process.exit(1)
+}
 // Exit explicitly: GPU runtimes can keep the event loop alive after the work is done.
-main(process.argv.slice(2), { out: process.stdout, err: process.stderr }).then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    process.stderr.write(`attnkit-bench: ${e.stack ?? e.message}\n`)
-    process.exit(1)
-  },
-)
+if (argv[0] === WORKER_COMMAND) workerMain().then(() => done(0), failed)
+else main(argv, { out: process.stdout, err: process.stderr, entry: fileURLToPath(import.meta.url) }).then(done, failed)

@@ -1,4 +1,4 @@
-import { type Backend, type DType, backend as startBackend, type Tensor } from '@attnkit/core'
+import { type Backend, type DType, setBackend, backend as startBackend, type Tensor } from '@attnkit/core'
 import { baseTolerance, compareArrays } from '@attnkit/core/testing'
 import type { MechanismAdapter } from './mechanisms/adapter.js'
 import { makeContext } from './mechanisms/context.js'
@@ -22,8 +22,9 @@ async function outputsOf(
   inputDtype: DType,
   seed: number,
 ): Promise<Map<string, Float64Array>> {
+  await setBackend(backend)
   const ctx = makeContext(backend, dtype, inputDtype, seed)
-  const workload = adapter.setup(ctx, dims, variant, mode)
+  const workload = await adapter.setup(ctx, dims, variant, mode)
   let outs: Record<string, Tensor> = {}
   try {
     outs = workload.run()

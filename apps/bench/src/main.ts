@@ -7,6 +7,8 @@ import { RUN_HELP, runCommand } from './commands/run.js'
 export interface Io {
   out: NodeJS.WritableStream
   err: NodeJS.WriteStream
+  /** The CLI's file, for child processes (see isolate.ts); absent when called in-process (tests). */
+  entry?: string
 }
 
 interface Command {
@@ -20,7 +22,7 @@ export const COMMANDS: Record<string, Command> = {
   run: {
     summary: 'run a preset: mechanisms x backends x sizes x modes (default: run --preset smoke)',
     help: RUN_HELP,
-    run: async (argv, io) => (await runCommand(argv, io)).exitCode,
+    run: async (argv, io) => (await runCommand(argv, io, { workerEntry: io.entry })).exitCode,
   },
   compare: {
     summary: 'side-by-side ratios of two results.json files',

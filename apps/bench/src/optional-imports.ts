@@ -1,3 +1,6 @@
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
 import { bundleInfo } from './versions.js'
 
 /**
@@ -45,4 +48,30 @@ function explainImportFailure(name: string, e: Error & { code?: string }): strin
 export function firstLine(s: string): string {
   const line = s.split('\n').find((l) => l.trim() !== '') ?? s
   return line.length > 300 ? `${line.slice(0, 300)}...` : line
+}
+
+/** Newest modification time of the files under dir (0 when it does not exist). */
+function newestMtime(dir: string): number {
+  if (!existsSync(dir)) return 0
+  let newest = 0
+  for (const f of readdirSync(dir, { recursive: true, withFileTypes: true }))
+    if (f.isFile()) newest = Math.max(newest, statSync(path.join(f.parentPath, f.name)).mtimeMs)
+  return newest
+}
+
+/**
+ * " (its dist/ is older than its src/: ...)" when a workspace package's build is stale, which is
+ * the usual reason an export is missing while its author is still adding it; '' otherwise.
+ */
+export function staleBuildHint(pkg: string): string {
+  if (bundleInfo()) return ''
+  try {
+    const entry = createRequire(import.meta.url).resolve(pkg)
+    const root = path.dirname(path.dirname(entry))
+    if (newestMtime(path.join(root, 'src')) > statSync(entry).mtimeMs)
+      return ` (its dist/ is older than its src/: rebuild with pnpm --filter ${pkg} build)`
+  } catch {
+    // Not resolvable: the import itself reports that.
+  }
+  return ''
 }

@@ -54,7 +54,7 @@ const SMOKE: Preset = {
   warmup: 1,
   repeats: 5,
   minRepeats: 3,
-  cellBudgetMs: 2000,
+  cellBudgetMs: 1500,
   groups: [
     {
       mechanism: 'matmul',
@@ -74,11 +74,18 @@ const SMOKE: Preset = {
     { mechanism: 'dense', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 8, 2048, 64)] },
     {
       mechanism: 'mosa',
+      variants: ['s8'],
       modes: ['forward', 'forward+backward'],
       dtypes: ['float32'],
       dims: [attn(1, 8, 256, 64)],
     },
-    { mechanism: 'mosa', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 8, 1024, 64)] },
+    {
+      mechanism: 'mosa',
+      variants: ['s8'],
+      modes: ['decode'],
+      dtypes: ['float32'],
+      dims: [attn(1, 8, 1024, 64)],
+    },
     {
       mechanism: 'tpa',
       modes: ['forward', 'forward+backward'],
@@ -86,34 +93,39 @@ const SMOKE: Preset = {
       dims: [attn(1, 8, 256, 64)],
     },
     { mechanism: 'tpa', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 8, 2048, 64)] },
-    {
-      mechanism: 'gdn',
-      modes: ['forward', 'forward+backward'],
-      dtypes: ['float32'],
-      dims: [attn(1, 4, 256, 64)],
-    },
+    { mechanism: 'gdn', modes: ['forward'], dtypes: ['float32'], dims: [attn(1, 4, 256, 64)] },
+    { mechanism: 'gdn', modes: ['forward+backward'], dtypes: ['float32'], dims: [attn(1, 4, 128, 64)] },
     { mechanism: 'gdn', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 4, 2048, 64)] },
     {
       mechanism: 'lalte',
+      variants: ['lalte'],
       modes: ['forward', 'forward+backward'],
       dtypes: ['float32'],
-      dims: [attn(1, 4, 256, 64)],
+      dims: [attn(1, 2, 128, 32)],
     },
-    { mechanism: 'lalte', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 4, 2048, 64)] },
+    {
+      mechanism: 'lalte',
+      variants: ['lalte'],
+      modes: ['decode'],
+      dtypes: ['float32'],
+      dims: [attn(1, 2, 1024, 32)],
+    },
   ],
 }
 
 const PAPER_CONTEXTS = [4096, 32768, 131072]
+const seqs = (ts: number[], batch: number, heads: number, headDim: number): Dims[] =>
+  ts.map((t) => attn(batch, heads, t, headDim))
 
 /** The papers' shapes, GPU-sized; cells too large for the CPU are skipped on it, saying so. */
 const PAPER: Preset = {
   name: 'paper',
   description:
-    "the papers' shapes: MoSA/dense T=1024 and 8192 (head dim 64, sparsity 4/8/16), TPA and laLTE decode at 4K/32K/128K, GDN T=4K/16K (head dim 128)",
+    "the papers' shapes: dense/MoSA T=1024 and 8192 (head dim 64, sparsity 4/8/16), TPA, laLTE and GDN decode at 4K/32K/128K, GDN T=4K/16K (head dim 128)",
   warmup: 2,
   repeats: 10,
   minRepeats: 3,
-  cellBudgetMs: 1500,
+  cellBudgetMs: 1000,
   groups: [
     {
       mechanism: 'matmul',
@@ -122,55 +134,38 @@ const PAPER: Preset = {
       dims: [{ m: 4096, n: 4096, k: 4096 }],
       headline: 'matmul 4096^3',
     },
+    // MoSA (Piekos et al.): T=1024 and 8192, head dim 64, sparsity 4/8/16 against the dense layer.
     {
       mechanism: 'dense',
       modes: ['forward', 'forward+backward'],
       dtypes: ['float32', 'float16'],
-      dims: [attn(8, 16, 1024, 64), attn(1, 16, 8192, 64)],
+      dims: seqs([1024, 8192], 4, 16, 64),
     },
     {
       mechanism: 'mosa',
       modes: ['forward', 'forward+backward'],
-      dtypes: ['float32', 'float16'],
-      dims: [attn(8, 16, 1024, 64), attn(1, 16, 8192, 64)],
-    },
-    {
-      mechanism: 'dense',
-      modes: ['decode'],
       dtypes: ['float16'],
-      dims: PAPER_CONTEXTS.map((t) => attn(1, 16, t, 64)),
+      dims: seqs([1024, 8192], 4, 16, 64),
     },
-    {
-      mechanism: 'tpa',
-      modes: ['decode'],
-      dtypes: ['float16'],
-      dims: PAPER_CONTEXTS.map((t) => attn(1, 16, t, 64)),
-    },
+    // TPA (T6): 16 heads of 64 decoding at 4K/32K/128K; the dense (MHA) cache as the baseline.
+    { mechanism: 'dense', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 64) },
+    { mechanism: 'tpa', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 64) },
     {
       mechanism: 'tpa',
       modes: ['forward', 'forward+backward'],
       dtypes: ['float16'],
-      dims: [attn(8, 16, 1024, 64)],
+      dims: seqs([1024], 4, 16, 64),
     },
+    // Gated DeltaNet / laLTE (He & Garner): head dim 128, T=4K/16K; decode at 4K/32K/128K.
     {
       mechanism: 'gdn',
       modes: ['forward', 'forward+backward'],
-      dtypes: ['float32', 'float16'],
-      dims: [attn(1, 16, 4096, 128), attn(1, 16, 16384, 128)],
-    },
-    {
-      mechanism: 'gdn',
-      modes: ['decode'],
       dtypes: ['float16'],
-      dims: PAPER_CONTEXTS.map((t) => attn(1, 16, t, 128)),
+      dims: seqs([4096, 16384], 1, 16, 128),
     },
-    {
-      mechanism: 'lalte',
-      modes: ['decode'],
-      dtypes: ['float16'],
-      dims: PAPER_CONTEXTS.map((t) => attn(1, 16, t, 128)),
-    },
-    { mechanism: 'lalte', modes: ['forward'], dtypes: ['float16'], dims: [attn(1, 16, 4096, 128)] },
+    { mechanism: 'gdn', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 128) },
+    { mechanism: 'lalte', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 128) },
+    { mechanism: 'lalte', modes: ['forward'], dtypes: ['float16'], dims: seqs([4096], 1, 16, 128) },
   ],
 }
 
@@ -183,63 +178,58 @@ const SCALING: Preset = {
   warmup: 1,
   repeats: 5,
   minRepeats: 3,
-  cellBudgetMs: 1500,
+  cellBudgetMs: 1000,
   fitMs: 2000,
   groups: [
     {
       mechanism: 'dense',
       modes: ['forward'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 64)),
+      dims: seqs(SCALING_T, 1, 16, 64),
       sweep: true,
     },
     {
       mechanism: 'mosa',
+      variants: ['dense', 's8'],
       modes: ['forward'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 64)),
+      dims: seqs(SCALING_T, 1, 16, 64),
       sweep: true,
     },
     {
       mechanism: 'tpa',
       modes: ['forward'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 64)),
+      dims: seqs(SCALING_T, 1, 16, 64),
       sweep: true,
     },
     {
       mechanism: 'gdn',
       modes: ['forward'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 128)),
+      dims: seqs(SCALING_T, 1, 16, 128),
       sweep: true,
     },
     {
       mechanism: 'lalte',
+      variants: ['lalte'],
       modes: ['forward'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 128)),
+      dims: seqs(SCALING_T, 1, 16, 128),
       sweep: true,
     },
     {
       mechanism: 'dense',
       modes: ['decode'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 64)),
+      dims: seqs(SCALING_T, 1, 16, 64),
       sweep: true,
     },
     {
       mechanism: 'tpa',
       modes: ['decode'],
       dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 64)),
-      sweep: true,
-    },
-    {
-      mechanism: 'lalte',
-      modes: ['decode'],
-      dtypes: ['float16'],
-      dims: SCALING_T.map((t) => attn(1, 16, t, 128)),
+      dims: seqs(SCALING_T, 1, 16, 64),
       sweep: true,
     },
   ],

@@ -1,4 +1,4 @@
-import { type Backend, byteSize, type DType, dispose, memory, resetPeakMemory } from '@attnkit/core'
+import { type Backend, type DType, dispose, memory, resetPeakMemory, setBackend } from '@attnkit/core'
 import type { LoadedBackend } from './backends.js'
 import { checkCorrectness, ReferenceCache } from './correctness.js'
 import { type MechanismAdapter, requireDims, requireVariant } from './mechanisms/adapter.js'
@@ -19,18 +19,103 @@ export interface RunSettings {
   /** Sweeps stop after a size whose median run is slower than this. */
   fitMs: number
   check: boolean
-  /** The CPU reference is pure TypeScript: cells whose cost model exceeds these are skipped on it. */
-  cpuMaxFlops: number
-  cpuMaxBytes: number
+  /**
+   * The CPU reference is pure TypeScript: cells whose cost-model estimate (cpuSeconds) exceeds
+   * this per run, or CPU_SETUP_FACTOR times it for set-up, are skipped on it.
+   */
+  cpuMaxSeconds: number
 }
 
-export const DEFAULT_CPU_MAX_GFLOP = 4
-export const DEFAULT_CPU_MAX_BYTES = 1 << 30
+export const DEFAULT_CPU_MAX_SECONDS = 2.5
+export const CPU_SETUP_FACTOR = 8
+/** Rates the CPU reference reaches on this project's kernels (matmul ~4.5 GFLOP/s, attention ~1.5). */
+const CPU_FLOPS_PER_SECOND = 2e9
+const CPU_BYTES_PER_SECOND = 1e9
+
+/** Seconds the CPU reference needs for `cost`, roughly, from the cost model. */
+export function cpuSeconds(cost: { flops: number; bytes: number }): number {
+  return cost.flops / CPU_FLOPS_PER_SECOND + cost.bytes / CPU_BYTES_PER_SECOND
+}
+
+/** Where a backend's cell loop reports: the progress bar in-process, the parent from a worker. */
+export interface CellHooks {
+  begin(index: number, label: string): void | Promise<void>
+  end(index: number, result: CellResult): void | Promise<void>
+}
+
+/** A short description of a cell for progress lines. */
+export function cellTitle(cell: PlannedCell, backendName: string, label: string): string {
+  return `${backendName} ${cell.mechanism}/${cell.variant} ${cell.mode} ${label} ${cell.dtype}`
+}
 
 /**
- * Runs every planned cell on every backend. Nothing a cell does stops the run: errors, skips
- * and unavailable backends or mechanisms become the cell's status and reason.
+ * Runs the planned cells on one backend, in order. Nothing a cell does stops the loop: errors,
+ * skips and an unavailable backend or mechanism become the cell's status and reason. A sweep's
+ * remaining sizes are left out once one size does not fit (`stoppedSeries`, shared with the
+ * caller so a restarted loop keeps it).
  */
+export async function runBackendCells(
+  plan: readonly PlannedCell[],
+  loaded: LoadedBackend,
+  adapters: ReadonlyMap<string, MechanismAdapter>,
+  unavailableMechanisms: ReadonlyMap<string, string>,
+  settings: RunSettings,
+  hooks: CellHooks,
+  stoppedSeries: Set<string> = new Set(),
+  references: ReferenceCache = new ReferenceCache(),
+): Promise<CellResult[]> {
+  const results: CellResult[] = []
+  for (const [index, cell] of plan.entries()) {
+    if (cell.series && stoppedSeries.has(cell.series)) continue
+    const adapter = adapters.get(cell.mechanism)
+    const base = baseResult(cell, loaded.name, adapter)
+    await hooks.begin(index, cellTitle(cell, loaded.name, base.label))
+    let result: CellResult
+    if (!loaded.backend)
+      result = { ...base, status: 'unavailable', reason: `backend ${loaded.name}: ${loaded.reason}` }
+    else if (!adapter)
+      result = {
+        ...base,
+        status: 'unavailable',
+        reason: `mechanism ${cell.mechanism}: ${unavailableMechanisms.get(cell.mechanism) ?? 'not loaded'}`,
+      }
+    else result = await runCell(cell, loaded.backend, adapter, base, settings, references)
+    noteSweepStop(cell, result, settings.fitMs, stoppedSeries)
+    results.push(result)
+    await hooks.end(index, result)
+  }
+  return results
+}
+
+/** Stops the cell's sweep after it when it did not fit, saying so on the cell. */
+export function noteSweepStop(cell: PlannedCell, r: CellResult, fitMs: number, stopped: Set<string>): void {
+  if (!cell.series) return
+  const why = sweepStop(r, fitMs)
+  if (!why) return
+  stopped.add(cell.series)
+  r.warnings.push(`the sweep stops here: ${why}`)
+}
+
+/** Progress hooks over a whole plan: cells a stopped sweep leaves out shrink the total. */
+export function progressHooks(progress: Progress, plan: readonly PlannedCell[]): CellHooks & { finish(): void } {
+  let last = -1
+  return {
+    begin(index: number, label: string) {
+      progress.drop(index - last - 1)
+      last = index
+      progress.begin(label)
+    },
+    end(_index: number, result: CellResult) {
+      progress.end(result)
+    },
+    /** Call when the loop is over, to account for skipped cells at the end. */
+    finish() {
+      progress.drop(plan.length - last - 1)
+    },
+  }
+}
+
+/** Runs every planned cell on every backend, in this process. */
 export async function runMatrix(
   plan: readonly PlannedCell[],
   backends: readonly LoadedBackend[],
@@ -43,37 +128,11 @@ export async function runMatrix(
   const results: CellResult[] = []
   progress.start(plan.length * backends.length)
   for (const loaded of backends) {
-    const stoppedSeries = new Map<string, string>()
-    for (const cell of plan) {
-      if (cell.series && stoppedSeries.has(cell.series)) {
-        progress.drop(1)
-        continue
-      }
-      const adapter = adapters.get(cell.mechanism)
-      const base = baseResult(cell, loaded.name, adapter)
-      progress.begin(
-        `${loaded.name} ${cell.mechanism}/${cell.variant} ${cell.mode} ${base.label} ${cell.dtype}`,
-      )
-      let result: CellResult
-      if (!loaded.backend)
-        result = { ...base, status: 'unavailable', reason: `backend ${loaded.name}: ${loaded.reason}` }
-      else if (!adapter)
-        result = {
-          ...base,
-          status: 'unavailable',
-          reason: `mechanism ${cell.mechanism}: ${unavailableMechanisms.get(cell.mechanism) ?? 'not loaded'}`,
-        }
-      else result = await runCell(cell, loaded.backend, adapter, base, settings, references)
-      if (cell.series) {
-        const why = sweepStop(result, settings.fitMs)
-        if (why) {
-          stoppedSeries.set(cell.series, why)
-          result.warnings.push(`the sweep stops here: ${why}`)
-        }
-      }
-      results.push(result)
-      progress.end(result)
-    }
+    const hooks = progressHooks(progress, plan)
+    results.push(
+      ...(await runBackendCells(plan, loaded, adapters, unavailableMechanisms, settings, hooks, new Set(), references)),
+    )
+    hooks.finish()
   }
   progress.finish()
   return results
@@ -87,17 +146,19 @@ function sweepStop(r: CellResult, fitMs: number): string | null {
   return null
 }
 
-function baseResult(
+export function baseResult(
   cell: PlannedCell,
   backendName: string,
   adapter: MechanismAdapter | undefined,
 ): CellResult {
   let cost: CellResult['cost'] = null
   let kv: number | null = null
+  let note: string | undefined
   if (adapter) {
     try {
       cost = adapter.cost(cell.dims, cell.variant, cell.mode, cell.dtype)
       kv = adapter.kvCacheBytes(cell.dims, cell.variant, cell.dtype, cell.dims.seqLen ?? 0)
+      note = adapter.note?.(cell.dims, cell.variant, cell.mode)
     } catch {
       // Reported by runCell, which validates dims and variant first.
     }
@@ -119,6 +180,7 @@ function baseResult(
     throughput: null,
     peakBytes: null,
     kvCacheBytes: kv,
+    ...(note ? { note } : {}),
     warnings: [],
   }
 }
@@ -130,14 +192,11 @@ function defaultLabel(dims: Record<string, number>): string {
     .join(' ')
 }
 
-function tooLargeForCpu(cell: PlannedCell, cost: CellResult['cost'], s: RunSettings): string | null {
+function tooLargeForCpu(cost: CellResult['cost'], limit: number, what: string): string | null {
   if (!cost) return null
-  const elem = byteSize(cell.dtype)
-  if (cost.flops > s.cpuMaxFlops)
-    return `too large for cpu: ${(cost.flops / 1e9).toFixed(1)} GFLOP per run > ${(s.cpuMaxFlops / 1e9).toFixed(1)} (raise with --cpu-max-gflop)`
-  if (cost.bytes > s.cpuMaxBytes)
-    return `too large for cpu: ${(cost.bytes / 2 ** 20).toFixed(0)} MiB moved per run (${elem}-byte elements) > ${(s.cpuMaxBytes / 2 ** 20).toFixed(0)} MiB`
-  return null
+  const est = cpuSeconds(cost)
+  if (est <= limit) return null
+  return `too large for cpu: ${what} would take about ${est.toFixed(1)} s by the cost model (${(cost.flops / 1e9).toFixed(1)} GFLOP, ${(cost.bytes / 2 ** 20).toFixed(0)} MiB moved) > ${limit.toFixed(1)} s (raise with --cpu-max-seconds)`
 }
 
 async function runCell(
@@ -156,7 +215,10 @@ async function runCell(
     if (!backend.supportsDType(cell.dtype))
       return { ...r, status: 'skipped', reason: `backend ${backend.name} does not support ${cell.dtype}` }
     if (backend.name === 'cpu') {
-      const why = tooLargeForCpu(cell, r.cost, s)
+      const setup = adapter.setupCost?.(cell.dims, cell.variant, cell.mode, cell.dtype)
+      const why =
+        tooLargeForCpu(r.cost, s.cpuMaxSeconds, 'a run') ??
+        (setup ? tooLargeForCpu(setup, s.cpuMaxSeconds * CPU_SETUP_FACTOR, 'set-up') : null)
       if (why) return { ...r, status: 'skipped', reason: why }
     }
     stage = 'timing'
@@ -216,8 +278,10 @@ async function measure(
   s: RunSettings,
 ): Promise<{ timing: Timing; peakBytes: number }> {
   resetPeakMemory(backend.name)
+  // Mechanisms create some tensors on the active backend: make it the cell's.
+  await setBackend(backend)
   const ctx = makeContext(backend, cell.dtype as DType, cell.dtype as DType, s.seed)
-  const workload = adapter.setup(ctx, cell.dims, cell.variant, cell.mode)
+  const workload = await adapter.setup(ctx, cell.dims, cell.variant, cell.mode)
   try {
     const once = () => backend.time(() => dispose(workload.run()))
     for (let i = 0; i < s.warmup; i++) await once()

@@ -84,6 +84,8 @@ export interface CellResult {
   peakBytes: number | null
   /** Bytes a decode cache holds at this cell's context (null where the mechanism has none). */
   kvCacheBytes: number | null
+  /** How the mechanism set the cell up, where that matters (e.g. how a decode cache was filled). */
+  note?: string
   warnings: string[]
 }
 
@@ -260,6 +262,7 @@ const cell = object({
   ),
   peakBytes: nullable(finiteNonNeg),
   kvCacheBytes: nullable(finiteNonNeg),
+  note: optional(str),
   warnings: arrayOf(str),
 })
 

@@ -4,7 +4,7 @@ import type { MechanismAdapter } from '../src/mechanisms/adapter.js'
 import { denseAdapter } from '../src/mechanisms/dense.js'
 import type { PlannedCell } from '../src/plan.js'
 import { Progress } from '../src/progress.js'
-import { type RunSettings, runMatrix } from '../src/runner.js'
+import { cpuSeconds, type RunSettings, runMatrix } from '../src/runner.js'
 
 const settings: RunSettings = {
   seed: 7,
@@ -14,8 +14,7 @@ const settings: RunSettings = {
   cellBudgetMs: 100,
   fitMs: Number.POSITIVE_INFINITY,
   check: true,
-  cpuMaxFlops: 4e9,
-  cpuMaxBytes: 2 ** 30,
+  cpuMaxSeconds: 2.5,
 }
 
 /** An adapter whose set-up throws, and one whose output is off by a constant on the backend under test. */
@@ -114,13 +113,13 @@ describe('runMatrix', () => {
       }),
     )
     // 128 fits under the limit, 256 does not: the sweep keeps 64, 128 and the skipped 256, and drops 512.
-    const limit = denseAdapter.cost(dims(200), 'causal', 'forward', 'float32').flops
+    const limit = cpuSeconds(denseAdapter.cost(dims(200), 'causal', 'forward', 'float32'))
     const cells = await runMatrix(
       sweep,
       [{ name: 'cpu', backend: cpu }],
       adapters,
       new Map(),
-      { ...settings, check: false, cpuMaxFlops: limit },
+      { ...settings, check: false, cpuMaxSeconds: limit },
       new Progress({ write: () => true }, true),
     )
     expect(cells.map((c) => [c.dims.seqLen, c.status])).toEqual([

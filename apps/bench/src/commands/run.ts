@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import type { DType } from '@attnkit/core'
 import { list, oneOfList, positiveInt, positiveInts, positiveNumber, UsageError } from '../args.js'
 import { BACKEND_NAMES, backendReport, type LoadedBackend, loadBackends } from '../backends.js'
+import { runIsolated } from '../isolate.js'
 import type { MechanismAdapter } from '../mechanisms/adapter.js'
 import { RANDOM_BLOCK_ELEMENTS } from '../mechanisms/context.js'
 import { loadMechanisms, MECHANISMS, mechanismReport } from '../mechanisms/registry.js'
@@ -14,8 +15,9 @@ import { Progress } from '../progress.js'
 import { allCharts } from '../report/charts.js'
 import { markdownReport } from '../report/markdown.js'
 import { terminalReport } from '../report/terminal.js'
-import { DEFAULT_CPU_MAX_BYTES, DEFAULT_CPU_MAX_GFLOP, type RunSettings, runMatrix } from '../runner.js'
+import { CPU_SETUP_FACTOR, DEFAULT_CPU_MAX_SECONDS, type RunSettings, runMatrix } from '../runner.js'
 import {
+  type BackendReport,
   type BenchResults,
   CELL_STATUSES,
   type CellResult,
@@ -51,9 +53,12 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
                          runs (once it has 3)
   --seed <n>             seed of every random input (default 1234)
   --no-check             skip the correctness checks
-  --cpu-max-gflop <n>    cells costing more per run are skipped on the CPU (default ${DEFAULT_CPU_MAX_GFLOP})
+  --cpu-max-seconds <s>  cells the cost model says take longer per run (or ${CPU_SETUP_FACTOR}x longer to set
+                         up) are skipped on the CPU (default ${DEFAULT_CPU_MAX_SECONDS})
   --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
   --quiet                no progress output
+  --in-process           run every backend in this process (default: one child process per
+                         backend, so a native crash costs one cell, not the run)
 `
 
 const MODE_ALIASES = { fwdbwd: 'forward+backward', backward: 'forward+backward', fwd: 'forward' } as const
@@ -66,9 +71,18 @@ export interface RunOutcome {
   exitCode: number
 }
 
+export interface RunOptions {
+  /**
+   * The CLI's own file: when given, each backend runs in a child process started from it, so a
+   * native crash costs one cell (see isolate.ts). Without it (tests), everything runs in-process.
+   */
+  workerEntry?: string
+}
+
 export async function runCommand(
   argv: string[],
   io: { out: NodeJS.WritableStream; err: NodeJS.WriteStream },
+  options: RunOptions = {},
 ): Promise<RunOutcome> {
   const { values: o, positionals } = parseArgs({
     args: argv,
@@ -90,9 +104,10 @@ export async function runCommand(
       'budget-ms': { type: 'string' },
       seed: { type: 'string', default: '1234' },
       'no-check': { type: 'boolean', default: false },
-      'cpu-max-gflop': { type: 'string' },
+      'cpu-max-seconds': { type: 'string' },
       out: { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      'in-process': { type: 'boolean', default: false },
     },
   })
   if (positionals.length > 0)
@@ -110,11 +125,10 @@ export async function runCommand(
       o['budget-ms'] !== undefined ? positiveNumber('budget-ms', o['budget-ms']) : preset.cellBudgetMs,
     fitMs: preset.fitMs ?? Number.POSITIVE_INFINITY,
     check: !o['no-check'],
-    cpuMaxFlops:
-      (o['cpu-max-gflop'] !== undefined
-        ? positiveNumber('cpu-max-gflop', o['cpu-max-gflop'])
-        : DEFAULT_CPU_MAX_GFLOP) * 1e9,
-    cpuMaxBytes: DEFAULT_CPU_MAX_BYTES,
+    cpuMaxSeconds:
+      o['cpu-max-seconds'] !== undefined
+        ? positiveNumber('cpu-max-seconds', o['cpu-max-seconds'])
+        : DEFAULT_CPU_MAX_SECONDS,
   }
   settings.minRepeats = Math.min(preset.minRepeats, settings.repeats)
 
@@ -135,10 +149,6 @@ export async function runCommand(
       throw new UsageError(`--mechanism: expected some of ${Object.keys(MECHANISMS).join(', ')}, got '${m}'`)
   const namedBackends = oneOfList('backend', o.backend, BACKEND_NAMES)
 
-  // Backends: the named ones (all reported, unavailable ones with their cells), or every one that starts.
-  const loadedAll = await loadBackends(namedBackends ?? BACKEND_NAMES)
-  const runOn: LoadedBackend[] = namedBackends ? loadedAll : loadedAll.filter((b) => b.backend)
-
   const wanted = [...new Set(preset.groups.map((g) => g.mechanism))].filter(
     (m) => !filters.mechanisms || filters.mechanisms.includes(m),
   )
@@ -153,14 +163,34 @@ export async function runCommand(
   if (plan.length === 0)
     throw new UsageError(`run: the filters leave no cells of preset '${preset.name}' to run`)
 
+  // Backends: the named ones (all reported, unavailable ones with their cells), or every one that starts.
   const progress = new Progress(io.err, o.quiet)
-  const cells = await runMatrix(plan, runOn, adapters, unavailable, settings, progress)
+  let cells: CellResult[]
+  let backendReports: BackendReport[]
+  if (options.workerEntry && !o['in-process']) {
+    const run = await runIsolated(
+      options.workerEntry,
+      plan,
+      namedBackends ?? BACKEND_NAMES,
+      adapters,
+      settings,
+      progress,
+      Boolean(namedBackends),
+    )
+    cells = run.cells
+    backendReports = run.backends.map((b) => b.report)
+  } else {
+    const loadedAll = await loadBackends(namedBackends ?? BACKEND_NAMES)
+    const runOn: LoadedBackend[] = namedBackends ? loadedAll : loadedAll.filter((b) => b.backend)
+    cells = await runMatrix(plan, runOn, adapters, unavailable, settings, progress)
+    backendReports = loadedAll.map(backendReport)
+  }
 
   const results = assemble({
     cells,
     plan,
     adapters,
-    backends: loadedAll,
+    backends: backendReports,
     mechanisms: mechanisms.map(mechanismReport),
     preset: preset.name,
     argv,
@@ -235,7 +265,7 @@ function assemble(a: {
   cells: CellResult[]
   plan: readonly PlannedCell[]
   adapters: ReadonlyMap<string, MechanismAdapter>
-  backends: LoadedBackend[]
+  backends: BackendReport[]
   mechanisms: BenchResults['mechanisms']
   preset: string
   argv: string[]
@@ -250,7 +280,7 @@ function assemble(a: {
     `Timing: ${s.warmup} warm-up run(s), then up to ${s.repeats} timed runs (at least ${s.minRepeats}; no more once ${s.cellBudgetMs} ms were spent on a cell); spread is p10..p90.`,
     `Random inputs larger than ${RANDOM_BLOCK_ELEMENTS} elements repeat a seeded block of that size (timings do not depend on the values; correctness checks run below that size).`,
     `Correctness tolerance: core's per-dtype base tolerance (float32 3e-5, float16 3e-3, bfloat16 1.6e-2) times a per-mechanism factor (default 4).`,
-    `The CPU reference skips cells over ${(s.cpuMaxFlops / 1e9).toFixed(1)} GFLOP or ${(s.cpuMaxBytes / 2 ** 20).toFixed(0)} MiB moved per run.`,
+    `The CPU reference skips cells the cost model says take over ${s.cpuMaxSeconds} s per run (at 2 GFLOP/s and 1 GB/s) or ${CPU_SETUP_FACTOR * s.cpuMaxSeconds} s to set up.`,
     'Dense decode is one query attending over a preallocated cache of seqLen keys (no cache append is timed).',
     ...(Number.isFinite(s.fitMs)
       ? [`Sweeps stop after the first size that errors, is skipped, or takes over ${s.fitMs} ms per run.`]
@@ -268,7 +298,7 @@ function assemble(a: {
     machine: machineInfo(),
     packages: packageVersions(),
     git: gitInfo(),
-    backends: a.backends.map(backendReport),
+    backends: a.backends,
     mechanisms: a.mechanisms,
     cells: a.cells,
     kvCache: kvCacheSeries(a.plan, a.adapters),

@@ -10,7 +10,8 @@ export interface Variant {
 /**
  * What set-up gets: where to put tensors, in which dtype, and seeded inputs. The correctness
  * check calls set-up twice with the same seed, once on the backend under test and once on the
- * CPU in float64, so every random value must come from `normal`/`uniform`/`rng`/`place`.
+ * CPU in float64, so every random value must come from the context's methods. The context's
+ * backend is the active one while set-up and run() execute.
  */
 export interface SetupContext {
   backend: Backend
@@ -23,6 +24,14 @@ export interface SetupContext {
   /** Seeded normal values, rounded to inputDtype, stored as dtype on backend. */
   normal(shape: number[], std?: number): Tensor
   uniform(shape: number[], low: number, high: number): Tensor
+  /** Seeded int32 values in [low, high) (token ids), the same in every run. */
+  randint(shape: number[], low: number, high: number): Tensor
+  /**
+   * Runs a mechanism's own initialiser with the CPU as the active backend (so it draws the same
+   * values in every run), then places the result (see `place`). The context's backend is active
+   * again afterwards.
+   */
+  initOnCpu<T extends TensorTree>(make: () => T): Promise<T>
   /**
    * Moves a tree of float tensors created on the CPU (by a mechanism's own init) to the
    * context's backend and dtype (rounding through inputDtype), disposing the originals.
@@ -54,9 +63,16 @@ export interface MechanismAdapter {
   checkDims(dims: Dims, mode: Mode): Dims
   /** Cost-model FLOPs and bytes of one timed unit (a forward pass, a decode step...). */
   cost(dims: Dims, variant: string, mode: Mode, dtype: DType): Cost
+  /**
+   * Cost-model FLOPs and bytes of set-up beyond drawing inputs (e.g. a prefill that fills a decode
+   * cache); the CPU's size limits apply to it too. Zero when absent.
+   */
+  setupCost?(dims: Dims, variant: string, mode: Mode, dtype: DType): Cost
+  /** How set-up prepares this cell, when a reader needs to know (goes into the cell's note). */
+  note?(dims: Dims, variant: string, mode: Mode): string | undefined
   /** Decode-cache bytes at `context` tokens; null when the mechanism keeps no cache. */
   kvCacheBytes(dims: Dims, variant: string, dtype: DType, context: number): number | null
-  setup(ctx: SetupContext, dims: Dims, variant: string, mode: Mode): Workload
+  setup(ctx: SetupContext, dims: Dims, variant: string, mode: Mode): Workload | Promise<Workload>
   /** Correctness tolerance factor over the dtype's base tolerance (long chains of ops drift more). */
   toleranceFactor?(mode: Mode): number
 }

@@ -5,6 +5,8 @@ import {
   mapTree,
   Rng,
   roundInPlace,
+  setBackend,
+  backend as startBackend,
   type Tensor,
   type TensorTree,
   tensor,
@@ -60,6 +62,25 @@ export function makeContext(backend: Backend, dtype: DType, inputDtype: DType, s
       const u = rng.uniformArray(Math.min(sizeOf(shape), RANDOM_BLOCK_ELEMENTS))
       for (let i = 0; i < u.length; i++) u[i] = low + (high - low) * u[i]
       return upload(u, shape, inputDtype, dtype, backend)
+    },
+    randint(shape, low, high) {
+      const n = sizeOf(shape)
+      const u = rng.uniformArray(Math.min(n, RANDOM_BLOCK_ELEMENTS))
+      const block = new Int32Array(n)
+      for (let i = 0; i < u.length; i++) block[i] = low + Math.floor(u[i] * (high - low))
+      for (let filled = u.length; filled < n; filled *= 2)
+        block.copyWithin(filled, 0, Math.min(filled, n - filled))
+      return tensor(block, shape, { dtype: 'int32', backend })
+    },
+    async initOnCpu<T extends TensorTree>(make: () => T): Promise<T> {
+      await setBackend(await startBackend('cpu'))
+      let made: T
+      try {
+        made = make()
+      } finally {
+        await setBackend(backend)
+      }
+      return this.place(made)
     },
     place<T extends TensorTree>(tree: T): T {
       return mapTree(tree, (t) => {

@@ -1,4 +1,4 @@
-import type { OptionalPackage } from '../optional-imports.js'
+import { importOptional, type OptionalPackage } from '../optional-imports.js'
 import type { MechanismReport } from '../schema.js'
 import { packageVersion } from '../versions.js'
 import type { MechanismAdapter } from './adapter.js'
@@ -21,6 +21,18 @@ const builtIn = (adapter: MechanismAdapter): MechanismEntry => ({
 export const MECHANISMS: Record<string, MechanismEntry> = {
   matmul: builtIn(matmulAdapter),
   dense: builtIn(denseAdapter),
+  mosa: {
+    pkg: '@attnkit/mosa',
+    load: async () => (await import('./mosa.js')).mosaAdapter(await importOptional('@attnkit/mosa')),
+  },
+  gdn: {
+    pkg: '@attnkit/lte',
+    load: async () => (await import('./lte.js')).gdnAdapter(await importOptional('@attnkit/lte')),
+  },
+  lalte: {
+    pkg: '@attnkit/lte',
+    load: async () => (await import('./lte.js')).lalteAdapter(await importOptional('@attnkit/lte')),
+  },
 }
 
 export type LoadedMechanism = { name: string; adapter: MechanismAdapter } | { name: string; reason: string }

@@ -1,0 +1,160 @@
+/**
+ * Each backend's cells run in a child process, so a native crash (a segfault in a GPU driver,
+ * Dawn or an FFI call) ends one cell, not the run: the parent records the cell it was running as
+ * an error and starts a new child for the cells after it.
+ */
+import { fork } from 'node:child_process'
+import type { MechanismAdapter } from './mechanisms/adapter.js'
+import type { PlannedCell } from './plan.js'
+import type { Progress } from './progress.js'
+import { baseResult, noteSweepStop, progressHooks, type RunSettings } from './runner.js'
+import type { BackendReport, CellResult } from './schema.js'
+
+/** What the parent sends a worker. */
+export interface WorkerJob {
+  backend: string
+  plan: PlannedCell[]
+  /** Indices into plan still to run, in order. */
+  todo: number[]
+  settings: RunSettings
+  stoppedSeries: string[]
+}
+
+/** What a worker sends back. */
+export type WorkerMessage =
+  | { type: 'backend'; report: BackendReport }
+  | { type: 'begin'; index: number; label: string }
+  | { type: 'end'; index: number; result: CellResult }
+  | { type: 'done' }
+
+export const WORKER_COMMAND = '__worker'
+const STDERR_TAIL_BYTES = 4096
+
+interface Attempt {
+  report?: BackendReport
+  results: Map<number, CellResult>
+  /** The cell begun and not ended when the child exited, if any. */
+  crashedAt?: number
+  exit?: string
+  stderrTail: string
+  done: boolean
+}
+
+function runWorker(entry: string, job: WorkerJob, onMessage: (m: WorkerMessage) => void): Promise<Attempt> {
+  return new Promise((resolve) => {
+    const child = fork(entry, [WORKER_COMMAND], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    const attempt: Attempt = { results: new Map(), stderrTail: '', done: false }
+    let current: number | undefined
+    child.stderr?.on('data', (chunk: Buffer) => {
+      attempt.stderrTail = (attempt.stderrTail + chunk.toString()).slice(-STDERR_TAIL_BYTES)
+    })
+    child.on('message', (m: WorkerMessage) => {
+      if (m.type === 'backend') attempt.report = m.report
+      else if (m.type === 'begin') current = m.index
+      else if (m.type === 'end') {
+        attempt.results.set(m.index, m.result)
+        current = undefined
+      } else if (m.type === 'done') attempt.done = true
+      onMessage(m)
+    })
+    child.on('exit', (code, signal) => {
+      if (!attempt.done) {
+        attempt.crashedAt = current
+        attempt.exit = signal ? `signal ${signal}` : `exit code ${code}`
+      }
+      resolve(attempt)
+    })
+    child.send(job)
+  })
+}
+
+/** The last meaningful stderr line (Dawn's noise and blank lines left out). */
+function lastErrorLine(tail: string): string {
+  const lines = tail
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('Warning:'))
+  return lines.at(-1) ?? ''
+}
+
+export interface IsolatedRun {
+  backends: LoadedBackendReport[]
+  cells: CellResult[]
+}
+
+export interface LoadedBackendReport {
+  name: string
+  report: BackendReport
+}
+
+/**
+ * Runs the plan on each backend, each in its own child process (restarted after a crash).
+ * Returns every backend's report and the cells in plan order per backend.
+ */
+export async function runIsolated(
+  entry: string,
+  plan: readonly PlannedCell[],
+  backendNames: readonly string[],
+  adapters: ReadonlyMap<string, MechanismAdapter>,
+  settings: RunSettings,
+  progress: Progress,
+  /** Cells of a backend that cannot start are kept (marked unavailable) only when it was named. */
+  keepUnavailable: boolean,
+): Promise<IsolatedRun> {
+  const backends: LoadedBackendReport[] = []
+  const cells: CellResult[] = []
+  progress.start(plan.length * backendNames.length)
+  for (const name of backendNames) {
+    const hooks = progressHooks(progress, plan)
+    const stopped = new Set<string>()
+    const results = new Map<number, CellResult>()
+    let todo = plan.map((_, i) => i)
+    let report: BackendReport | undefined
+    while (todo.length > 0) {
+      const attempt = await runWorker(
+        entry,
+        { backend: name, plan: [...plan], todo, settings, stoppedSeries: [...stopped] },
+        (m) => {
+          if (m.type === 'begin') hooks.begin(m.index, m.label)
+          else if (m.type === 'end') hooks.end(m.index, m.result)
+        },
+      )
+      report ??= attempt.report
+      for (const [i, r] of attempt.results) {
+        results.set(i, r)
+        noteSweepStop(plan[i], { ...r, warnings: [] }, settings.fitMs, stopped)
+      }
+      if (attempt.done) break
+      const why = `the ${name} worker process died (${attempt.exit})${
+        lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
+      }`
+      if (attempt.crashedAt === undefined) {
+        // It died outside a cell (starting the backend, or between cells): nothing to skip past.
+        report ??= { name, status: 'unavailable', reason: why }
+        const rest = todo.filter((i) => !results.has(i))
+        for (const i of rest) {
+          const r: CellResult = { ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)), status: 'unavailable', reason: `backend ${name}: ${why}` }
+          results.set(i, r)
+        }
+        break
+      }
+      const i = attempt.crashedAt
+      const crashed: CellResult = {
+        ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
+        status: 'error',
+        reason: `${why} during this cell; the run went on in a new process`,
+      }
+      noteSweepStop(plan[i], crashed, settings.fitMs, stopped)
+      results.set(i, crashed)
+      hooks.end(i, crashed)
+      todo = todo.filter((j) => j > i && !results.has(j))
+    }
+    hooks.finish()
+    report ??= { name, status: 'unavailable', reason: 'the worker process reported nothing' }
+    backends.push({ name, report })
+    if (report.status === 'ok' || keepUnavailable)
+      cells.push(...[...results.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r))
+  }
+  progress.finish()
+  return { backends, cells }
+}

@@ -1,0 +1,45 @@
+import { backendReport, loadBackends } from './backends.js'
+import type { WorkerJob, WorkerMessage } from './isolate.js'
+import type { MechanismAdapter } from './mechanisms/adapter.js'
+import { loadMechanisms } from './mechanisms/registry.js'
+import { runBackendCells } from './runner.js'
+
+/**
+ * The child side of isolate.ts: runs one backend's cells and reports each over IPC, waiting for
+ * every message to be handed to the parent before going on, so that a crash mid-cell still
+ * leaves the parent knowing which cell it was.
+ */
+export async function workerMain(): Promise<void> {
+  if (!process.send) throw new Error('__worker is started by `run`, with an IPC channel')
+  const job = await new Promise<WorkerJob>((resolve) => process.once('message', (m) => resolve(m as WorkerJob)))
+  const send = (m: WorkerMessage) =>
+    new Promise<void>((resolve, reject) => process.send!(m, undefined, {}, (e) => (e ? reject(e) : resolve())))
+
+  const [loaded] = await loadBackends([job.backend])
+  await send({ type: 'backend', report: backendReport(loaded) })
+  const cells = job.todo.map((i) => job.plan[i])
+  const adapters = new Map<string, MechanismAdapter>()
+  const unavailable = new Map<string, string>()
+  for (const m of await loadMechanisms([...new Set(cells.map((c) => c.mechanism))])) {
+    if ('adapter' in m) adapters.set(m.name, m.adapter)
+    else unavailable.set(m.name, m.reason)
+  }
+  // Test hook: crash (as a native fault would) when starting the cell whose key contains this.
+  const crashAt = process.env.ATTNKIT_BENCH_TEST_CRASH
+  await runBackendCells(
+    cells,
+    loaded,
+    adapters,
+    unavailable,
+    job.settings,
+    {
+      begin: async (k, label) => {
+        await send({ type: 'begin', index: job.todo[k], label })
+        if (crashAt && label.includes(crashAt)) process.kill(process.pid, 'SIGSEGV')
+      },
+      end: (k, result) => send({ type: 'end', index: job.todo[k], result }),
+    },
+    new Set(job.stoppedSeries),
+  )
+  await send({ type: 'done' })
+}

@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { type BenchResults, validateResults } from '../src/schema.js'
+import { builtCli, runBuiltCli, tempDir } from './helpers.js'
+
+describe('a native crash in one cell', () => {
+  it('becomes that cell error; the cells after it run in a new process', async () => {
+    const out = tempDir()
+    const r = await runBuiltCli(
+      await builtCli(),
+      ['run', '--backend', 'cpu', '--mechanism', 'dense', '--seq', '64', '--repeats', '1', '--out', out, '--quiet'],
+      // The worker kills itself with SIGSEGV when it starts the cell with this label.
+      { ATTNKIT_BENCH_TEST_CRASH: 'cpu dense/causal forward+backward' },
+    )
+    expect(r.status).toBe(1)
+    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    expect(validateResults(results)).toEqual([])
+    expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
+      ['forward', 'ok'],
+      ['forward+backward', 'error'],
+      ['decode', 'ok'],
+    ])
+    expect(results.cells[1].reason).toBe(
+      'the cpu worker process died (signal SIGSEGV) during this cell; the run went on in a new process',
+    )
+    expect(r.stdout).toContain('1 errors')
+  })
+})
