@@ -3,6 +3,7 @@ import { BUNDLE_HELP, bundleCommand } from './commands/bundle.js'
 import { COMPARE_HELP, compareCommand } from './commands/compare.js'
 import { INFO_HELP, infoCommand } from './commands/info.js'
 import { RUN_HELP, runCommand } from './commands/run.js'
+import { TRAIN_HELP, trainCommand } from './commands/train.js'
 
 export interface Io {
   out: NodeJS.WritableStream
@@ -38,6 +39,11 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'one folder with the bundled CLI and its native parts, runnable with just Node',
     help: BUNDLE_HELP,
     run: bundleCommand,
+  },
+  train: {
+    summary: "train small language models with each mechanism; the papers' comparisons",
+    help: TRAIN_HELP,
+    run: trainCommand,
   },
 }
 

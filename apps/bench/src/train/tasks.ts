@@ -1,0 +1,148 @@
+import { Rng, type Tensor } from '@attnkit/core'
+import type { BrownCorpus } from './data/brown.js'
+import { evenWindows, randomWindows, windowsAt } from './data/lm.js'
+import { niahBatch, niahExactMatch, niahOverhead } from './data/niah.js'
+import { type ForwardContext, type Model, type ModelParams, tokensTensor } from './model.js'
+
+/** What a run trains on; JSON (stored in checkpoints). */
+export type DataConfig =
+  | { kind: 'brown' }
+  | {
+      kind: 'niah'
+      /** Training lengths; each step draws one, with batch x seqLen / length rows (same tokens per step). */
+      lengths: number[]
+      /** Lengths accuracy is measured at. */
+      evalLengths: number[]
+      /** Samples per evaluation length. */
+      evalSamples: number
+      keyLength: number
+      valueDigits: number
+    }
+
+export interface Batch {
+  inputs: Int32Array
+  targets: Int32Array
+  batch: number
+  length: number
+}
+
+export interface TaskShape {
+  /** Rows per step at seqLen (NIAH scales rows so every step has batch x seqLen tokens). */
+  batch: number
+  seqLen: number
+  seed: number
+}
+
+/** Metric name -> value, e.g. val_loss, val_ppl, or niah_acc@1024. */
+export type Metrics = Record<string, number>
+
+export interface Task {
+  describe(): string
+  /** The training batch of a step: a pure function of (seed, step), so resuming replays nothing. */
+  batch(step: number): Batch
+  evaluate(model: Model, params: ModelParams, ctx: ForwardContext): Promise<Metrics>
+  /** The metric that says how good a run is (lower or higher is better). */
+  headline: { metric: string; better: 'lower' | 'higher' }
+}
+
+// Evaluation samples are the same for every run and seed, so runs compare on identical data.
+const EVAL_SEED = 20240611
+
+export function createTask(
+  data: DataConfig,
+  shape: TaskShape,
+  corpus: BrownCorpus,
+  evalBatches: number,
+): Task {
+  if (data.kind === 'brown') return brownTask(shape, corpus, evalBatches)
+  if (data.kind === 'niah') return niahTask(data, shape, corpus)
+  throw new Error(
+    `createTask: argument 'data.kind' expected 'brown' | 'niah', got ${JSON.stringify((data as { kind: unknown }).kind)}`,
+  )
+}
+
+async function meanLoss(model: Model, params: ModelParams, b: Batch, ctx: ForwardContext): Promise<number> {
+  const inputs = tokensTensor(b.inputs, b.batch, b.length)
+  const targets = tokensTensor(b.targets, b.batch, b.length)
+  let loss: Tensor | undefined
+  try {
+    loss = model.loss(params, inputs, targets, { ...ctx, training: false })
+    return (await loss.data())[0]
+  } finally {
+    for (const t of [inputs, targets, loss]) t?.dispose()
+  }
+}
+
+function brownTask(shape: TaskShape, corpus: BrownCorpus, evalBatches: number): Task {
+  const dataRng = new Rng(shape.seed).fork(1)
+  const starts = evenWindows(corpus.validation, evalBatches * shape.batch, shape.seqLen)
+  return {
+    describe: () =>
+      `Brown corpus, byte tokens: ${corpus.train.length} training / ${corpus.validation.length} validation bytes (${corpus.trainFiles} / ${corpus.validationFiles} files); validation on ${starts.length} windows of ${shape.seqLen}`,
+    batch: (step) => randomWindows(dataRng.fork(step), corpus.train, shape.batch, shape.seqLen),
+    headline: { metric: 'val_loss', better: 'lower' },
+    evaluate: async (model, params, ctx) => {
+      // Cross-entropy only (no LTE penalty); every window has the same number of tokens.
+      let total = 0
+      let n = 0
+      for (let i = 0; i < starts.length; i += shape.batch) {
+        const b = windowsAt(corpus.validation, starts.slice(i, i + shape.batch), shape.seqLen)
+        total += (await meanLoss(model, params, b, ctx)) * b.batch
+        n += b.batch
+      }
+      const loss = total / n
+      return { val_loss: loss, val_ppl: Math.exp(loss), val_bpb: loss / Math.LN2 }
+    },
+  }
+}
+
+function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape, corpus: BrownCorpus): Task {
+  const opts = { keyLength: data.keyLength, valueDigits: data.valueDigits }
+  const minLength = niahOverhead(opts) + 1
+  for (const L of [...data.lengths, ...data.evalLengths])
+    if (!Number.isInteger(L) || L < minLength)
+      throw new Error(`niah: lengths expected integers >= ${minLength}, got ${L}`)
+  const tokensPerStep = shape.batch * shape.seqLen
+  const rowsFor = (L: number) => Math.max(1, Math.round(tokensPerStep / L))
+  const dataRng = new Rng(shape.seed).fork(2)
+  return {
+    describe: () =>
+      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; train lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), loss on the answer digits only; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
+    batch: (step) => {
+      const rng = dataRng.fork(step)
+      const L = data.lengths[Math.floor(rng.uniformArray(1)[0] * data.lengths.length)]
+      return niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts })
+    },
+    headline: { metric: `niah_acc@${Math.max(...data.evalLengths)}`, better: 'higher' },
+    evaluate: async (model, params, ctx) => {
+      const out: Metrics = {}
+      for (const L of data.evalLengths) {
+        const rng = new Rng(EVAL_SEED).fork(L)
+        const rows = rowsFor(L)
+        let correct = 0
+        let answerLoss = 0
+        for (let done = 0, i = 0; done < data.evalSamples; i++) {
+          const b = niahBatch(rng.fork(i), corpus.validation, Math.min(rows, data.evalSamples - done), {
+            length: L,
+            ...opts,
+          })
+          const from = L - data.valueDigits
+          const inputs = tokensTensor(b.inputs, b.batch, L)
+          const targets = tokensTensor(b.targets, b.batch, L)
+          let r: { argmax: Tensor; loss: Tensor } | undefined
+          try {
+            r = model.predict(params, inputs, targets, from, { ...ctx, training: false })
+            correct += niahExactMatch(b, await r.argmax.data(), from).filter(Boolean).length
+            answerLoss += (await r.loss.data())[0] * b.batch
+          } finally {
+            for (const t of [inputs, targets, r?.argmax, r?.loss]) t?.dispose()
+          }
+          done += b.batch
+        }
+        out[`niah_acc@${L}`] = correct / data.evalSamples
+        out[`answer_loss@${L}`] = answerLoss / data.evalSamples
+      }
+      return out
+    },
+  }
+}
