@@ -19,6 +19,9 @@ import { bufferBytes, decodeHost, elementBytes, encodeHost, supportsGpuDType } f
 import { type CompiledPipeline, PipelineCache } from './pipeline-cache.js'
 import { UniformArena } from './uniform-arena.js'
 import type { CodecOptions } from './wgsl/codec.js'
+import { SUBGROUP_PROBE } from './wgsl/workgroup-reduce.js'
+
+const TRACE = typeof process !== 'undefined' && process.env?.ATTNKIT_WEBGPU_TRACE === '1'
 
 /** A tensor's storage on the GPU: the DataId the engine holds. */
 export class GpuData {
@@ -89,13 +92,22 @@ export class WebGPUBackend implements Backend {
   readonly device: GPUDevice
   readonly features: ReadonlySet<string>
   readonly codec: CodecOptions
-  /** Subgroup operations are available and every subgroup has at least this many lanes (else 0). */
-  readonly subgroupSize: number
+  /**
+   * Lanes per subgroup when subgroup operations are enabled and the probe found them laid out
+   * contiguously over local_invocation_index in 256-wide workgroups (else 0: no subgroup ops).
+   */
+  subgroupSize = 0
+  private subgroupNote = 'subgroups not available'
   readonly limits: GPUSupportedLimits
   readonly pipelines: PipelineCache
   readonly pool: BufferPool
   private readonly readPool: BufferPool
   private readonly arena: UniformArena
+  /** Word 0: the code of the first invalid argument a kernel found on the GPU (0: none). */
+  private readonly flags: GPUBuffer
+  private readonly flagMessages: string[] = ['']
+  private flagsMaybeSet = false
+  private readonly constants = new Map<string, GpuBinding>()
   private encoder: GPUCommandEncoder | null = null
   private batchLabels: string[] = []
   private readonly dispatchesPerSubmit: number
@@ -122,7 +134,6 @@ export class WebGPUBackend implements Backend {
     this.device = started.device
     this.features = started.features
     this.codec = { f16: started.features.has('shader-f16') }
-    this.subgroupSize = started.features.has('subgroups') ? started.subgroupMinSize : 0
     this.limits = started.device.limits
     this.ownsDevice = opts.ownsDevice ?? true
     this.runtime = opts.runtime ?? 'unknown runtime'
@@ -141,6 +152,11 @@ export class WebGPUBackend implements Backend {
       'attnkit readback',
     )
     this.arena = new UniformArena(this.device, 256 * 1024, this.limits.minUniformBufferOffsetAlignment)
+    this.flags = this.device.createBuffer({
+      size: 16,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label: 'attnkit argument flags',
+    })
     this.device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`
     })
@@ -167,6 +183,7 @@ export class WebGPUBackend implements Backend {
         float16Storage: this.codec.f16 ? 'f16 (shader-f16)' : 'packed u32 (no shader-f16)',
         bfloat16Storage: 'packed u32',
         subgroupSize: this.subgroupSize,
+        subgroups: this.subgroupNote,
         maxStorageBufferBindingSize: this.limits.maxStorageBufferBindingSize,
         maxComputeWorkgroupStorageSize: this.limits.maxComputeWorkgroupStorageSize,
       },
@@ -196,12 +213,22 @@ export class WebGPUBackend implements Backend {
     const d = this.data(dataId, 'read')
     const staging = this.readPool.acquire(d.bytes)
     this.commandEncoder().copyBufferToBuffer(d.buffer, 0, staging, 0, d.bytes)
-    this.flush()
+    const flagCheck = this.checkFlags()
+    flagCheck.catch(() => {})
     try {
+      const t0 = performance.now()
       await staging.mapAsync(GPUMapMode.READ, 0, d.bytes)
+      const t1 = performance.now()
       const copy = staging.getMappedRange(0, d.bytes).slice(0)
       staging.unmap()
+      await flagCheck
+      const t2 = performance.now()
       await this.raiseErrors()
+      const t3 = performance.now()
+      if (TRACE && t3 - t0 > 1000)
+        console.log(
+          `[webgpu trace] slow read: map ${(t1 - t0).toFixed(0)} ms, flags ${(t2 - t1).toFixed(0)} ms, errors ${(t3 - t2).toFixed(0)} ms`,
+        )
       return decodeHost(copy, d.dtype, d.size)
     } finally {
       this.readPool.release(staging)
@@ -239,8 +266,10 @@ export class WebGPUBackend implements Backend {
 
   async synchronize(): Promise<void> {
     this.assertUsable('synchronize')
-    this.flush()
+    const flagCheck = this.checkFlags()
+    flagCheck.catch(() => {})
     await this.device.queue.onSubmittedWorkDone()
+    await flagCheck
     await this.raiseErrors()
   }
 
@@ -358,6 +387,9 @@ export class WebGPUBackend implements Backend {
     this.pool.destroyAll()
     this.readPool.destroyAll()
     this.arena.destroy()
+    this.flags.destroy()
+    for (const c of this.constants.values()) c.buffer.destroy()
+    this.constants.clear()
     if (this.timing) {
       this.timing.querySet.destroy()
       this.timing.resolve.destroy()
@@ -465,6 +497,38 @@ export class WebGPUBackend implements Backend {
     if (isolate || this.batchLabels.length >= this.dispatchesPerSubmit) this.flush()
   }
 
+  /**
+   * The binding kernels use to report an invalid argument they can only see on the GPU (an
+   * index out of range): they atomicMax `code` into word 0; the next read throws `message`.
+   */
+  flagBinding(message: string): { binding: GpuBinding; code: number } {
+    let code = this.flagMessages.indexOf(message)
+    if (code < 0) {
+      code = this.flagMessages.length
+      this.flagMessages.push(message)
+    }
+    this.flagsMaybeSet = true
+    return { binding: { buffer: this.flags, bytes: 16 }, code }
+  }
+
+  /** A read-only table computed on the host once per key and kept (e.g. rotary angles). */
+  constantBuffer(key: string, make: () => Float32Array | Uint32Array): GpuBinding {
+    let c = this.constants.get(key)
+    if (!c) {
+      const data = make()
+      const bytes = Math.max(16, Math.ceil(data.byteLength / 4) * 4)
+      const buffer = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+        label: `attnkit constant ${key}`,
+      })
+      this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
+      c = { buffer, bytes }
+      this.constants.set(key, c)
+    }
+    return c
+  }
+
   /** Workgroup grid for `n` workgroups in a line (spilling into y past the per-dimension limit). */
   grid1d(n: number): [number, number, number] {
     const max = this.limits.maxComputeWorkgroupsPerDimension
@@ -495,7 +559,7 @@ export class WebGPUBackend implements Backend {
 
   /** Buffers created and not destroyed, by purpose (for leak tests). */
   gpuBufferCounts(): { tensors: number; pooled: number; readback: number; fixed: number; total: number } {
-    const fixed = 1 + (this.timing ? 2 : 0)
+    const fixed = 2 + (this.timing ? 2 : 0) + this.constants.size
     const tensors = this.liveBuffers
     const pooled = this.pool.pooledBuffers + this.pool.quarantined
     const readback = this.readPool.created
@@ -513,7 +577,96 @@ export class WebGPUBackend implements Backend {
     return this.arena.slotsTaken
   }
 
+  /**
+   * Enables subgroup reductions when the device has subgroups of one fixed size laid out
+   * contiguously (lane = local index mod size), which the kernels' reductions rely on.
+   */
+  async probeSubgroups(): Promise<void> {
+    if (!this.features.has('subgroups')) return
+    const { subgroupMinSize: lo, subgroupMaxSize: hi } = this.started
+    if (!(lo > 0 && lo === hi)) {
+      this.subgroupNote = `subgroup size varies (${lo}..${hi}); reductions use workgroup memory`
+      return
+    }
+    const out = this.device.createBuffer({
+      size: 256 * 16,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    })
+    const read = this.device.createBuffer({
+      size: 256 * 16,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    })
+    try {
+      this.device.pushErrorScope('validation')
+      const pipeline = this.device.createComputePipeline({
+        layout: 'auto',
+        compute: { module: this.device.createShaderModule({ code: SUBGROUP_PROBE }), entryPoint: 'main' },
+      })
+      const enc = this.device.createCommandEncoder()
+      const pass = enc.beginComputePass()
+      pass.setPipeline(pipeline)
+      pass.setBindGroup(
+        0,
+        this.device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [{ binding: 0, resource: { buffer: out } }],
+        }),
+      )
+      pass.dispatchWorkgroups(1)
+      pass.end()
+      enc.copyBufferToBuffer(out, 0, read, 0, 256 * 16)
+      this.device.queue.submit([enc.finish()])
+      const err = await this.device.popErrorScope()
+      if (err) {
+        this.subgroupNote = `subgroup probe failed (${err.message}); reductions use workgroup memory`
+        return
+      }
+      await read.mapAsync(GPUMapMode.READ)
+      const v = new Uint32Array(read.getMappedRange().slice(0))
+      read.unmap()
+      let ok = true
+      for (let lid = 0; lid < 256; lid++) {
+        const [sid, size, first, total] = [v[lid * 4], v[lid * 4 + 1], v[lid * 4 + 2], v[lid * 4 + 3]]
+        if (size !== lo || sid !== lid % lo || first !== lid - (lid % lo) || total !== lo) ok = false
+      }
+      this.subgroupSize = ok ? lo : 0
+      this.subgroupNote = ok
+        ? `subgroup ops in reductions (size ${lo})`
+        : 'subgroup lanes are not contiguous; reductions use workgroup memory'
+    } finally {
+      out.destroy()
+      read.destroy()
+    }
+  }
+
   // ------------------------------------------------------------------ internals
+
+  /** Submits pending work; when a checking kernel ran, reads the flags and throws their message. */
+  private async checkFlags(): Promise<void> {
+    if (!this.flagsMaybeSet) {
+      this.flush()
+      return
+    }
+    this.flagsMaybeSet = false
+    const staging = this.readPool.acquire(16)
+    this.commandEncoder().copyBufferToBuffer(this.flags, 0, staging, 0, 16)
+    this.flush()
+    let code = 0
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, 16)
+      code = new Uint32Array(staging.getMappedRange(0, 16).slice(0))[0]
+      staging.unmap()
+    } finally {
+      this.readPool.release(staging)
+      this.readPool.flushQuarantine()
+    }
+    if (code !== 0) {
+      this.device.queue.writeBuffer(this.flags, 0, new Uint32Array(4))
+      throw new BackendError(
+        `${this.flagMessages[code] ?? `invalid argument (code ${code})`} (found by a kernel on the GPU; its outputs are not valid)`,
+      )
+    }
+  }
 
   private commandEncoder(): GPUCommandEncoder {
     this.encoder ??= this.device.createCommandEncoder({ label: 'attnkit batch' })

@@ -96,8 +96,8 @@ export function bindingsWgsl(
 }
 
 /** Codec and maths helpers every generated shader starts with. */
-export function prelude(b: WebGPUBackend, extra = ''): string {
-  const enables = extra.includes('subgroup') && b.subgroupSize > 0 ? 'enable subgroups;\n' : ''
+export function prelude(b: WebGPUBackend, opts: { subgroups?: boolean } = {}): string {
+  const enables = opts.subgroups && b.subgroupSize > 0 ? 'enable subgroups;\n' : ''
   return `${enables}${codecPrelude(b.codec)}\n${MATH_HELPERS}`
 }
 
@@ -128,6 +128,11 @@ export interface MapSpec {
   params?: Params
   /** Extra WGSL (helper functions) placed before the kernel. */
   helpers?: string
+  /**
+   * An argument check the body makes with `flag()` (e.g. an index out of range); the next
+   * read then throws this message.
+   */
+  flagMessage?: string
 }
 
 /**
@@ -151,9 +156,12 @@ export function mapInto(b: WebGPUBackend, spec: MapSpec, outputs: readonly Opera
   const groups = outputs.map((o) => storeGroup(o.dtype, b.codec))
   const G = Math.max(1, ...groups)
   const threads = Math.ceil(spec.n / G)
+  const flag = spec.flagMessage ? b.flagBinding(spec.flagMessage) : undefined
+  const flagCode = flag ? params.u32(flag.code) : -1
   const uniforms = params.toArray()
+  const nBound = spec.inputs.length + outputs.length + (flag ? 1 : 0)
   b.launch({
-    key: `map\u0000${spec.key}\u0000${outputs.map((o) => o.dtype).join(',')}\u0000${spec.inputs.map((i) => i.dtype).join(',')}\u0000${uniforms.length}\u0000${nIndex}`,
+    key: `map\u0000${flag ? 'flag\u0000' : ''}${spec.key}\u0000${outputs.map((o) => o.dtype).join(',')}\u0000${spec.inputs.map((i) => i.dtype).join(',')}\u0000${uniforms.length}\u0000${nIndex}`,
     label: spec.label,
     wgsl: () => {
       const valsStruct = `struct Vals { ${outputs.map((o) => `${o.name}: ${valueType(o.dtype)}`).join(', ')} }`
@@ -192,8 +200,9 @@ ${decls}
 ${words}`
       }
       return `${prelude(b)}
-${Params.decl(spec.inputs.length + outputs.length, uniforms.length)}
+${Params.decl(nBound, uniforms.length)}
 ${bindingsWgsl(b, spec.inputs, outputs)}
+${flag ? flagWgsl(spec.inputs.length + outputs.length, flagCode) : ''}
 ${spec.helpers ?? ''}
 ${valsStruct}
 ${compute}
@@ -205,10 +214,16 @@ fn main(${LINEAR_MAIN_ARGS}) {
 }`
     },
     inputs: spec.inputs.map((x) => x.binding),
-    outputs: outputs.map((x) => x.binding),
+    outputs: flag ? [...outputs.map((x) => x.binding), flag.binding] : outputs.map((x) => x.binding),
     uniforms,
     grid: b.grid1d(Math.ceil(threads / WG)),
   })
+}
+
+/** The argument-flag binding and `flag()`, which records uniform word `codeAt` as the error. */
+export function flagWgsl(binding: number, codeAt: number): string {
+  return `@group(0) @binding(${binding}) var<storage, read_write> flags: array<atomic<u32>>;
+fn flag() { atomicMax(&flags[0], P(${codeAt}u)); }`
 }
 
 /**
