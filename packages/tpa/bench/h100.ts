@@ -77,7 +77,8 @@ async function main() {
       tpaConfig('tpa-kvonly', dtype),
       { variant: 'gqa' as const, dModel: H * D, heads: H, kvHeads: 4, headDim: D, dtype },
     ]) {
-      const tunings: DecodeTuning[] = [saved, { ...saved, targetBlocks: 64, minTokensPerSplit: 32 }]
+      const fma = { ...saved, tensorCores: false }
+      const tunings: DecodeTuning[] = [fma, { ...fma, targetBlocks: 64, minTokensPerSplit: 32 }]
       if (dtype !== 'float32' && backendName === 'cuda')
         tunings.push(
           { ...saved, tensorCores: true },

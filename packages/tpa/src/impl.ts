@@ -27,7 +27,7 @@ export function useFused(
   ensureKernelsRegistered()
   let reason: string | null = null
   if (!hasKernel(kernelName, backend.name))
-    reason = `no '${kernelName}' kernel for backend '${backend.name}' (fused kernels exist for webgpu and cuda)`
+    reason = `no '${kernelName}' kernel for backend '${backend.name}' (fused kernels exist for webgpu and cuda; registerFusedKernels adds other names)`
   else if (typeof backend.runProgram !== 'function')
     reason = `backend '${backend.name}' cannot run programs (no runProgram)`
   else if (!fusedDTypes(backend.name).includes(dtype))

@@ -36,6 +36,7 @@ export {
 } from './factors.js'
 export { type ForwardOptions, forward } from './forward.js'
 export type { Impl } from './impl.js'
+export { fusedLanguage, type Language } from './kernels/languages.js'
 export {
   CACHE_WRITE_KERNEL,
   COPY_KERNEL,
@@ -43,7 +44,7 @@ export {
   DECODE_PARTIAL_KERNEL,
 } from './kernels/names.js'
 export { type DecodeTuning, decodeTuning, setDecodeTuning } from './kernels/plan.js'
-export { ensureKernelsRegistered, fusedDTypes } from './kernels/register.js'
+export { ensureKernelsRegistered, fusedDTypes, registerFusedKernels } from './kernels/register.js'
 export { TPA_CUDA_SOURCE } from './kernels/tpa.cu.js'
 export { configOf, type InitOptions, init, type ParamSpec, paramSpecs, type TpaParams } from './params.js'
 export {

@@ -1,5 +1,6 @@
 import { runKernel, type Tensor } from '@attnkit/core'
 import type { TpaCache } from '../cache.js'
+import { fusedLanguage } from './languages.js'
 import { CACHE_WRITE_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
 import {
   cudaDecodeLayout,
@@ -30,11 +31,11 @@ export function decodeShapeOf(cache: TpaCache): DecodeShape {
 /** The decode kernel for a cache on its backend: its tile, and on CUDA which kernel; or why none fits. */
 export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma' | 'mma' } | string {
   const s = decodeShapeOf(cache)
-  if (cache.backend.name !== 'cuda') {
+  if (fusedLanguage(cache.backend.name) !== 'cuda') {
     const l = wgslDecodeLayout(s)
     return typeof l === 'string' ? l : { tile: l.tile }
   }
-  if (decodeTuning('cuda').tensorCores) {
+  if (decodeTuning(cache.backend.name).tensorCores) {
     const m = cudaMmaLayout(s)
     if (typeof m !== 'string') return { tile: m.tile, kernel: 'mma' }
   }

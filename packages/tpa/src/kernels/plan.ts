@@ -1,5 +1,6 @@
 import { byteSize, type DType } from '@attnkit/core'
 import type { RecordLayout } from '../config.js'
+import { fusedLanguage } from './languages.js'
 
 /** Everything the decode kernels are specialised on or launched with. */
 export interface DecodeShape {
@@ -36,12 +37,12 @@ export interface DecodeTuning {
 }
 
 const TUNING: Record<string, DecodeTuning> = {
-  cuda: { targetBlocks: 1024, minTokensPerSplit: 128, tensorCores: false },
+  cuda: { targetBlocks: 1024, minTokensPerSplit: 128, tensorCores: true },
   webgpu: { targetBlocks: 64, minTokensPerSplit: 64, tensorCores: false },
 }
 
 export function decodeTuning(backendName: string): DecodeTuning {
-  return TUNING[backendName] ?? TUNING.webgpu
+  return TUNING[backendName] ?? (fusedLanguage(backendName) === 'cuda' ? TUNING.cuda : TUNING.webgpu)
 }
 
 /** Overrides the split heuristics for one backend (the bench sweeps them). */

@@ -9,17 +9,15 @@ import {
   registerNonDifferentiable,
   type TensorInfo,
 } from '@attnkit/core'
+import { fusedBackends, fusedLanguage, type Language, setFusedLanguage } from './languages.js'
 import { CACHE_WRITE_KERNEL, COPY_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
 import { CUDA_SUB, cudaDecodeLayout, cudaMmaLayout, type DecodeShape, wgslDecodeLayout } from './plan.js'
 import { cudaSource } from './tpa.cu.js'
 import { wgslCacheWrite, wgslCopy, wgslDecodeCombine, wgslDecodePartial } from './tpa.wgsl.js'
 
-type Language = 'wgsl' | 'cuda'
-const BACKENDS: Record<string, Language> = { webgpu: 'wgsl', cuda: 'cuda' }
-
 /** Dtypes the fused kernels take on each backend. */
 export function fusedDTypes(backendName: string): DType[] {
-  const lang = BACKENDS[backendName]
+  const lang = fusedLanguage(backendName)
   if (lang === 'cuda') return ['float32', 'float16', 'bfloat16']
   if (lang === 'wgsl') return ['float32']
   return []
@@ -277,33 +275,42 @@ function copy(
   })[0]
 }
 
-let registered = false
+const registered = new Set<string>()
 
-/** Registers the fused kernels for webgpu and cuda (idempotent; called before first use). */
-export function ensureKernelsRegistered(): void {
-  if (registered) return
-  registered = true
-  for (const [backendName, lang] of Object.entries(BACKENDS)) {
-    registerKernel<Backend, DecodePartialAttrs, DecodePartialInputs>({
-      kernelName: DECODE_PARTIAL_KERNEL,
-      backendName,
-      kernelFunc: (args) => decodePartial(lang, args),
-    })
-    registerKernel<Backend, DecodeCombineAttrs, { partO: TensorInfo; partML: TensorInfo }>({
-      kernelName: DECODE_COMBINE_KERNEL,
-      backendName,
-      kernelFunc: (args) => decodeCombine(lang, args),
-    })
-    registerKernel<Backend, { offset: number }, { store: TensorInfo; src: TensorInfo }>({
-      kernelName: CACHE_WRITE_KERNEL,
-      backendName,
-      kernelFunc: (args) => cacheWrite(lang, args),
-    })
-    registerKernel<Backend, object, { x: TensorInfo }>({
-      kernelName: COPY_KERNEL,
-      backendName,
-      kernelFunc: (args) => copy(lang, args),
-    })
-  }
+/**
+ * Registers the fused kernels (tpa.decodePartial, tpa.decodeCombine, tpa.cacheWrite, tpa.copy)
+ * for a backend name running `language` programs through runProgram: 'webgpu' and 'cuda' are
+ * built in; this adds others (e.g. a second CUDA backend registered under its own name).
+ */
+export function registerFusedKernels(backendName: string, language: Language): void {
+  setFusedLanguage(backendName, language)
+  if (registered.has(backendName)) return
+  registered.add(backendName)
+  const lang = language
+  registerKernel<Backend, DecodePartialAttrs, DecodePartialInputs>({
+    kernelName: DECODE_PARTIAL_KERNEL,
+    backendName,
+    kernelFunc: (args) => decodePartial(lang, args),
+  })
+  registerKernel<Backend, DecodeCombineAttrs, { partO: TensorInfo; partML: TensorInfo }>({
+    kernelName: DECODE_COMBINE_KERNEL,
+    backendName,
+    kernelFunc: (args) => decodeCombine(lang, args),
+  })
+  registerKernel<Backend, { offset: number }, { store: TensorInfo; src: TensorInfo }>({
+    kernelName: CACHE_WRITE_KERNEL,
+    backendName,
+    kernelFunc: (args) => cacheWrite(lang, args),
+  })
+  registerKernel<Backend, object, { x: TensorInfo }>({
+    kernelName: COPY_KERNEL,
+    backendName,
+    kernelFunc: (args) => copy(lang, args),
+  })
   registerNonDifferentiable(DECODE_PARTIAL_KERNEL, DECODE_COMBINE_KERNEL, CACHE_WRITE_KERNEL, COPY_KERNEL)
+}
+
+/** Registers the fused kernels for every known backend name (idempotent; called before first use). */
+export function ensureKernelsRegistered(): void {
+  for (const [backendName, language] of fusedBackends()) registerFusedKernels(backendName, language)
 }

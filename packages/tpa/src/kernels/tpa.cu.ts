@@ -10,6 +10,8 @@
  */
 export const TPA_CUDA_SOURCE = /* cuda */ `
 #define NEG_BIG (-1.0e30f)
+// 64-bit element offsets (NVRTC has no standard headers, so no size_t).
+typedef unsigned long long tpa_idx;
 
 #if defined(DT_F32)
 typedef float elem_t;
@@ -17,6 +19,10 @@ __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float from_f32(float x) { return x; }
 #elif defined(DT_F16)
 typedef unsigned short elem_t;
+#ifdef TPA_EMULATE
+__device__ __forceinline__ float to_f32(unsigned short h) { return emu::f16_to_f32(h); }
+__device__ __forceinline__ unsigned short from_f32(float f) { return emu::f32_to_f16(f); }
+#else
 __device__ __forceinline__ float to_f32(unsigned short h) {
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -27,14 +33,19 @@ __device__ __forceinline__ unsigned short from_f32(float f) {
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 }
+#endif
 #elif defined(DT_BF16)
 typedef unsigned short elem_t;
 __device__ __forceinline__ float to_f32(unsigned short h) { return __uint_as_float(((unsigned int)h) << 16); }
+#ifdef TPA_EMULATE
+__device__ __forceinline__ unsigned short from_f32(float f) { return emu::f32_to_bf16(f); }
+#else
 __device__ __forceinline__ unsigned short from_f32(float f) {
   unsigned short h;
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 }
+#endif
 #else
 #error "define one of DT_F32, DT_F16, DT_BF16"
 #endif
@@ -122,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
 
   float qr[D];
 #pragma unroll
-  for (int d = 0; d < D; ++d) qr[d] = to_f32(q[((size_t)b * H + i) * D + d]);
+  for (int d = 0; d < D; ++d) qr[d] = to_f32(q[((tpa_idx)b * H + i) * D + d]);
   float acc[DPT];
 #pragma unroll
   for (int k = 0; k < DPT; ++k) acc[k] = 0.f;
@@ -138,8 +149,8 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
         const int j = e / vecsPerRow;
         const int c = (e - j * vecsPerRow) * VEC;
         const unsigned int g = t0 + j;
-        const elem_t* row = g < storeLen ? store + ((size_t)b * storeCap + g) * REC
-                                         : tail + ((size_t)b * tailCap + (g - storeLen)) * REC;
+        const elem_t* row = g < storeLen ? store + ((tpa_idx)b * storeCap + g) * REC
+                                         : tail + ((tpa_idx)b * tailCap + (g - storeLen)) * REC;
         float f[16 / sizeof(elem_t)];
         unpack16(*reinterpret_cast<const uint4*>(row + c), f);
         float* dst = &tile[j * REC_PAD + smem_col(c)];
@@ -152,8 +163,8 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
         const int j = e / REC;
         const int c = e - j * REC;
         const unsigned int g = t0 + j;
-        const elem_t* row = g < storeLen ? store + ((size_t)b * storeCap + g) * REC
-                                         : tail + ((size_t)b * tailCap + (g - storeLen)) * REC;
+        const elem_t* row = g < storeLen ? store + ((tpa_idx)b * storeCap + g) * REC
+                                         : tail + ((tpa_idx)b * tailCap + (g - storeLen)) * REC;
         tile[j * REC_PAD + smem_col(c)] = to_f32(row[c]);
       }
     }
@@ -227,7 +238,7 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
     }
   }
 
-  const size_t base = (size_t)b * splits + s;
+  const tpa_idx base = (tpa_idx)b * splits + s;
   float* po = partO + (base * H + i) * D + sub * DPT;
 #pragma unroll
   for (int k = 0; k < DPT; ++k) po[k] = acc[k];
@@ -256,23 +267,43 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
 #define TILE (4 * CHT)
 #define REC_VECS (REC * 2 / 16)
 
+#ifdef TPA_EMULATE
+// CPU emulation (tests without a GPU, see the package's test/emu): the same operations on fibers.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, unsigned int bytes) { emu::cp_async16(dst, src, bytes); }
+__device__ __forceinline__ void cp_commit() {}
+__device__ __forceinline__ void cp_wait_all_but_one() {}
+__device__ __forceinline__ void cp_wait_all() {}
+__device__ __forceinline__ void ldsm_x4(const void* p, unsigned int* r) { emu::ldmatrix_x4(r, p, false); }
+__device__ __forceinline__ void ldsm_x4_t(const void* p, unsigned int* r) { emu::ldmatrix_x4(r, p, true); }
+#if defined(DT_F16)
+__device__ __forceinline__ void mma16816(float* c, const unsigned int* a, unsigned int b0, unsigned int b1) { emu::mma16816(c, a, b0, b1, true); }
+__device__ __forceinline__ unsigned int pack2(float lo, float hi) { return emu::f32_to_f16(lo) | ((unsigned int)emu::f32_to_f16(hi) << 16); }
+#else
+__device__ __forceinline__ void mma16816(float* c, const unsigned int* a, unsigned int b0, unsigned int b1) { emu::mma16816(c, a, b0, b1, false); }
+__device__ __forceinline__ unsigned int pack2(float lo, float hi) { return emu::f32_to_bf16(lo) | ((unsigned int)emu::f32_to_bf16(hi) << 16); }
+#endif
+#else
 __device__ __forceinline__ unsigned int smem_u32(const void* p) {
   unsigned int r;
   asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
   return r;
 }
-__device__ __forceinline__ void cp_async16(unsigned int dst, const void* src, unsigned int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes));
+// 16-byte async copy global -> shared; bytes 0 fills the 16 bytes with zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, unsigned int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
 }
-__device__ __forceinline__ void ldsm_x4(unsigned int addr, unsigned int* r) {
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;"); }
+__device__ __forceinline__ void cp_wait_all_but_one() { asm volatile("cp.async.wait_group 1;"); }
+__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;"); }
+__device__ __forceinline__ void ldsm_x4(const void* p, unsigned int* r) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+               : "r"(smem_u32(p)));
 }
-__device__ __forceinline__ void ldsm_x4_t(unsigned int addr, unsigned int* r) {
+__device__ __forceinline__ void ldsm_x4_t(const void* p, unsigned int* r) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+               : "r"(smem_u32(p)));
 }
 __device__ __forceinline__ void mma16816(float* c, const unsigned int* a, unsigned int b0, unsigned int b1) {
 #if defined(DT_F16)
@@ -293,6 +324,7 @@ __device__ __forceinline__ unsigned int pack2(float lo, float hi) {
 #endif
   return r;
 }
+#endif
 // Two consecutive 16-bit values of shared memory as floats.
 __device__ __forceinline__ float2 ld2(const unsigned char* p) {
   const unsigned int w = *reinterpret_cast<const unsigned int*>(p);
@@ -322,7 +354,7 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
-      const elem_t* r0 = q + ((size_t)b * H + mt * 16 + g) * D + ks * 16 + 2 * t;
+      const elem_t* r0 = q + ((tpa_idx)b * H + mt * 16 + g) * D + ks * 16 + 2 * t;
       const elem_t* r1 = r0 + 8 * D;
       qa[mt][ks][0] = *reinterpret_cast<const unsigned int*>(r0);
       qa[mt][ks][1] = *reinterpret_cast<const unsigned int*>(r1);
@@ -347,19 +379,19 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
       const unsigned int gtok = t0 + j;
       const bool live = gtok < end;
       const unsigned int gg = live ? gtok : start;
-      const elem_t* row = gg < storeLen ? store + ((size_t)b * storeCap + gg) * REC
-                                        : tail + ((size_t)b * tailCap + (gg - storeLen)) * REC;
-      cp_async16(smem_u32(base + j * P_B + c * 16), row + c * 8, live ? 16u : 0u);
+      const elem_t* row = gg < storeLen ? store + ((tpa_idx)b * storeCap + gg) * REC
+                                        : tail + ((tpa_idx)b * tailCap + (gg - storeLen)) * REC;
+      cp_async16(base + j * P_B + c * 16, row + c * 8, live ? 16u : 0u);
     }
   };
 
   if (start < end) stage(start, 0);
-  asm volatile("cp.async.commit_group;");
+  cp_commit();
   int it = 0;
   for (unsigned int t0 = start; t0 < end; t0 += TILE, ++it) {
     if (t0 + TILE < end) stage(t0 + TILE, (it + 1) & 1);
-    asm volatile("cp.async.commit_group;");
-    asm volatile("cp.async.wait_group 1;");
+    cp_commit();
+    cp_wait_all_but_one();
     __syncthreads();
     const unsigned char* buf = smem + (it & 1) * TILE * P_B;
     const int tok0 = warp * CHT;
@@ -378,7 +410,7 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) {
         unsigned int bf[4];
-        ldsm_x4(smem_u32(rowB + ks * 32), bf);
+        ldsm_x4(rowB + ks * 32, bf);
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           mma16816(sf[mt][0], qa[mt][ks], bf[0], bf[1]);
@@ -460,7 +492,7 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
 #pragma unroll
       for (int j = 0; j < NTD; j += 2) {
         unsigned int bf[4];
-        ldsm_x4_t(smem_u32(rowV + j * 16), bf);
+        ldsm_x4_t(rowV + j * 16, bf);
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           mma16816(o[mt][j], wa[mt], bf[0], bf[1]);
@@ -470,7 +502,7 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
     }
     __syncthreads();
   }
-  asm volatile("cp.async.wait_group 0;");
+  cp_wait_all();
   __syncthreads();
 
   // Merge the four warps in shared memory (the stage buffers are free now).
@@ -502,7 +534,7 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
       }
     }
   __syncthreads();
-  const size_t base = (size_t)b * splits + s;
+  const tpa_idx base = (tpa_idx)b * splits + s;
   for (int e = tid; e < H * D; e += 128) partO[base * H * D + e] = oSum[e];
   for (int h = tid; h < H; h += 128) {
     float mAll = NEG_BIG;
@@ -522,20 +554,20 @@ extern "C" __global__ void tpa_decode_combine(const float* __restrict__ partO, c
   const int i = blockIdx.x;
   const unsigned int b = blockIdx.y;
   float m = NEG_BIG;
-  for (unsigned int s = 0; s < splits; ++s) m = fmaxf(m, partML[(((size_t)b * splits + s) * H + i) * 2]);
+  for (unsigned int s = 0; s < splits; ++s) m = fmaxf(m, partML[(((tpa_idx)b * splits + s) * H + i) * 2]);
   float l = 0.f;
   for (unsigned int s = 0; s < splits; ++s) {
-    const size_t k = ((size_t)b * splits + s) * H + i;
+    const tpa_idx k = ((tpa_idx)b * splits + s) * H + i;
     l += exp2f(partML[k * 2] - m) * partML[k * 2 + 1];
   }
   const float inv = l > 0.f ? outScale / l : 0.f;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float o = 0.f;
     for (unsigned int s = 0; s < splits; ++s) {
-      const size_t k = ((size_t)b * splits + s) * H + i;
+      const tpa_idx k = ((tpa_idx)b * splits + s) * H + i;
       o += exp2f(partML[k * 2] - m) * partO[k * D + d];
     }
-    out[((size_t)b * H + i) * D + d] = from_f32(o * inv);
+    out[((tpa_idx)b * H + i) * D + d] = from_f32(o * inv);
   }
 }
 #endif
@@ -552,9 +584,9 @@ typedef elem_t unit_t;
 extern "C" __global__ void tpa_cache_write(const unit_t* __restrict__ store, const unit_t* __restrict__ src,
                                            unit_t* __restrict__ out, unsigned int offset, unsigned int n,
                                            unsigned int cap) {
-  const size_t b = blockIdx.y;
+  const tpa_idx b = blockIdx.y;
   const unsigned int used = (offset + n) * ROW_UNITS;
-  const size_t rowBase = b * cap * ROW_UNITS;
+  const tpa_idx rowBase = b * cap * ROW_UNITS;
   for (unsigned int e = blockIdx.x * blockDim.x + threadIdx.x; e < used; e += gridDim.x * blockDim.x) {
     const unsigned int row = e / ROW_UNITS;
     out[rowBase + e] = row < offset ? store[rowBase + e]
