@@ -6,6 +6,13 @@
 
 #define MAX_RANK 8
 
+// Dynamic shared memory (the emulator used by the tests gives each block a buffer instead).
+#ifdef ATTNKIT_EMULATE
+#define DYN_SMEM(type, name) type* name = reinterpret_cast<type*>(emu::dyn_smem())
+#else
+#define DYN_SMEM(type, name) extern __shared__ __align__(128) type name[]
+#endif
+
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;

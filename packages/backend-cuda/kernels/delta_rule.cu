@@ -13,7 +13,7 @@
 extern "C" __global__ void delta_fwd_k(const DT* __restrict__ q, const DT* __restrict__ k, const DT* __restrict__ v,
                                        const DT* __restrict__ g, const DT* __restrict__ beta, float* __restrict__ S,
                                        DT* __restrict__ out, int Tn, int Dk, int Dv, float scale) {
-  extern __shared__ float sh[];
+  DYN_SMEM(float, sh);
   float* sk = sh;       // Dk
   float* sq = sh + Dk;  // Dk
   const int j = threadIdx.x;
@@ -62,7 +62,7 @@ extern "C" __global__ void delta_bwd_k(const DT* __restrict__ q, const DT* __res
                                        float* scratch, DT* __restrict__ dq, DT* __restrict__ dk, DT* __restrict__ dv,
                                        DT* __restrict__ dg, DT* __restrict__ dbeta, int Tn, int Dk, int Dv, int C,
                                        float scale, int has_s0) {
-  extern __shared__ float sh[];
+  DYN_SMEM(float, sh);
   float* sk = sh;             // Dk
   float* sq = sk + Dk;        // Dk
   float* red_q = sq + Dk;     // Dk

@@ -28,7 +28,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
                 const TileBounds* __restrict__ kbounds, float* __restrict__ dq_acc, DT* __restrict__ dk,
                 DT* __restrict__ dv, int Hq, int Hk, int Tq, int Tk, float scale, float scale_log2, int causal,
                 int window, int sinks, int has_keep) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  DYN_SMEM(unsigned char, smem_raw);
   DT* sK = reinterpret_cast<DT*>(smem_raw);
   DT* sV = sK + BKV * HD;
   DT* sQ = sV + BKV * HD;        // 2 stages

@@ -24,7 +24,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
                 const int* __restrict__ qpos, const int* __restrict__ kpos, const u8* __restrict__ keep,
                 const TileBounds* __restrict__ kbounds, DT* __restrict__ out, float* __restrict__ lse, int Hq, int Hk,
                 int Tq, int Tk, float scale_log2, int causal, int window, int sinks, int has_keep) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  DYN_SMEM(unsigned char, smem_raw);
   DT* sQ = reinterpret_cast<DT*>(smem_raw);
   DT* sK = sQ + BR * HD;
   DT* sV = sK + 2 * BC * HD;

@@ -7,6 +7,32 @@
 #define DT __nv_bfloat16
 #endif
 
+#ifdef ATTNKIT_EMULATE
+// CPU emulation (tests without a GPU): see test/fake-cuda/emu.h.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  if (src_bytes) memcpy(dst, src, 16);
+  else memset(dst, 0, 16);
+}
+__device__ __forceinline__ void cp_async_commit() {}
+template <int N> __device__ __forceinline__ void cp_async_wait() {}
+__device__ __forceinline__ void ldmatrix_x4(u32& r0, u32& r1, u32& r2, u32& r3, const void* p) {
+  u32 r[4];
+  emu::ldmatrix_x4(r, p, false);
+  r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(u32& r0, u32& r1, u32& r2, u32& r3, const void* p) {
+  u32 r[4];
+  emu::ldmatrix_x4(r, p, true);
+  r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];
+}
+__device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1) {
+#if defined(DT_IS_HALF)
+  emu::mma16816(d, a, b0, b1, true);
+#else
+  emu::mma16816(d, a, b0, b1, false);
+#endif
+}
+#else
 __device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 
 // 16-byte async copy global -> shared; src_bytes 0 fills the 16 bytes with zeros.
@@ -41,6 +67,8 @@ __device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
 }
+
+#endif
 
 // Two floats as one register of two 16-bit values (lo in the low half).
 __device__ __forceinline__ u32 pack2(float lo, float hi) {

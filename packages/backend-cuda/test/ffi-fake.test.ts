@@ -13,9 +13,13 @@ import { type CudaBackend, createCudaBackend } from '../src/index.js'
 const here = dirname(fileURLToPath(import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'attnkit-fake-cuda-'))
 const so = join(dir, 'libfake.so')
-const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', so, join(here, 'fake-cuda', 'fake_cuda.c')], {
-  encoding: 'utf8',
-})
+const cc = spawnSync(
+  'cc',
+  ['-shared', '-fPIC', '-O1', '-o', so, join(here, 'fake-cuda', 'fake_cuda.c'), '-ldl'],
+  {
+    encoding: 'utf8',
+  },
+)
 const built = !cc.error && cc.status === 0
 if (built)
   for (const name of ['libcuda.so.1', 'libnvrtc.so.13', 'libcublasLt.so.13'])

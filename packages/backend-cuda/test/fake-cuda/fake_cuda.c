@@ -2,11 +2,15 @@
 // without a GPU: "device" memory is host memory, launches are recorded (not run), NVRTC returns
 // a dummy image, and cuBLASLt computes float32 GEMMs on the host (column-major, strided batches)
 // so the row-major mapping of the backend's matmul is checked for real. Compiled into three
-// shared objects by test/ffi-fake.test.ts.
+// shared objects by test/ffi-fake.test.ts. With ATTNKIT_FAKE_EMU_DIR set (the folder of emu.h),
+// "NVRTC" compiles each kernel source with g++ against the CPU emulator instead, and launches run
+// it: the whole backend then executes its real kernels on the CPU (test/emulated-conformance.test.ts).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <ctype.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -76,9 +80,38 @@ EXPORT int cuEventDestroy_v2(uint64_t e) { (void)e; return 0; }
 EXPORT int cuEventRecord(uint64_t e, uint64_t s) { (void)e; return s == 0x5001 ? 0 : 400; }
 EXPORT int cuEventSynchronize(uint64_t e) { (void)e; return 0; }
 EXPORT int cuEventElapsedTime_v2(float* ms, uint64_t a, uint64_t b) { (void)a; (void)b; *ms = 1.5f; return 0; }
-EXPORT int cuModuleLoadData(uint64_t* m, const void* img) { *m = strncmp((const char*)img, "CUBIN", 5) == 0 ? 0x900 : 0; return *m ? 0 : 200; }
+typedef void (*emu_launch_fn)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
+static void* emu_fns[4096];
+static int n_emu_fns = 0;
+static int is_emu_fn(uint64_t f) {
+  for (int i = 0; i < n_emu_fns; i++)
+    if ((uint64_t)emu_fns[i] == f) return 1;
+  return 0;
+}
+EXPORT int cuModuleLoadData(uint64_t* m, const void* img) {
+  if (strncmp((const char*)img, "EMU:", 4) == 0) {
+    void* h = dlopen((const char*)img + 4, RTLD_NOW | RTLD_LOCAL);
+    if (!h) { fprintf(stderr, "fake cuModuleLoadData: %s\n", dlerror()); return 200; }
+    *m = (uint64_t)h;
+    return 0;
+  }
+  *m = strncmp((const char*)img, "CUBIN", 5) == 0 ? 0x900 : 0;
+  return *m ? 0 : 200;
+}
 EXPORT int cuModuleUnload(uint64_t m) { (void)m; return 0; }
-EXPORT int cuModuleGetFunction(uint64_t* f, uint64_t m, const char* name) { (void)m; *f = 0xf00 + strlen(name); return 0; }
+EXPORT int cuModuleGetFunction(uint64_t* f, uint64_t m, const char* name) {
+  if (m != 0x900) {
+    char sym[256];
+    snprintf(sym, sizeof sym, "emu_launch_%s", name);
+    void* fn = dlsym((void*)m, sym);
+    if (!fn) return 500;
+    if (n_emu_fns < 4096) emu_fns[n_emu_fns++] = fn;
+    *f = (uint64_t)fn;
+    return 0;
+  }
+  *f = 0xf00 + strlen(name);
+  return 0;
+}
 EXPORT int cuFuncSetAttribute(uint64_t f, int a, int v) { (void)f; (void)a; (void)v; return 0; }
 EXPORT int cuFuncGetAttribute(int* v, int a, uint64_t f) { (void)a; (void)f; *v = 0; return 0; }
 EXPORT int cuLaunchKernel(uint64_t f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
@@ -89,7 +122,8 @@ EXPORT int cuLaunchKernel(uint64_t f, unsigned gx, unsigned gy, unsigned gz, uns
   last_grid[0] = gx; last_grid[1] = gy; last_grid[2] = gz;
   last_block[0] = bx; last_block[1] = by; last_block[2] = bz;
   last_smem = smem;
-  for (int i = 0; i < 4; i++) last_params[i] = *(uint64_t*)params[i];
+  for (int i = 0; i < 3; i++) last_params[i] = *(uint64_t*)params[i];  // every kernel here has >= 3
+  if (is_emu_fn(f)) ((emu_launch_fn)f)(gx, gy, gz, bx, by, bz, smem, params);
   return 0;
 }
 EXPORT int cuGetErrorName(int e, const char** s) {
@@ -98,28 +132,147 @@ EXPORT int cuGetErrorName(int e, const char** s) {
 }
 
 // ---------------------------------------------------------------- NVRTC
-static const char* last_options = "";
+typedef struct { char* src; char log[8192]; char image[1024]; size_t image_len; } Program;
+static char last_options[4096];
 EXPORT int nvrtcVersion(int* a, int* b) { *a = 13; *b = 0; return 0; }
 EXPORT int nvrtcGetNumSupportedArchs(int* n) { *n = 3; return 0; }
 EXPORT int nvrtcGetSupportedArchs(int* a) { a[0] = 80; a[1] = 90; a[2] = 100; return 0; }
 EXPORT int nvrtcCreateProgram(uint64_t* p, const char* src, const char* name, int nh, const char** h, const char** inc) {
   (void)name; (void)nh; (void)h; (void)inc;
-  *p = (uint64_t)strdup(src);
+  Program* pr = calloc(1, sizeof(Program));
+  pr->src = strdup(src);
+  *p = (uint64_t)pr;
   return 0;
 }
+static uint64_t fnv(const char* s, uint64_t h) {
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+// ATTNKIT_EMU_KERNEL(name) for every `__global__ void [__launch_bounds__(...)] name(` in `text`.
+static char* launchers_for(const char* text) {
+  size_t cap = 8192, len = 0;
+  char* out = calloc(cap, 1);
+  const char* p = text;
+  while ((p = strstr(p, "__global__")) != NULL) {
+    p += 10;
+    while (isspace((unsigned char)*p)) p++;
+    if (strncmp(p, "void", 4) != 0) continue;
+    p += 4;
+    while (isspace((unsigned char)*p)) p++;
+    if (strncmp(p, "__launch_bounds__", 17) == 0) {
+      while (*p && *p != ')') p++;
+      if (*p) p++;
+      while (isspace((unsigned char)*p)) p++;
+    }
+    const char* b = p;
+    while (isalnum((unsigned char)*p) || *p == '_') p++;
+    if (p == b || len + 64 + (p - b) >= cap) continue;
+    len += snprintf(out + len, cap - len, "\nATTNKIT_EMU_KERNEL(%.*s)\n", (int)(p - b), b);
+  }
+  return out;
+}
+static char* read_file(const char* path) {
+  FILE* f = fopen(path, "rb");
+  if (!f) return strdup("");
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char* buf = malloc(n + 1);
+  buf[fread(buf, 1, n, f)] = 0;
+  fclose(f);
+  return buf;
+}
+// The kernels the preprocessor keeps for these defines: the source without its #includes (so
+// __global__ stays a word), run through g++ -E, then scanned.
+static char* kernel_launchers(const char* src, const char* flags, const char* base) {
+  char scan[1100], pre[1100], cmd[8192];
+  snprintf(scan, sizeof scan, "%s.scan.cpp", base);
+  snprintf(pre, sizeof pre, "%s.scan.i", base);
+  FILE* f = fopen(scan, "wb");
+  for (const char* line = src; *line;) {
+    const char* end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+    const char* q = line;
+    while (q < line + n && (*q == ' ' || *q == '\t')) q++;
+    if (strncmp(q, "#include", 8) != 0) fwrite(line, 1, n, f);
+    line += n;
+  }
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "g++ -E -P -w -DATTNKIT_EMULATE=1 %s -x c++ '%s' -o '%s' 2>/dev/null", flags, scan, pre);
+  if (system(cmd) != 0) return calloc(1, 1);
+  char* text = read_file(pre);
+  char* out = launchers_for(text);
+  free(text);
+  return out;
+}
+static int emulate_compile(Program* pr, int n, const char** opts) {
+  const char* emu = getenv("ATTNKIT_FAKE_EMU_DIR");
+  const char* cache = getenv("ATTNKIT_FAKE_EMU_CACHE");
+  const char* cudainc = getenv("ATTNKIT_FAKE_CUDA_INCLUDE");
+  char flags[4096] = "";
+  for (int i = 0; i < n; i++) {
+    if (strncmp(opts[i], "-D", 2) != 0 && strncmp(opts[i], "-I", 2) != 0) continue;
+    strncat(flags, " '", sizeof flags - strlen(flags) - 1);
+    strncat(flags, opts[i], sizeof flags - strlen(flags) - 1);
+    strncat(flags, "'", sizeof flags - strlen(flags) - 1);
+  }
+  uint64_t h = fnv(flags, fnv(pr->src, 1469598103934665603ull));
+  char so[1024], cpp[1024], cmd[8192];
+  snprintf(so, sizeof so, "%s/%016llx.so", cache, (unsigned long long)h);
+  snprintf(cpp, sizeof cpp, "%s/%016llx.cpp", cache, (unsigned long long)h);
+  FILE* f = fopen(so, "rb");
+  int rc = 0;
+  char* src = NULL;
+  if (f) fclose(f);
+  else {
+    char* launchers = kernel_launchers(pr->src, flags, cpp);
+    FILE* out = fopen(cpp, "wb");
+    fputs(pr->src, out);
+    fputs(launchers, out);
+    fclose(out);
+    free(launchers);
+    snprintf(cmd, sizeof cmd,
+             "g++ -std=c++17 -O1 -shared -fPIC -w -fno-gnu-unique -fvisibility=hidden -DATTNKIT_EMULATE=1 -I'%s' -include '%s/emu.h' %s -x c++ '%s' -o '%s.tmp' 2>'%s.log' && mv '%s.tmp' '%s'",
+             cudainc ? cudainc : "/usr/local/cuda/include", emu, flags, cpp, so, so, so, so);
+    rc = system(cmd);
+    if (rc != 0) {
+      char logp[1100];
+      snprintf(logp, sizeof logp, "%s.log", so);
+      FILE* lf = fopen(logp, "rb");
+      size_t k = lf ? fread(pr->log, 1, sizeof pr->log - 1, lf) : 0;
+      pr->log[k] = 0;
+      if (lf) fclose(lf);
+    }
+  }
+  free(src);
+  pr->image_len = (size_t)snprintf(pr->image, sizeof pr->image, "EMU:%s", so) + 1;
+  return rc == 0 ? 0 : 6;
+}
 EXPORT int nvrtcCompileProgram(uint64_t p, int n, const char** opts) {
-  static char buf[4096];
-  buf[0] = 0;
-  for (int i = 0; i < n; i++) { strncat(buf, opts[i], sizeof buf - strlen(buf) - 2); strcat(buf, " "); }
-  last_options = buf;
-  return strstr((const char*)p, "syntax error") ? 6 : 0;
+  Program* pr = (Program*)p;
+  last_options[0] = 0;
+  for (int i = 0; i < n; i++) {
+    strncat(last_options, opts[i], sizeof last_options - strlen(last_options) - 2);
+    strcat(last_options, " ");
+  }
+  if (getenv("ATTNKIT_FAKE_EMU_DIR")) return emulate_compile(pr, n, opts);
+  strcpy(pr->log, "fake log ok");
+  memcpy(pr->image, "CUBINxxxxxxxxxxx", 16);
+  pr->image_len = 16;
+  return strstr(pr->src, "syntax error") ? 6 : 0;
 }
 EXPORT const char* fake_last_options(void) { return last_options; }
-EXPORT int nvrtcGetProgramLogSize(uint64_t p, size_t* n) { (void)p; *n = 12; return 0; }
-EXPORT int nvrtcGetProgramLog(uint64_t p, char* log) { (void)p; memcpy(log, "fake log ok", 12); return 0; }
-EXPORT int nvrtcGetCUBINSize(uint64_t p, size_t* n) { (void)p; *n = 16; return 0; }
-EXPORT int nvrtcGetCUBIN(uint64_t p, char* c) { (void)p; memcpy(c, "CUBINxxxxxxxxxxx", 16); return 0; }
-EXPORT int nvrtcDestroyProgram(uint64_t* p) { free((void*)*p); *p = 0; return 0; }
+EXPORT int nvrtcGetProgramLogSize(uint64_t p, size_t* n) { *n = strlen(((Program*)p)->log) + 1; return 0; }
+EXPORT int nvrtcGetProgramLog(uint64_t p, char* log) { strcpy(log, ((Program*)p)->log); return 0; }
+EXPORT int nvrtcGetCUBINSize(uint64_t p, size_t* n) { *n = ((Program*)p)->image_len; return 0; }
+EXPORT int nvrtcGetCUBIN(uint64_t p, char* c) { memcpy(c, ((Program*)p)->image, ((Program*)p)->image_len); return 0; }
+EXPORT int nvrtcDestroyProgram(uint64_t* p) {
+  Program* pr = (Program*)*p;
+  free(pr->src);
+  free(pr);
+  *p = 0;
+  return 0;
+}
 EXPORT const char* nvrtcGetErrorString(int e) { return e == 6 ? "NVRTC_ERROR_COMPILATION" : "NVRTC_ERROR"; }
 
 // ---------------------------------------------------------------- cuBLASLt
