@@ -10,7 +10,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,
 # Where the libraries are on this image (the backend searches these folders itself too).
 for lib in libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13; do
   found=$(ldconfig -p | grep -m1 "$lib" | awk '{print $NF}')
-  [ -z "$found" ] && found=$(find / -name "$lib" -not -path '*/proc/*' 2>/dev/null | head -1)
+  [ -z "$found" ] && found=$(find /usr /opt -name "$lib" -print -quit 2>/dev/null)
   echo "$lib: ${found:-not found}" | tee -a "$OUT/gpu.txt"
 done
 export ATTNKIT_CUDA_KERNELS_DIR="$PWD/packages/backend-cuda/kernels"

@@ -19,6 +19,8 @@ const log = (line: string) => {
 const save = (file: string, text: string) => {
   if (OUT) writeFileSync(join(OUT, file), text)
 }
+// ATTNKIT_RUNNER_QUICK=1: a rehearsal (one flash case, a few conformance cases, no speed runs).
+const QUICK = process.env.ATTNKIT_RUNNER_QUICK === '1'
 const t0 = performance.now()
 const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`
 
@@ -33,7 +35,7 @@ async function main() {
   log(`\n== flash-attention checks (tensor-core path) [${elapsed()}]`)
   const cpu = await o.backend('cpu')
   let flashFails = 0
-  for (const c of flashCases()) {
+  for (const c of QUICK ? flashCases().slice(0, 1) : flashCases()) {
     for (const dtype of c.dtypes) {
       try {
         const rs = await runCase(c, dtype, backend, cpu)
@@ -54,6 +56,7 @@ async function main() {
   let conformance = ''
   try {
     const summary = await runConformance(backend, {
+      only: QUICK ? ['unary/exp', 'attention/headdim64'] : undefined,
       onResult: (rs) => {
         for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
       },
@@ -94,6 +97,10 @@ async function main() {
     log(`leak check crashed: ${(e as Error).stack}`)
   }
 
+  if (QUICK) {
+    backend.dispose()
+    return
+  }
   log(`\n== speed [${elapsed()}]`)
   const bench: Record<string, unknown> = {}
   try {
@@ -157,6 +164,13 @@ async function main() {
         `| ${name} | ${mine.toFixed(1)} | ${ref.toFixed(1)} | ${(ratio * 100).toFixed(0)}% | >= ${target * 100}% ${ratio >= target ? 'met' : 'NOT met'} |`,
       )
     }
+  }
+  try {
+    const res = backend.kernelResources()
+    for (const [k, r] of Object.entries(res))
+      if (k.startsWith('flash')) log(`kernel ${k}: ${JSON.stringify(r)}`)
+  } catch (e) {
+    log(`kernel resources: ${(e as Error).message}`)
   }
   log(`\nflash checks failed: ${flashFails}; ${conformance.split('\n')[0]} [${elapsed()}]`)
   backend.dispose()

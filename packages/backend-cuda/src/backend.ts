@@ -494,6 +494,19 @@ export class CudaBackend implements Backend {
     return [Math.max(1, blocks), 1, 1]
   }
 
+  /** Registers, local (spill) bytes and static shared bytes of every kernel loaded so far. */
+  kernelResources(): Record<string, { registers: number; localBytes: number; sharedBytes: number }> {
+    const out: Record<string, { registers: number; localBytes: number; sharedBytes: number }> = {}
+    for (const [key, k] of this.kernels) {
+      out[key] = {
+        registers: this.driver.funcGetAttribute(k.fn, CU_FUNC_ATTRIBUTE.numRegs),
+        localBytes: this.driver.funcGetAttribute(k.fn, CU_FUNC_ATTRIBUTE.localSizeBytes),
+        sharedBytes: this.driver.funcGetAttribute(k.fn, CU_FUNC_ATTRIBUTE.sharedSizeBytes),
+      }
+    }
+    return out
+  }
+
   /** Marks that an indexing kernel ran, so the next sync checks the device error word. */
   noteIndexKernel(): void {
     this.indexKernelsPending = true
