@@ -49,7 +49,8 @@ async function loadBackend(name: string): Promise<LoadedBackend> {
     return { name, backend: await startBackend(name) }
   } catch (e) {
     const listed = listBackends().find((b) => b.name === name)?.reason
-    return { name, reason: firstLine(listed ?? (e as Error).message) }
+    // In full: a backend's start-up error names what it tried and the fix.
+    return { name, reason: firstLine(listed ?? (e as Error).message, 2000) }
   }
 }
 

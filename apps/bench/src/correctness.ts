@@ -76,9 +76,10 @@ export async function checkCorrectness(
   references: ReferenceCache,
 ): Promise<Correctness> {
   const checkDims = adapter.checkDims(dims, mode)
+  const computeDType = adapter.checkDType?.(dtype) ?? dtype
   const expected = await references.get(adapter, variant, mode, checkDims, dtype, seed)
-  const actual = await outputsOf(adapter, variant, mode, checkDims, backend, dtype, dtype, seed)
-  const tol = tolerance(adapter, mode, dtype)
+  const actual = await outputsOf(adapter, variant, mode, checkDims, backend, computeDType, dtype, seed)
+  const tol = tolerance(adapter, mode, computeDType)
   let worst = 0
   let worstOutput: string | undefined
   let problem: string | undefined
@@ -100,6 +101,7 @@ export async function checkCorrectness(
   return {
     reference: 'cpu-float64',
     dims: checkDims,
+    computeDType,
     maxRelError: finite ? worst : null,
     tolerance: tol,
     passed: finite && worst <= tol && problem === undefined,

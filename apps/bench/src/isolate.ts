@@ -133,7 +133,11 @@ export async function runIsolated(
         report ??= { name, status: 'unavailable', reason: why }
         const rest = todo.filter((i) => !results.has(i))
         for (const i of rest) {
-          const r: CellResult = { ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)), status: 'unavailable', reason: `backend ${name}: ${why}` }
+          const r: CellResult = {
+            ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
+            status: 'unavailable',
+            reason: `backend ${name}: ${why}`,
+          }
           results.set(i, r)
         }
         break

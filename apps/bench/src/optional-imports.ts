@@ -45,9 +45,10 @@ function explainImportFailure(name: string, e: Error & { code?: string }): strin
   return `${name} failed to load: ${msg}`
 }
 
-export function firstLine(s: string): string {
+/** The first non-blank line of a message, cut at `max` characters. */
+export function firstLine(s: string, max = 300): string {
   const line = s.split('\n').find((l) => l.trim() !== '') ?? s
-  return line.length > 300 ? `${line.slice(0, 300)}...` : line
+  return line.length > max ? `${line.slice(0, max)}...` : line
 }
 
 /** Newest modification time of the files under dir (0 when it does not exist). */

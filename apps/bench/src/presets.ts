@@ -88,11 +88,18 @@ const SMOKE: Preset = {
     },
     {
       mechanism: 'tpa',
+      variants: ['tpa'],
       modes: ['forward', 'forward+backward'],
       dtypes: ['float32'],
       dims: [attn(1, 8, 256, 64)],
     },
-    { mechanism: 'tpa', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 8, 2048, 64)] },
+    {
+      mechanism: 'tpa',
+      variants: ['tpa'],
+      modes: ['decode'],
+      dtypes: ['float32'],
+      dims: [attn(1, 8, 2048, 64)],
+    },
     { mechanism: 'gdn', modes: ['forward'], dtypes: ['float32'], dims: [attn(1, 4, 256, 64)] },
     { mechanism: 'gdn', modes: ['forward+backward'], dtypes: ['float32'], dims: [attn(1, 4, 128, 64)] },
     { mechanism: 'gdn', modes: ['decode'], dtypes: ['float32'], dims: [attn(1, 4, 2048, 64)] },
@@ -149,9 +156,16 @@ const PAPER: Preset = {
     },
     // TPA (T6): 16 heads of 64 decoding at 4K/32K/128K; the dense (MHA) cache as the baseline.
     { mechanism: 'dense', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 64) },
-    { mechanism: 'tpa', modes: ['decode'], dtypes: ['float16'], dims: seqs(PAPER_CONTEXTS, 1, 16, 64) },
     {
       mechanism: 'tpa',
+      variants: ['tpa', 'mha', 'gqa4', 'mqa'],
+      modes: ['decode'],
+      dtypes: ['float16'],
+      dims: seqs(PAPER_CONTEXTS, 1, 16, 64),
+    },
+    {
+      mechanism: 'tpa',
+      variants: ['tpa', 'mha'],
       modes: ['forward', 'forward+backward'],
       dtypes: ['float16'],
       dims: seqs([1024], 4, 16, 64),
@@ -198,6 +212,7 @@ const SCALING: Preset = {
     },
     {
       mechanism: 'tpa',
+      variants: ['tpa'],
       modes: ['forward'],
       dtypes: ['float16'],
       dims: seqs(SCALING_T, 1, 16, 64),
@@ -227,6 +242,7 @@ const SCALING: Preset = {
     },
     {
       mechanism: 'tpa',
+      variants: ['tpa', 'mha'],
       modes: ['decode'],
       dtypes: ['float16'],
       dims: seqs(SCALING_T, 1, 16, 64),

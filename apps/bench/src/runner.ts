@@ -24,6 +24,8 @@ export interface RunSettings {
    * this per run, or CPU_SETUP_FACTOR times it for set-up, are skipped on it.
    */
   cpuMaxSeconds: number
+  /** Epoch ms after which no further cell starts (they are skipped, saying so); none when absent. */
+  deadline?: number
 }
 
 export const DEFAULT_CPU_MAX_SECONDS = 2.5
@@ -71,7 +73,13 @@ export async function runBackendCells(
     const base = baseResult(cell, loaded.name, adapter)
     await hooks.begin(index, cellTitle(cell, loaded.name, base.label))
     let result: CellResult
-    if (!loaded.backend)
+    if (settings.deadline !== undefined && Date.now() > settings.deadline)
+      result = {
+        ...base,
+        status: 'skipped',
+        reason: "not run: the run's time limit (--max-minutes) was reached",
+      }
+    else if (!loaded.backend)
       result = { ...base, status: 'unavailable', reason: `backend ${loaded.name}: ${loaded.reason}` }
     else if (!adapter)
       result = {
@@ -97,7 +105,10 @@ export function noteSweepStop(cell: PlannedCell, r: CellResult, fitMs: number, s
 }
 
 /** Progress hooks over a whole plan: cells a stopped sweep leaves out shrink the total. */
-export function progressHooks(progress: Progress, plan: readonly PlannedCell[]): CellHooks & { finish(): void } {
+export function progressHooks(
+  progress: Progress,
+  plan: readonly PlannedCell[],
+): CellHooks & { finish(): void } {
   let last = -1
   return {
     begin(index: number, label: string) {
@@ -130,7 +141,16 @@ export async function runMatrix(
   for (const loaded of backends) {
     const hooks = progressHooks(progress, plan)
     results.push(
-      ...(await runBackendCells(plan, loaded, adapters, unavailableMechanisms, settings, hooks, new Set(), references)),
+      ...(await runBackendCells(
+        plan,
+        loaded,
+        adapters,
+        unavailableMechanisms,
+        settings,
+        hooks,
+        new Set(),
+        references,
+      )),
     )
     hooks.finish()
   }

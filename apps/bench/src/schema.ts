@@ -25,6 +25,12 @@ export interface Correctness {
   reference: 'cpu-float64'
   /** The sizes the check ran at (the cell's own, or smaller where the CPU could not do them). */
   dims: Dims
+  /**
+   * The dtype the backend computed in for the check: the cell's, or float32 for mechanisms whose
+   * discrete choices (top-k routing, keep thresholds) flip under 16-bit rounding (inputs are
+   * still rounded to the cell's dtype).
+   */
+  computeDType: string
   /** Max over outputs of max |actual - reference| / max |reference|; null when not finite (see problem). */
   maxRelError: number | null
   tolerance: number
@@ -216,6 +222,7 @@ const object =
 const correctness = object({
   reference: oneOf(['cpu-float64']),
   dims: recordOf(num),
+  computeDType: str,
   maxRelError: nullable(finiteNonNeg),
   tolerance: finiteNonNeg,
   passed: bool,

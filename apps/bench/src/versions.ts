@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
+import { fileURLToPath } from 'node:url'
 import type { MachineInfo } from './schema.js'
 
 export const ATTNKIT_PACKAGES = [
@@ -22,6 +23,19 @@ export interface BundleInfo {
   included: Record<string, string>
   /** Optional packages not in the bundle, with why. */
   leftOut: Record<string, string>
+}
+
+/** Where a bundle keeps the CUDA backend's kernel sources, beside cli.js. */
+export const CUDA_KERNELS_DIR = 'cuda-kernels'
+
+/**
+ * In a bundle, points the CUDA backend at the kernel sources shipped beside cli.js (unless the
+ * environment already says where they are). Child processes inherit it.
+ */
+export function applyBundleEnvironment(): void {
+  const info = bundleInfo()
+  if (!info?.included[CUDA_KERNELS_DIR] || process.env.ATTNKIT_CUDA_KERNELS_DIR) return
+  process.env.ATTNKIT_CUDA_KERNELS_DIR = fileURLToPath(new URL(`./${CUDA_KERNELS_DIR}`, import.meta.url))
 }
 
 let bundleInfoCache: BundleInfo | null | undefined

@@ -11,9 +11,15 @@ import { runBackendCells } from './runner.js'
  */
 export async function workerMain(): Promise<void> {
   if (!process.send) throw new Error('__worker is started by `run`, with an IPC channel')
-  const job = await new Promise<WorkerJob>((resolve) => process.once('message', (m) => resolve(m as WorkerJob)))
+  // If the parent goes away (killed, interrupted), so does this worker.
+  process.on('disconnect', () => process.exit(1))
+  const job = await new Promise<WorkerJob>((resolve) =>
+    process.once('message', (m) => resolve(m as WorkerJob)),
+  )
   const send = (m: WorkerMessage) =>
-    new Promise<void>((resolve, reject) => process.send!(m, undefined, {}, (e) => (e ? reject(e) : resolve())))
+    new Promise<void>((resolve, reject) =>
+      process.send!(m, undefined, {}, (e) => (e ? reject(e) : resolve())),
+    )
 
   const [loaded] = await loadBackends([job.backend])
   await send({ type: 'backend', report: backendReport(loaded) })

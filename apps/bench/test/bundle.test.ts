@@ -30,9 +30,9 @@ describe('bench bundle', () => {
       /^run\.sh$/,
       /^bundle-info\.json$/,
       /^node_modules\/webgpu\/(package\.json|index\.js|dist\/linux-x64\/.+)$/,
-      /^node_modules\/koffi\/(package\.json|index\.c?js|src\/koffi\/index\.c?js)$/,
+      /^node_modules\/koffi\/(.+\/)?[^/]+\.(c?js|json)$/,
       /^node_modules\/@koromix\/koffi-linux-x64\/(package\.json|index\.js|linux_x64\/.+)$/,
-      /^kernels\/.+\.cu$/,
+      /^cuda-kernels\/[^/]+\.cuh?$/,
     ]
     for (const f of files)
       expect(

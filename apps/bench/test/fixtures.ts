@@ -23,6 +23,7 @@ export function cell(over: Partial<CellResult> & { medianMs?: number } = {}): Ce
     correctness: {
       reference: 'cpu-float64',
       dims,
+      computeDType: 'float32',
       maxRelError: 1e-7,
       tolerance: 1.2e-4,
       passed: true,

@@ -33,7 +33,14 @@ export async function runCli(args: string[]): Promise<{ code: number; out: strin
 export async function builtCli(): Promise<string> {
   const { build } = await import('esbuild')
   const root = path.resolve(import.meta.dirname, '..')
-  const outfile = path.join(root, 'node_modules', '.cache', 'attnkit-bench-test', String(process.pid), 'cli.js')
+  const outfile = path.join(
+    root,
+    'node_modules',
+    '.cache',
+    'attnkit-bench-test',
+    String(process.pid),
+    'cli.js',
+  )
   await build({
     entryPoints: [path.join(root, 'src', 'cli.ts')],
     outfile,

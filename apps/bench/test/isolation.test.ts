@@ -9,7 +9,20 @@ describe('a native crash in one cell', () => {
     const out = tempDir()
     const r = await runBuiltCli(
       await builtCli(),
-      ['run', '--backend', 'cpu', '--mechanism', 'dense', '--seq', '64', '--repeats', '1', '--out', out, '--quiet'],
+      [
+        'run',
+        '--backend',
+        'cpu',
+        '--mechanism',
+        'dense',
+        '--seq',
+        '64',
+        '--repeats',
+        '1',
+        '--out',
+        out,
+        '--quiet',
+      ],
       // The worker kills itself with SIGSEGV when it starts the cell with this label.
       { ATTNKIT_BENCH_TEST_CRASH: 'cpu dense/causal forward+backward' },
     )

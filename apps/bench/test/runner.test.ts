@@ -163,6 +163,29 @@ describe('runMatrix', () => {
     expect(cell.warnings).toEqual(['3 tensor(s) left alive on cpu after the cell (a leak)'])
   })
 
+  it('skips every cell once the time limit has passed, and says why', async () => {
+    const cpu = await startBackend('cpu')
+    const cells = await runMatrix(
+      [
+        {
+          mechanism: 'dense',
+          variant: 'causal',
+          mode: 'forward',
+          dtype: 'float32',
+          dims: { batch: 1, heads: 1, seqLen: 8, headDim: 8 },
+        },
+      ],
+      [{ name: 'cpu', backend: cpu }],
+      new Map([['dense', denseAdapter]]),
+      new Map(),
+      { ...settings, deadline: Date.now() - 1 },
+      new Progress({ write: () => true }, true),
+    )
+    expect(cells.map((c) => [c.status, c.reason, c.timing])).toEqual([
+      ['skipped', "not run: the run's time limit (--max-minutes) was reached", null],
+    ])
+  })
+
   it('marks every cell of an unavailable backend with its reason', async () => {
     const cells = await runMatrix(
       [

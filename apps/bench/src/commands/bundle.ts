@@ -18,7 +18,7 @@ import { UsageError } from '../args.js'
 import { OPTIONAL_PACKAGES } from '../optional-imports.js'
 import { findRepoRoot } from '../paths.js'
 import { fmtBytes } from '../report/format.js'
-import { type BundleInfo, gitInfo, packageVersions } from '../versions.js'
+import { type BundleInfo, CUDA_KERNELS_DIR, gitInfo, packageVersions } from '../versions.js'
 
 export const BUNDLE_HELP = `attnkit-bench bundle [--out <dir>]
 
@@ -84,6 +84,17 @@ function copyFiles(fromDir: string, toDir: string, relPaths: string[]): void {
       throw new Error(`bundle: expected ${src} (native dependency file) but it is missing`)
     mkdirSync(path.dirname(path.join(toDir, rel)), { recursive: true })
     cpSync(src, path.join(toDir, rel), { recursive: true, dereference: true })
+  }
+}
+
+/** Copies the files under fromDir whose relative path passes `keep`. */
+function copyTree(fromDir: string, toDir: string, keep: (rel: string) => boolean): void {
+  for (const f of readdirSync(fromDir, { recursive: true, withFileTypes: true })) {
+    if (!f.isFile()) continue
+    const rel = path.relative(fromDir, path.join(f.parentPath, f.name))
+    if (!keep(rel)) continue
+    mkdirSync(path.dirname(path.join(toDir, rel)), { recursive: true })
+    cpSync(path.join(fromDir, rel), path.join(toDir, rel))
   }
 }
 
@@ -161,13 +172,12 @@ export async function buildBundle(outDir: string): Promise<BundleResult> {
     const koffi = packageDir('koffi', path.join(root, included['@attnkit/backend-cuda']))
     if (!koffi)
       throw new Error("bundle: @attnkit/backend-cuda is built but its 'koffi' dependency cannot be found")
-    copyFiles(koffi, path.join(modules, 'koffi'), [
-      'package.json',
-      'index.js',
-      'index.cjs',
-      'src/koffi/index.js',
-      'src/koffi/index.cjs',
-    ])
+    // Its JavaScript only (the C++ sources, docs and vendored headers are for building it).
+    copyTree(
+      koffi,
+      path.join(modules, 'koffi'),
+      (rel) => /\.(c?js|json)$/.test(rel) && !rel.startsWith('vendor/'),
+    )
     // koffi 3 looks for its binary at <koffi>/../@koromix/koffi-<platform>-<arch>.
     const native = realpathSync(path.join(koffi, '..', '@koromix', 'koffi-linux-x64'))
     copyFiles(native, path.join(modules, '@koromix', 'koffi-linux-x64'), [
@@ -176,6 +186,13 @@ export async function buildBundle(outDir: string): Promise<BundleResult> {
       'linux_x64',
     ])
     included.koffi = 'node_modules/koffi + @koromix/koffi-linux-x64'
+    // The backend reads its CUDA C sources at run time from <its module>/../kernels, which a
+    // bundle does not have: they go to cuda-kernels/ and the bundled CLI points the backend there.
+    const cudaPackage = path.resolve(root, included['@attnkit/backend-cuda'])
+    copyTree(path.join(cudaPackage, 'kernels'), path.join(outDir, CUDA_KERNELS_DIR), (rel) =>
+      /\.cuh?$/.test(rel),
+    )
+    included[CUDA_KERNELS_DIR] = 'the CUDA backend kernel sources (ATTNKIT_CUDA_KERNELS_DIR)'
   }
 
   const info: BundleInfo = {

@@ -56,6 +56,9 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
   --cpu-max-seconds <s>  cells the cost model says take longer per run (or ${CPU_SETUP_FACTOR}x longer to set
                          up) are skipped on the CPU (default ${DEFAULT_CPU_MAX_SECONDS})
   --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
+  --max-minutes <m>      start no cell after this long; the rest are skipped, saying so, and the
+                         reports are written as usual (for fixed device windows)
+  --list                 print the cells the preset and filters give, and run nothing
   --quiet                no progress output
   --in-process           run every backend in this process (default: one child process per
                          backend, so a native crash costs one cell, not the run)
@@ -65,7 +68,8 @@ const MODE_ALIASES = { fwdbwd: 'forward+backward', backward: 'forward+backward',
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const
 
 export interface RunOutcome {
-  results: BenchResults
+  /** null for --list. */
+  results: BenchResults | null
   dir: string
   files: string[]
   exitCode: number
@@ -108,6 +112,8 @@ export async function runCommand(
       out: { type: 'string' },
       quiet: { type: 'boolean', default: false },
       'in-process': { type: 'boolean', default: false },
+      list: { type: 'boolean', default: false },
+      'max-minutes': { type: 'string' },
     },
   })
   if (positionals.length > 0)
@@ -131,6 +137,8 @@ export async function runCommand(
         : DEFAULT_CPU_MAX_SECONDS,
   }
   settings.minRepeats = Math.min(preset.minRepeats, settings.repeats)
+  if (o['max-minutes'] !== undefined)
+    settings.deadline = Date.now() + positiveNumber('max-minutes', o['max-minutes']) * 60_000
 
   const filters: PlanFilters = {
     mechanisms: list('mechanism', o.mechanism),
@@ -162,6 +170,15 @@ export async function runCommand(
   const plan = planCells(preset, filters, adapters)
   if (plan.length === 0)
     throw new UsageError(`run: the filters leave no cells of preset '${preset.name}' to run`)
+  if (o.list) {
+    const lines = plan.map((c) => {
+      const adapter = adapters.get(c.mechanism)
+      const label = adapter ? adapter.label(c.dims) : JSON.stringify(c.dims)
+      return `${c.mechanism}/${c.variant} ${c.mode} ${label} ${c.dtype}${adapter ? '' : ' (unavailable)'}`
+    })
+    io.out.write(`${lines.join('\n')}\n${plan.length} cells per backend\n`)
+    return { results: null, dir: '', files: [], exitCode: 0 }
+  }
 
   // Backends: the named ones (all reported, unavailable ones with their cells), or every one that starts.
   const progress = new Progress(io.err, o.quiet)

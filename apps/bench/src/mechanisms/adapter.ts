@@ -73,6 +73,12 @@ export interface MechanismAdapter {
   /** Decode-cache bytes at `context` tokens; null when the mechanism keeps no cache. */
   kvCacheBytes(dims: Dims, variant: string, dtype: DType, context: number): number | null
   setup(ctx: SetupContext, dims: Dims, variant: string, mode: Mode): Workload | Promise<Workload>
+  /**
+   * The dtype the correctness check computes in for a cell of `dtype` (default: the same). A
+   * mechanism with discrete data-dependent choices returns float32 for 16-bit dtypes: there a
+   * 1-ulp difference flips a routing decision and the comparison would measure the flip.
+   */
+  checkDType?(dtype: DType): DType
   /** Correctness tolerance factor over the dtype's base tolerance (long chains of ops drift more). */
   toleranceFactor?(mode: Mode): number
 }

@@ -244,6 +244,8 @@ export function lalteAdapter(mod: Record<string, unknown>): MechanismAdapter {
         : `${LAYERS} layers with embeddings, MLPs and a ${VOCAB}-token vocabulary`,
     kvCacheBytes: (d, variant, dtype, context) =>
       model(variant, d).cost({ batch: d.batch, seqLen: context, dtype }).cacheBytes(context),
+    // LTE's keep threshold is discontinuous: 16-bit cells are checked computing in float32.
+    checkDType: (dtype) => (dtype === 'float16' || dtype === 'bfloat16' ? 'float32' : dtype),
     toleranceFactor: () => 16,
     async setup(ctx, d, variant, mode): Promise<Workload> {
       const m = model(variant, d)

@@ -161,6 +161,8 @@ export function mosaAdapter(mod: Record<string, unknown>): MechanismAdapter {
     },
     kvCacheBytes: (d, variant, dtype, context) =>
       mosa.decodeCacheBytes({ ...config(variant, d), dtype }, { batch: d.batch, maxLen: context, dtype }),
+    // Top-k routing is discontinuous: 16-bit cells are checked computing in float32.
+    checkDType: (dtype) => (dtype === 'float16' || dtype === 'bfloat16' ? 'float32' : dtype),
     toleranceFactor: () => 16,
     async setup(ctx, d, variant, mode): Promise<Workload> {
       // Parameters drawn on the CPU in float32, placed in the context's dtype: the config says so.

@@ -25,6 +25,10 @@ export const MECHANISMS: Record<string, MechanismEntry> = {
     pkg: '@attnkit/mosa',
     load: async () => (await import('./mosa.js')).mosaAdapter(await importOptional('@attnkit/mosa')),
   },
+  tpa: {
+    pkg: '@attnkit/tpa',
+    load: async () => (await import('./tpa.js')).tpaAdapter(await importOptional('@attnkit/tpa')),
+  },
   gdn: {
     pkg: '@attnkit/lte',
     load: async () => (await import('./lte.js')).gdnAdapter(await importOptional('@attnkit/lte')),

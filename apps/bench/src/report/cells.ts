@@ -27,7 +27,9 @@ export function cellRow(c: CellResult): string[] {
   const t = c.timing
   const tp = c.throughput
   const check = c.correctness
-    ? `${fmtErr(c.correctness.maxRelError)} (${c.correctness.tolerance.toExponential(0)})`
+    ? `${fmtErr(c.correctness.maxRelError)} (${c.correctness.tolerance.toExponential(0)})${
+        c.correctness.computeDType !== c.dtype ? ` in ${c.correctness.computeDType}` : ''
+      }`
     : '-'
   return [
     c.backend,

@@ -63,7 +63,7 @@ export function markdownReport(r: BenchResults, charts: readonly Chart[]): strin
     '',
     `${s.total} cells: ${s.ok} ok, ${s.failed} failed correctness, ${s.error} errors, ${s.skipped} skipped, ${s.unavailable} unavailable. ` +
       'Correctness: max |actual - reference| / max |reference| against the CPU reference in float64 on the same seeded inputs, ' +
-      'at the cell size or a smaller one the CPU can do (see results.json); times are medians of device-timed runs after warm-up; ' +
+      'at the cell size or a smaller one the CPU can do (see results.json); "in float32": a mechanism with discrete routing or keep decisions, checked computing in float32 since 16-bit rounding flips its decisions; times are medians of device-timed runs after warm-up; ' +
       'FLOP/s and B/s come from the cost model; % of peak where the backend reports its peak.',
     '',
   )
