@@ -2,8 +2,10 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { memory } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
+import { loadBrown } from '../src/train/data/brown.js'
 import type { DecodeMemory } from '../src/train/decode-memory.js'
 import { readResults } from '../src/train/results.js'
+import { planExperiment, runSession } from '../src/train/run-experiment.js'
 import { runCli, tempDir } from './helpers.js'
 
 describe('attnkit-bench train', () => {
@@ -137,5 +139,33 @@ describe('attnkit-bench train', () => {
     expect(text.match(/Not yet run at full scale/g)?.length).toBe(3)
     expect(text).toMatch(/train --experiment lalte-niah --backend cuda/)
     expect(existsSync(path.join(root, 'results', 'lalte-niah-tiny-cpu-loss.svg'))).toBe(true)
+  })
+
+  it('sizes a calibrated session to its time budget, with equal steps for every run', async () => {
+    const plan = await planExperiment('tpa-vs-mha', 'tiny', {})
+    plan.calibrate = { trainSeconds: 0.5, minSteps: 3, maxSteps: 40 }
+    const out = tempDir()
+    const err = {
+      text: '',
+      write(s: string) {
+        this.text += s
+        return true
+      },
+    }
+    const r = await runSession(plan, {
+      corpus: loadBrown(),
+      outDir: out,
+      backend: { name: 'cpu' },
+      precision: 'fp32',
+      command: 'test',
+      log: err as unknown as NodeJS.WriteStream,
+    })
+    const cal = r.calibration!
+    expect(Object.keys(cal.secondsPerStep)).toEqual(['mha', 'gqa', 'tpa'])
+    const perStep = Object.values(cal.secondsPerStep).reduce((a, b) => a + b, 0)
+    expect(cal.steps).toBe(Math.max(3, Math.min(40, Math.floor(0.5 / perStep))))
+    for (const run of r.runs) expect(run.summary!.stepsDone).toBe(cal.steps)
+    expect(err.text).toMatch(/calibration mha: \d+ ms\/step/)
+    expect(readFileSync(path.join(out, 'results.md'), 'utf8')).toMatch(/Steps sized to 0.5 s of training/)
   })
 })

@@ -8,6 +8,7 @@ import {
   needleText,
   niahBatch,
   niahExactMatch,
+  niahLossWeights,
   niahOverhead,
   niahSample,
   questionText,
@@ -85,7 +86,7 @@ describe('S-NIAH generator', () => {
       expect(s.key).toMatch(/^[a-z]{5}$/)
       expect(s.value).toMatch(/^[0-9]{6}$/)
       expect(count(t, needleText(s.key, s.value))).toBe(1)
-      expect(count(t, s.key)).toBe(2)
+      expect(count(t, s.key)).toBe(3)
       expect(t.endsWith(`${questionText(s.key)}${s.value}`)).toBe(true)
       expect(text(s.tokens.subarray(s.needleAt)).startsWith(needleText(s.key, s.value))).toBe(true)
       expect(text(s.tokens.subarray(s.answerStart + 1))).toBe(s.value)
@@ -119,6 +120,21 @@ describe('S-NIAH generator', () => {
     const wrong = perfect.slice()
     wrong[6 + 5] = wrong[6 + 5] === 48 ? 49 : 48 // last digit of row 1
     expect(niahExactMatch(b, wrong, from)).toEqual([true, false, true])
+  })
+
+  it('weights the answer digits and the haystack separately', () => {
+    const b = niahBatch(new Rng(4), filler, 2, { length: 180 })
+    const w = niahLossWeights(b, 0.25)
+    let answer = 0
+    let rest = 0
+    w.forEach((x, i) => {
+      if (b.targets[i] === IGNORE) rest += x
+      else answer += x
+    })
+    expect(answer).toBeCloseTo(1, 6)
+    expect(rest).toBeCloseTo(0.25, 6)
+    expect(b.nextTokens.subarray(0, 179)).toEqual(b.inputs.subarray(1, 180))
+    expect(niahLossWeights(b, 0).filter((x, i) => b.targets[i] === IGNORE && x !== 0)).toHaveLength(0)
   })
 
   it('rejects lengths too short for the needle and question', () => {

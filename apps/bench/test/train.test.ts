@@ -130,6 +130,7 @@ describe('training on the CPU', () => {
       evalSamples: 4,
       keyLength: 5,
       valueDigits: 6,
+      fillerWeight: 0.5,
     }
     const live = memory().liveTensors
     const t = await tinyTrainer(await tinyConfig('full', { steps: 4, data, seqLen: 128 }))

@@ -34,7 +34,8 @@ ${MODEL_NAMES.map((n) => `                            ${n}: ${MODEL_DESCRIPTIONS
                           for mosa; --attention-every, --window, --sinks, --pool-size for lalte/gdn-swa
   --task brown|niah       next-byte prediction on Brown (default) or S-NIAH retrieval
   --niah-lengths <list>   training lengths (default: --seq-len); --niah-eval-lengths <list>,
-                          --niah-samples <n> (default 32)
+                          --niah-samples <n> (default 32); --niah-filler-weight <x>: weight of the
+                          haystack's next-byte loss beside the answer's (default 0.5; 0: answer only)
   --lr <x>, --warmup <n>, --weight-decay <x>, --clip <x>   (defaults ${OPTIM_DEFAULTS.lr}, ${OPTIM_DEFAULTS.warmup}, ${OPTIM_DEFAULTS.weightDecay}, ${OPTIM_DEFAULTS.clip})
   --eval-every <n>, --eval-batches <n>   (default: at the end only; 8 batches)
   --save-every <n>        checkpoint every n steps as well as at the end (<out>/<model>.safetensors)
@@ -43,7 +44,10 @@ ${MODEL_NAMES.map((n) => `                            ${n}: ${MODEL_DESCRIPTIONS
 An experiment preset (the papers' comparisons; prints the H100 time it is sized for):
   --experiment <name>     ${EXPERIMENT_NAMES.map((n) => `${n}: ${EXPERIMENTS[n].title}`).join('\n                          ')}
   --scale full|tiny       full: sized for one H100 in a few minutes (default); tiny: a CPU smoke run
-  --steps / --tokens, --lr override the preset's; --no-cap lifts the per-run time cap of full scale
+                          Full scale times each run for a few steps, then gives every run the
+                          same step count that fits the preset's training time on this device
+  --steps / --tokens      a fixed length instead (each run then capped in time unless --no-cap)
+  --lr <x>                overrides the preset's
   --save                  also write each run's checkpoint
 
 Common:
@@ -80,6 +84,15 @@ function oneOf<T extends string>(
   if (!allowed.includes(value as T))
     throw new UsageError(`--${option}: expected one of ${allowed.join(', ')}, got '${value}'`)
   return value as T
+}
+
+/** Corpus problems (missing, unreadable) are the user's to fix: reported without a stack. */
+function corpusStep<T>(f: () => T): T {
+  try {
+    return f()
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
 }
 
 const intOpt = (name: string, v: string | undefined, min = 1) =>
@@ -138,6 +151,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
       'niah-lengths': { type: 'string' },
       'niah-eval-lengths': { type: 'string' },
       'niah-samples': { type: 'string' },
+      'niah-filler-weight': { type: 'string' },
       lr: { type: 'string' },
       warmup: { type: 'string' },
       'weight-decay': { type: 'string' },
@@ -163,7 +177,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
   const say = (s: string) => io.out.write(`${s}\n`)
 
   if (o['export-brown']) {
-    const r = exportBrown(o['export-brown'], o.data)
+    const r = corpusStep(() => exportBrown(o['export-brown']!, o.data))
     say(`wrote ${o['export-brown']}: ${r.files} files, ${(r.bytes / 2 ** 20).toFixed(2)} MiB`)
     return 0
   }
@@ -197,7 +211,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(
       `--precision bf16: backend '${backendName}' does not support bfloat16 (use --precision fp32)`,
     )
-  const corpus = loadBrown(o.data)
+  const corpus = corpusStep(() => loadBrown(o.data))
   const outDir = o.out ?? defaultOutDir()
   const seed = intOpt('seed', o.seed, 0)
   const steps = intOpt('steps', o.steps)
@@ -214,7 +228,11 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
     if (scale === 'full' && !o['no-cap']) runCapSeconds = e.runCapSeconds
     if (scale === 'full')
       io.err.write(
-        `${name}: sized for ~${fmtSeconds(e.budgetSeconds)} on one H100 (${plan.runs.length} runs${runCapSeconds ? `, each capped at ${fmtSeconds(runCapSeconds)}` : ''}); this machine: backend ${backendName}, ${precision}\n`,
+        `${name}: sized for ~${fmtSeconds(e.budgetSeconds)} on one H100 (${plan.runs.length} runs; ${
+          plan.calibrate
+            ? `steps fitted to ${fmtSeconds(plan.calibrate.trainSeconds)} of training after timing each run`
+            : `${plan.runs[0].config.steps} steps each${runCapSeconds ? `, capped at ${fmtSeconds(runCapSeconds)}` : ''}`
+        }); this machine: backend ${backendName}, ${precision}\n`,
       )
   } else if (o.resume) {
     const meta = readCheckpointMeta(o.resume)
@@ -246,6 +264,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
             evalSamples: intOpt('niah-samples', o['niah-samples']) ?? 32,
             keyLength: 5,
             valueDigits: 6,
+            fillerWeight: numOpt('niah-filler-weight', o['niah-filler-weight']) ?? 0.5,
           }
     const runSteps = tokens ? Math.ceil(tokens / (batch * seqLen)) : (steps ?? 200)
     const lr = numOpt('lr', o.lr) ?? OPTIM_DEFAULTS.lr
@@ -307,6 +326,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
     saveCheckpoints: plan.experiment === 'custom' || Boolean(o.save),
     saveEvery: intOpt('save-every', o['save-every']),
     runCapSeconds,
+    noCap: Boolean(o['no-cap']),
   })
   say(`wrote ${path.join(outDir, 'results.json')}, results.md, loss.svg`)
   const failed = results.runs.filter((r) => r.error)

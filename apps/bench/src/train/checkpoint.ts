@@ -39,8 +39,9 @@ interface CheckpointMeta {
  */
 export function paramNames(tree: unknown, prefix = '', out: string[] = []): string[] {
   if (isTensor(tree)) out.push(prefix)
-  else if (Array.isArray(tree)) tree.forEach((t, i) => paramNames(t, prefix ? `${prefix}.${i}` : String(i), out))
-  else if (tree !== null && typeof tree === 'object' && Object.getPrototypeOf(tree) === Object.prototype)
+  else if (Array.isArray(tree)) {
+    for (const [i, t] of tree.entries()) paramNames(t, prefix ? `${prefix}.${i}` : String(i), out)
+  } else if (tree !== null && typeof tree === 'object' && Object.getPrototypeOf(tree) === Object.prototype)
     for (const [k, v] of Object.entries(tree)) paramNames(v, prefix ? `${prefix}.${k}` : k, out)
   return out
 }

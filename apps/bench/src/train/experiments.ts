@@ -47,8 +47,10 @@ export interface Experiment {
   claim: string
   /** Wall time the full-scale preset is sized for on one H100 (all runs, evaluations included). */
   budgetSeconds: number
-  /** Per-run time cap at full scale: a run that hits it stops early and is marked so. */
+  /** Per-run time cap at full scale with --steps/--tokens: a run that hits it stops early and is marked so. */
   runCapSeconds: number
+  /** Full scale without --steps/--tokens: all runs get the step count that fits trainSeconds (see runSession). */
+  calibrate: { trainSeconds: number; minSteps: number; maxSteps: number }
   plan(scale: Scale, o: PlanOverrides): Promise<ExperimentRun[]>
   /** Measurements after training (cache bytes, FLOPs, decode memory). */
   measure?(m: MeasureContext): Promise<Measurements>
@@ -59,9 +61,12 @@ interface Shape {
   batch: number
   seqLen: number
   steps: number
-  evalEvery: number
+  /** Evaluations per run, evenly spaced, the last at the end (1: at the end only). */
+  evalPoints: number
   evalBatches: number
 }
+
+const evalEvery = (steps: number, points: number): number => (points > 1 ? Math.ceil(steps / points) : 0)
 
 function trainConfig(
   model: TrainConfig['model'],
@@ -86,12 +91,22 @@ function trainConfig(
     },
     seed: o.seed ?? 0,
     precision: o.precision ?? 'fp32',
-    evalEvery: s.evalEvery,
+    evalEvery: evalEvery(steps, s.evalPoints),
     evalBatches: s.evalBatches,
   }
 }
 
 const BROWN: DataConfig = { kind: 'brown' }
+
+/**
+ * The config with another step count: the warm-up (10% of the steps, at most the default) and
+ * the evaluations (as many, evenly spaced) follow.
+ */
+export function withSteps(c: TrainConfig, steps: number): TrainConfig {
+  const warmup = Math.min(OPTIM_DEFAULTS.warmup, Math.ceil(steps / 10))
+  const points = c.evalEvery > 0 ? Math.round(c.steps / c.evalEvery) : 1
+  return { ...c, steps, evalEvery: evalEvery(steps, points), optim: { ...c.optim, warmup } }
+}
 
 // --- 1. MoSA vs dense at equal FLOPs --------------------------------------------------------
 
@@ -101,7 +116,7 @@ const MOSA_SHAPES: Record<Scale, Shape & { sparsities: number[] }> = {
     batch: 16,
     seqLen: 1024,
     steps: 400,
-    evalEvery: 100,
+    evalPoints: 4,
     evalBatches: 8,
     sparsities: [8, 32],
   },
@@ -110,7 +125,7 @@ const MOSA_SHAPES: Record<Scale, Shape & { sparsities: number[] }> = {
     batch: 4,
     seqLen: 64,
     steps: 12,
-    evalEvery: 6,
+    evalPoints: 2,
     evalBatches: 2,
     sparsities: [4],
   },
@@ -123,6 +138,7 @@ const mosaVsDense: Experiment = {
     'MoSA (arXiv 2505.00315): at the same compute, replacing dense heads with many sparse expert-choice heads lowers perplexity (up to 27% in the paper).',
   budgetSeconds: 240,
   runCapSeconds: 75,
+  calibrate: { trainSeconds: 150, minSteps: 100, maxSteps: 1200 },
   async plan(scale, o) {
     const s = MOSA_SHAPES[scale]
     const runs: ExperimentRun[] = [
@@ -169,7 +185,7 @@ const TPA_SHAPES: Record<Scale, Shape> = {
     batch: 32,
     seqLen: 512,
     steps: 400,
-    evalEvery: 100,
+    evalPoints: 4,
     evalBatches: 4,
   },
   tiny: {
@@ -177,7 +193,7 @@ const TPA_SHAPES: Record<Scale, Shape> = {
     batch: 4,
     seqLen: 64,
     steps: 12,
-    evalEvery: 6,
+    evalPoints: 2,
     evalBatches: 2,
   },
 }
@@ -202,6 +218,7 @@ const tpaVsMha: Experiment = {
     'TPA (arXiv 2501.06425): factorising Q, K and V into contextual tensor products matches or beats MHA/GQA validation loss while its KV cache is several times smaller.',
   budgetSeconds: 240,
   runCapSeconds: 75,
+  calibrate: { trainSeconds: 150, minSteps: 100, maxSteps: 1200 },
   async plan(scale, o) {
     const s = TPA_SHAPES[scale]
     const heads = s.model.dModel / s.model.headDim
@@ -264,7 +281,7 @@ const NIAH_SHAPES: Record<
     batch: 4,
     seqLen: 4096,
     steps: 300,
-    evalEvery: 100,
+    evalPoints: 2,
     evalBatches: 0,
     lengths: [512, 1024, 2048, 4096],
     evalLengths: [1024, 2048, 4096],
@@ -285,7 +302,7 @@ const NIAH_SHAPES: Record<
     batch: 2,
     seqLen: 256,
     steps: 8,
-    evalEvery: 0,
+    evalPoints: 1,
     evalBatches: 0,
     lengths: [128, 256],
     evalLengths: [128, 256],
@@ -294,13 +311,20 @@ const NIAH_SHAPES: Record<
   },
 }
 
+/** Weight of the haystack's language-modelling loss beside the answer's (see DataConfig). */
+const FILLER_WEIGHT = 0.5
+
+/** Decoding the longest S-NIAH prompt token by token is the slow part of measuring decode memory. */
+const DECODE_CAP_SECONDS = 25
+
 const lalteNiah: Experiment = {
   name: 'lalte-niah',
   title: 'laLTE vs GDN vs GDN+SWA vs full attention: S-NIAH retrieval and decode memory',
   claim:
     'laLTE (arXiv 2510.20787): learnable token eviction lets a hybrid linear-attention model keep a constant-size cache yet retrieve like full attention, where GDN and GDN+SWA fall short.',
   budgetSeconds: 240,
-  runCapSeconds: 50,
+  runCapSeconds: 40,
+  calibrate: { trainSeconds: 100, minSteps: 100, maxSteps: 1500 },
   async plan(scale, o) {
     const s = NIAH_SHAPES[scale]
     const data: DataConfig = {
@@ -310,6 +334,7 @@ const lalteNiah: Experiment = {
       evalSamples: s.evalSamples,
       keyLength: 5,
       valueDigits: 6,
+      fillerWeight: FILLER_WEIGHT,
     }
     const runs: [string, ModelName, string][] = [
       ['lalte', 'lalte', 'laLTE: 3 GDN : 1 LTE sparse attention'],
@@ -341,7 +366,7 @@ const lalteNiah: Experiment = {
       snapshots: s.evalLengths,
       dtype: computeDType(c.precision),
       answer: { from: L - 6, targets: b.targets },
-      maxSeconds: scale === 'full' ? 45 : undefined,
+      maxSeconds: scale === 'full' ? DECODE_CAP_SECONDS : undefined,
     })
     return { decode: mem }
   },

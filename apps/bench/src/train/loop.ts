@@ -76,6 +76,8 @@ export async function runTraining(trainer: Trainer, opts: LoopOptions = {}): Pro
   const c = trainer.config
   const started = performance.now()
   const startStep = trainer.step
+  // The time cap counts from the end of the first step here, which compiles the kernels.
+  let capFrom = started
   let stoppedEarly: string | undefined
   const evalAndLog = async () => {
     const e = await trainer.evaluate()
@@ -87,7 +89,8 @@ export async function runTraining(trainer: Trainer, opts: LoopOptions = {}): Pro
     if (c.evalEvery > 0 && r.step % c.evalEvery === 0 && r.step < c.steps) await evalAndLog()
     if (opts.checkpoint && opts.saveEvery && r.step % opts.saveEvery === 0 && r.step < c.steps)
       await saveCheckpoint(opts.checkpoint, trainer)
-    const elapsed = (performance.now() - started) / 1e3
+    if (r.step === startStep + 1) capFrom = performance.now()
+    const elapsed = (performance.now() - capFrom) / 1e3
     if (opts.maxSeconds && elapsed > opts.maxSeconds && trainer.step < c.steps) {
       stoppedEarly = `time cap of ${fmtSeconds(opts.maxSeconds)} reached at step ${trainer.step} of ${c.steps}`
       break

@@ -14,6 +14,7 @@ import {
   scalar,
   silu,
   slice,
+  sum,
   type Tensor,
   type TensorTree,
   tensor,
@@ -144,15 +145,19 @@ export class Model {
   }
 
   /**
-   * Mean next-token cross-entropy (targets equal to IGNORE carry none) plus, when training,
-   * the LTE penalty; float32. `masters` are the float32 parameters: the cast to the compute
-   * dtype happens here, inside whatever differentiates this, so gradients come back in float32.
+   * Next-token cross-entropy, float32: the mean over targets that are not IGNORE, or with
+   * `weights` (float32 [B, T]) the weighted sum; plus, when training, the LTE penalty.
+   * `masters` are the float32 parameters: the cast to the compute dtype happens here, inside
+   * whatever differentiates this, so gradients come back in float32.
    */
-  loss(masters: ModelParams, inputs: Tensor, targets: Tensor, ctx: ForwardContext): Tensor {
+  loss(masters: ModelParams, inputs: Tensor, targets: Tensor, ctx: ForwardContext, weights?: Tensor): Tensor {
     return tidy(() => {
       const p = castTree(masters, ctx.dtype)
       const { h, penalty } = this.hidden(p, inputs, ctx)
-      const ce = crossEntropy(this.logits(p, h), targets, { ignoreIndex: IGNORE })
+      const logits = this.logits(p, h)
+      const ce = weights
+        ? sum(mul(crossEntropy(logits, targets, { ignoreIndex: IGNORE, reduction: 'none' }), weights))
+        : crossEntropy(logits, targets, { ignoreIndex: IGNORE })
       return ctx.training ? add(ce, penalty) : ce
     })
   }

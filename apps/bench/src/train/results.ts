@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { fmtBytes, fmtCount } from '../report/format.js'
+import { fmtBytes, fmtCount as fmtCountSi } from '../report/format.js'
 import { markdownTable } from '../report/markdown.js'
 import { lineChart, type Series } from '../report/svg.js'
 import type { MachineInfo } from '../schema.js'
@@ -27,6 +27,16 @@ export interface RunResult {
   error?: string
 }
 
+/** How a calibrated session chose its step count. */
+export interface Calibration {
+  trainSeconds: number
+  /** Measured per run, after the first (compiling) step. */
+  secondsPerStep: Record<string, number>
+  steps: number
+  /** Runs whose bf16 step failed, and why (they ran in fp32). */
+  fallbacks: Record<string, string>
+}
+
 /** One invocation of `train`: an experiment preset, or a list of --model runs. */
 export interface TrainResults {
   format: typeof RESULTS_FORMAT
@@ -44,6 +54,8 @@ export interface TrainResults {
   /** Wall time the preset was sized for on an H100 (presets only). */
   budgetSeconds?: number
   wallSeconds: number
+  calibration?: Calibration
+  calibrationSeconds?: number
   task: string
   runs: RunResult[]
 }
@@ -104,6 +116,7 @@ function resultsChart(r: TrainResults): string {
 
 // --- tables ---------------------------------------------------------------------------------
 
+const fmtCount = (n: number): string => fmtCountSi(n).trim()
 const num = (v: number | undefined, digits = 3): string =>
   v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits)
 const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${(((a - b) / b) * 100).toFixed(1)}%`
@@ -249,6 +262,7 @@ function readings(r: TrainResults): string[] {
   }
   for (const run of r.runs) {
     if (run.error) out.push(`${run.id} failed: ${run.error}`)
+    if (run.measurements.precisionFallback) out.push(`${run.id}: ${run.measurements.precisionFallback}.`)
     if (run.summary?.stoppedEarly)
       out.push(`${run.id} stopped early: ${run.summary.stoppedEarly} (not equal tokens).`)
   }
@@ -275,6 +289,17 @@ export function resultsMarkdown(r: TrainResults, chartPath: string, heading = '#
     `- Measured ${r.createdAt} on backend \`${r.backend.name}\`${r.backend.device ? ` (${r.backend.device})` : ''}, ${r.precision}; host ${r.machine.cpu} x${r.machine.cpuCount}, Node ${r.machine.node}; commit ${commit}.`,
     `- Command: \`${r.command}\``,
     `- Wall time ${r.wallSeconds.toFixed(0)} s${r.budgetSeconds ? ` (the preset is sized for ~${r.budgetSeconds} s on an H100)` : ''}.`,
+    ...(r.calibration
+      ? [
+          `- Steps sized to ${r.calibration.trainSeconds} s of training: ${Object.entries(
+            r.calibration.secondsPerStep,
+          )
+            .map(([id, s]) => `${id} ${(s * 1e3).toFixed(0)} ms/step`)
+            .join(
+              ', ',
+            )} measured in ${(r.calibrationSeconds ?? 0).toFixed(0)} s, so ${r.calibration.steps} steps each.`,
+        ]
+      : []),
     `- Data: ${r.task}.`,
     '',
     ...r.runs.map((x) => `- \`${x.id}\`: ${x.role}`),

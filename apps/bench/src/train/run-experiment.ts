@@ -10,12 +10,20 @@ import {
   EXPERIMENTS,
   type ExperimentName,
   type ExperimentRun,
+  type Measurements,
   type PlanOverrides,
   type Scale,
+  withSteps,
 } from './experiments.js'
 import { type RunSummary, runTraining } from './loop.js'
 import { fmtSeconds, TrainProgress } from './progress.js'
-import { RESULTS_FORMAT, type RunResult, type TrainResults, writeResults } from './results.js'
+import {
+  type Calibration,
+  RESULTS_FORMAT,
+  type RunResult,
+  type TrainResults,
+  writeResults,
+} from './results.js'
 import { createTask } from './tasks.js'
 import { type Precision, type TrainConfig, Trainer } from './trainer.js'
 
@@ -31,9 +39,15 @@ export interface SessionOptions {
   /** Write each run's checkpoint as <outDir>/<id>.safetensors (at the end, and every saveEvery steps). */
   saveCheckpoints?: boolean
   saveEvery?: number
-  /** Per-run time cap (s); undefined: none. */
+  /** Per-run time cap (s) when the session is not calibrated; undefined: none. */
   runCapSeconds?: number
+  /** No time cap at all (calibrated sessions otherwise cap each run at twice its estimate). */
+  noCap?: boolean
   machine?: MachineInfo
+}
+
+export interface PlannedRun extends ExperimentRun {
+  resumeFrom?: string
 }
 
 export interface PlannedSession {
@@ -42,8 +56,92 @@ export interface PlannedSession {
   claim?: string
   scale?: Scale
   budgetSeconds?: number
-  runs: (ExperimentRun & { resumeFrom?: string })[]
+  /**
+   * Size the runs to a time budget: every run is timed for a few steps first, then all get
+   * the same number of steps (equal tokens) such that their training fits trainSeconds.
+   */
+  calibrate?: { trainSeconds: number; minSteps: number; maxSteps: number }
+  runs: PlannedRun[]
   measure?: (typeof EXPERIMENTS)[ExperimentName]['measure']
+}
+
+interface Opened {
+  trainer: Trainer
+  config: TrainConfig
+  fallback?: string
+}
+
+const CALIBRATION_STEPS = 4
+
+/**
+ * A trainer for a run. In bf16 its first step is taken here: a backend may lack a bfloat16
+ * kernel some mixer needs, and then the run goes on in float32 and says so (`fallback`),
+ * rather than being lost.
+ */
+async function openTrainer(
+  run: PlannedRun,
+  config: TrainConfig,
+  corpus: BrownCorpus,
+  say: (s: string) => void,
+): Promise<Opened> {
+  const start = (c: TrainConfig) => {
+    const task = createTask(c.data, { batch: c.batch, seqLen: c.seqLen, seed: c.seed }, corpus, c.evalBatches)
+    return run.resumeFrom
+      ? loadCheckpoint(run.resumeFrom, () => task, { steps: c.steps })
+      : Trainer.create(c, task)
+  }
+  const trainer = await start(config)
+  if (config.precision !== 'bf16' || trainer.step > 0) return { trainer, config }
+  try {
+    await trainer.trainStep()
+    return { trainer, config }
+  } catch (e) {
+    trainer.dispose()
+    const reason = firstLine((e as Error).message)
+    say(`  FALLBACK to fp32 for ${run.id}: its bf16 step failed: ${reason}`)
+    const c: TrainConfig = { ...config, precision: 'fp32' }
+    return {
+      trainer: await start(c),
+      config: c,
+      fallback: `bf16 failed at the first step (${reason}); ran in fp32`,
+    }
+  }
+}
+
+/** Times each run for a few steps and picks one step count for all of them. */
+async function calibrate(
+  plan: PlannedSession,
+  budget: NonNullable<PlannedSession['calibrate']>,
+  corpus: BrownCorpus,
+  say: (s: string) => void,
+): Promise<Calibration> {
+  const secondsPerStep: Record<string, number> = {}
+  const fallbacks: Record<string, string> = {}
+  for (const run of plan.runs) {
+    let opened: Opened | undefined
+    try {
+      opened = await openTrainer(run, withSteps(run.config, budget.maxSteps), corpus, say)
+      const t = opened.trainer
+      const times: number[] = []
+      while (t.step < CALIBRATION_STEPS) times.push((await t.trainStep()).ms)
+      // The first step compiles kernels: time the ones after it.
+      const timed = times.slice(-(CALIBRATION_STEPS - 1))
+      secondsPerStep[run.id] = timed.reduce((a, b) => a + b, 0) / timed.length / 1e3
+      if (opened.fallback) fallbacks[run.id] = opened.fallback
+      say(`  calibration ${run.id}: ${(secondsPerStep[run.id] * 1e3).toFixed(0)} ms/step`)
+    } catch (e) {
+      say(`  calibration ${run.id} failed (${firstLine((e as Error).message)}); the run will report it`)
+    } finally {
+      opened?.trainer.dispose()
+    }
+  }
+  const total = Object.values(secondsPerStep).reduce((a, b) => a + b, 0)
+  const fit = total > 0 ? Math.floor(budget.trainSeconds / total) : budget.minSteps
+  const steps = Math.max(budget.minSteps, Math.min(budget.maxSteps, fit))
+  say(
+    `  ${steps} steps per run (fits ${fmtSeconds(budget.trainSeconds)} of training: ${fmtSeconds(total * steps)} estimated; bounds ${budget.minSteps}..${budget.maxSteps})`,
+  )
+  return { trainSeconds: budget.trainSeconds, secondsPerStep, steps, fallbacks }
 }
 
 /**
@@ -75,70 +173,60 @@ export async function runSession(plan: PlannedSession, o: SessionOptions): Promi
     task: '',
     runs: [],
   }
+  const first = plan.runs[0]?.config
+  if (first)
+    results.task = createTask(
+      first.data,
+      { batch: first.batch, seqLen: first.seqLen, seed: first.seed },
+      o.corpus,
+      first.evalBatches,
+    ).describe()
+  if (plan.calibrate) {
+    results.calibration = await calibrate(plan, plan.calibrate, o.corpus, say)
+    results.calibrationSeconds = (performance.now() - started) / 1e3
+  }
+  const cal = results.calibration
   for (const [i, run] of plan.runs.entries()) {
-    const result: RunResult = { id: run.id, role: run.role, config: run.config, measurements: {} }
+    let config = cal ? withSteps(run.config, cal.steps) : run.config
+    if (cal?.fallbacks[run.id]) config = { ...config, precision: 'fp32' }
+    const result: RunResult = { id: run.id, role: run.role, config, measurements: {} }
     results.runs.push(result)
     const liveBefore = memory().liveTensors
     let trainer: Trainer | undefined
     try {
-      let c = run.config
-      const start = async (config: TrainConfig) => {
-        const task = createTask(
-          config.data,
-          { batch: config.batch, seqLen: config.seqLen, seed: config.seed },
-          o.corpus,
-          config.evalBatches,
-        )
-        results.task ||= task.describe()
-        return run.resumeFrom
-          ? loadCheckpoint(run.resumeFrom, () => task, { steps: config.steps })
-          : Trainer.create(config, task)
-      }
-      trainer = await start(c)
+      const opened = await openTrainer(run, config, o.corpus, say)
+      trainer = opened.trainer
+      config = result.config = opened.config
+      const fallback = opened.fallback ?? cal?.fallbacks[run.id]
+      if (fallback) result.measurements.precisionFallback = fallback
       if (run.resumeFrom) say(`  resumed from ${run.resumeFrom} at step ${trainer.step}`)
       say(
-        `[${i + 1}/${plan.runs.length}] ${run.id}: ${run.role}; ${trainer.paramCount()} params, ${c.steps} steps of ${c.batch}x${c.seqLen} tokens, ${c.precision}`,
+        `[${i + 1}/${plan.runs.length}] ${run.id}: ${run.role}; ${trainer.paramCount()} params, ${config.steps} steps of ${config.batch}x${config.seqLen} tokens, ${config.precision}`,
       )
-      if (c.precision === 'bf16' && trainer.step === 0) {
-        // A backend may lack a bfloat16 kernel some mixer needs: then this run goes on in
-        // float32 and says so, rather than losing the run.
-        try {
-          await trainer.trainStep()
-        } catch (e) {
-          const reason = firstLine((e as Error).message)
-          trainer.dispose()
-          trainer = undefined
-          c = { ...c, precision: 'fp32' }
-          result.config = c
-          result.measurements.precisionFallback = `bf16 failed at the first step (${reason}); ran in fp32 instead`
-          say(`  FALLBACK to fp32: the bf16 step failed: ${reason}`)
-          trainer = await start(c)
-        }
-      }
-      const progress = new TrainProgress(o.log, run.id, c.steps, o.quiet)
+      // Calibrated: a run may take twice its estimate before the cap stops it.
+      const perStep = cal?.secondsPerStep[run.id]
+      const cap = o.noCap ? undefined : perStep ? Math.max(30, 2 * perStep * config.steps) : o.runCapSeconds
       const summary: RunSummary = await runTraining(trainer, {
-        progress,
-        maxSeconds: o.runCapSeconds,
+        progress: new TrainProgress(o.log, run.id, config.steps, o.quiet),
+        maxSeconds: cap,
         checkpoint: o.saveCheckpoints ? path.join(o.outDir, `${run.id}.safetensors`) : undefined,
         saveEvery: o.saveEvery,
       })
       result.summary = summary
-      if (plan.measure)
-        Object.assign(
-          result.measurements,
-          await plan.measure({
-            trainer,
-            run: { ...run, config: c },
-            corpus: o.corpus,
-            scale: plan.scale ?? 'full',
-          }),
-        )
+      if (plan.measure) {
+        const measured: Measurements = await plan.measure({
+          trainer,
+          run: { ...run, config },
+          corpus: o.corpus,
+          scale: plan.scale ?? 'full',
+        })
+        Object.assign(result.measurements, measured)
+      }
+      const final = Object.entries(summary.final)
+        .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+        .join(', ')
       say(
-        `  done in ${fmtSeconds(summary.wallSeconds)}: ${summary.tokensPerSecond.toFixed(0)} tok/s, final ${Object.entries(
-          summary.final,
-        )
-          .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-          .join(', ')}`,
+        `  done in ${fmtSeconds(summary.wallSeconds)}: ${summary.tokensPerSecond.toFixed(0)} tok/s, final ${final}`,
       )
     } catch (e) {
       result.error = firstLine((e as Error).message)
@@ -157,19 +245,21 @@ export async function runSession(plan: PlannedSession, o: SessionOptions): Promi
   return results
 }
 
-/** An experiment preset as a session. */
+/** An experiment preset as a session (calibrated to its H100 budget at full scale unless steps are given). */
 export async function planExperiment(
   name: ExperimentName,
   scale: Scale,
   overrides: PlanOverrides,
 ): Promise<PlannedSession> {
   const e = EXPERIMENTS[name]
+  const fixed = overrides.steps !== undefined || overrides.tokens !== undefined
   return {
     experiment: name,
     title: e.title,
     claim: e.claim,
     scale,
     budgetSeconds: scale === 'full' ? e.budgetSeconds : undefined,
+    calibrate: scale === 'full' && !fixed ? e.calibrate : undefined,
     runs: await e.plan(scale, overrides),
     measure: e.measure,
   }

@@ -1,7 +1,7 @@
 import { Rng, type Tensor } from '@attnkit/core'
 import type { BrownCorpus } from './data/brown.js'
 import { evenWindows, randomWindows, windowsAt } from './data/lm.js'
-import { niahBatch, niahExactMatch, niahOverhead } from './data/niah.js'
+import { niahBatch, niahExactMatch, niahLossWeights, niahOverhead } from './data/niah.js'
 import { type ForwardContext, type Model, type ModelParams, tokensTensor } from './model.js'
 
 /** What a run trains on; JSON (stored in checkpoints). */
@@ -17,11 +17,18 @@ export type DataConfig =
       evalSamples: number
       keyLength: number
       valueDigits: number
+      /**
+       * Training loss = mean over the answer digits + fillerWeight x mean over every other
+       * position (language modelling of the haystack, which teaches copying from context).
+       */
+      fillerWeight: number
     }
 
 export interface Batch {
   inputs: Int32Array
   targets: Int32Array
+  /** Per-position loss weights (default: the mean over targets that are not IGNORE). */
+  weights?: Float32Array
   batch: number
   length: number
 }
@@ -107,11 +114,13 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
   const dataRng = new Rng(shape.seed).fork(2)
   return {
     describe: () =>
-      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; train lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), loss on the answer digits only; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
+      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; train lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
     batch: (step) => {
       const rng = dataRng.fork(step)
       const L = data.lengths[Math.floor(rng.uniformArray(1)[0] * data.lengths.length)]
-      return niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts })
+      const b = niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts })
+      if (!(data.fillerWeight > 0)) return b
+      return { ...b, targets: b.nextTokens, weights: niahLossWeights(b, data.fillerWeight) }
     },
     headline: { metric: `niah_acc@${Math.max(...data.evalLengths)}`, better: 'higher' },
     evaluate: async (model, params, ctx) => {

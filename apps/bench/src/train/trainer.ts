@@ -12,6 +12,7 @@ import {
   sqrt,
   sum,
   type Tensor,
+  tensor,
   tidy,
   valueAndGrad,
   warmupCosine,
@@ -128,8 +129,8 @@ export class Trainer {
     readonly optimizer: AdamW<ModelParams>,
     readonly task: Task,
   ) {
-    this.lossAndGrad = valueAndGrad((p: ModelParams, inputs: Tensor, targets: Tensor) =>
-      model.loss(p, inputs, targets, this.context(true)),
+    this.lossAndGrad = valueAndGrad((p: ModelParams, inputs: Tensor, targets: Tensor, weights?: Tensor) =>
+      model.loss(p, inputs, targets, this.context(true), weights),
     )
   }
 
@@ -157,10 +158,11 @@ export class Trainer {
     const b = this.task.batch(this.step)
     const inputs = tokensTensor(b.inputs, b.batch, b.length)
     const targets = tokensTensor(b.targets, b.batch, b.length)
+    const weights = b.weights ? tensor(b.weights, [b.batch, b.length], 'float32') : undefined
     let value: Tensor | undefined
     let norm: Tensor | undefined
     try {
-      const r = this.lossAndGrad(this.params, inputs, targets)
+      const r = this.lossAndGrad(this.params, inputs, targets, weights)
       value = r.value
       const clipped = clipGradients(r.grads, this.config.optim.clip)
       dispose(r.grads)
@@ -186,7 +188,7 @@ export class Trainer {
       this.history.push(rec)
       return rec
     } finally {
-      for (const t of [inputs, targets, value, norm]) t?.dispose()
+      for (const t of [inputs, targets, weights, value, norm]) t?.dispose()
     }
   }
 

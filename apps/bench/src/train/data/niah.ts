@@ -34,7 +34,12 @@ export interface NiahSample {
 
 export const needleText = (key: string, value: string): string =>
   `\nThe magic number for ${key} is ${value}.\n`
-export const questionText = (key: string): string => `\nWhat is the magic number for ${key}? `
+/**
+ * The question repeats the needle's wording up to the value (as RULER's template does), so
+ * the answer is the continuation of a context seen once before: what induction heads learn.
+ */
+export const questionText = (key: string): string =>
+  `\nWhat is the magic number for ${key}? The magic number for ${key} is `
 
 function randomLetters(rng: Rng, n: number): string {
   return Array.from(rng.nextUint32(n), (u) => String.fromCharCode(97 + (u % 26))).join('')
@@ -105,8 +110,10 @@ export function niahSample(rng: Rng, filler: Uint8Array, opts: NiahOptions): Nia
 export interface NiahBatch {
   /** int32 [batch * length], row-major [batch, length]. */
   inputs: Int32Array
-  /** The next token at answer positions, IGNORE elsewhere. */
+  /** The next token at answer positions, IGNORE elsewhere (what accuracy and answer loss use). */
   targets: Int32Array
+  /** The next token everywhere (for a language-modelling loss on the filler as well). */
+  nextTokens: Int32Array
   samples: NiahSample[]
   batch: number
   length: number
@@ -116,14 +123,31 @@ export function niahBatch(rng: Rng, filler: Uint8Array, batch: number, opts: Nia
   const L = opts.length
   const inputs = new Int32Array(batch * L)
   const targets = new Int32Array(batch * L).fill(IGNORE)
+  const nextTokens = new Int32Array(batch * L)
   const samples: NiahSample[] = []
   for (let b = 0; b < batch; b++) {
     const s = niahSample(rng.fork(b), filler, opts)
     samples.push(s)
-    for (let i = 0; i < L; i++) inputs[b * L + i] = s.tokens[i]
+    for (let i = 0; i < L; i++) {
+      inputs[b * L + i] = s.tokens[i]
+      nextTokens[b * L + i] = s.tokens[i + 1]
+    }
     for (let i = s.answerStart; i < L; i++) targets[b * L + i] = s.tokens[i + 1]
   }
-  return { inputs, targets, samples, batch, length: L }
+  return { inputs, targets, nextTokens, samples, batch, length: L }
+}
+
+/**
+ * Per-position loss weights: the answer digits share weight 1, the other positions share
+ * `fillerWeight` (0: the answer alone is trained). Sums to 1 + fillerWeight over the batch.
+ */
+export function niahLossWeights(b: NiahBatch, fillerWeight: number): Float32Array {
+  const w = new Float32Array(b.batch * b.length)
+  const answers = b.targets.reduce((n, t) => n + (t === IGNORE ? 0 : 1), 0)
+  const others = w.length - answers
+  for (let i = 0; i < w.length; i++)
+    w[i] = b.targets[i] === IGNORE ? (others > 0 ? fillerWeight / others : 0) : 1 / answers
+  return w
 }
 
 /**
