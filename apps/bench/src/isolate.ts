@@ -36,28 +36,49 @@ interface Attempt {
   /** The cell begun and not ended when the child exited, if any. */
   crashedAt?: number
   exit?: string
+  /** Set when the parent killed the child for running one cell too long. */
+  timedOut?: boolean
   stderrTail: string
   done: boolean
 }
 
-function runWorker(entry: string, job: WorkerJob, onMessage: (m: WorkerMessage) => void): Promise<Attempt> {
+function runWorker(
+  entry: string,
+  job: WorkerJob,
+  cellTimeoutMs: number,
+  onMessage: (m: WorkerMessage) => void,
+): Promise<Attempt> {
   return new Promise((resolve) => {
     const child = fork(entry, [WORKER_COMMAND], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
     const attempt: Attempt = { results: new Map(), stderrTail: '', done: false }
     let current: number | undefined
+    let timer: NodeJS.Timeout | undefined
+    const watch = (on: boolean) => {
+      clearTimeout(timer)
+      if (on)
+        timer = setTimeout(() => {
+          // A hung kernel or driver would otherwise stall the whole run.
+          attempt.timedOut = true
+          child.kill('SIGKILL')
+        }, cellTimeoutMs)
+    }
     child.stderr?.on('data', (chunk: Buffer) => {
       attempt.stderrTail = (attempt.stderrTail + chunk.toString()).slice(-STDERR_TAIL_BYTES)
     })
     child.on('message', (m: WorkerMessage) => {
       if (m.type === 'backend') attempt.report = m.report
-      else if (m.type === 'begin') current = m.index
-      else if (m.type === 'end') {
+      else if (m.type === 'begin') {
+        current = m.index
+        watch(true)
+      } else if (m.type === 'end') {
         attempt.results.set(m.index, m.result)
         current = undefined
+        watch(false)
       } else if (m.type === 'done') attempt.done = true
       onMessage(m)
     })
     child.on('exit', (code, signal) => {
+      watch(false)
       if (!attempt.done) {
         attempt.crashedAt = current
         attempt.exit = signal ? `signal ${signal}` : `exit code ${code}`
@@ -114,6 +135,7 @@ export async function runIsolated(
       const attempt = await runWorker(
         entry,
         { backend: name, plan: [...plan], todo, settings, stoppedSeries: [...stopped] },
+        settings.cellTimeoutS * 1000,
         (m) => {
           if (m.type === 'begin') hooks.begin(m.index, m.label)
           else if (m.type === 'end') hooks.end(m.index, m.result)
@@ -125,9 +147,11 @@ export async function runIsolated(
         noteSweepStop(plan[i], { ...r, warnings: [] }, settings.fitMs, stopped)
       }
       if (attempt.done) break
-      const why = `the ${name} worker process died (${attempt.exit})${
-        lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
-      }`
+      const why = attempt.timedOut
+        ? `the ${name} worker process was stopped after ${settings.cellTimeoutS} s on one cell (--cell-timeout)`
+        : `the ${name} worker process died (${attempt.exit})${
+            lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
+          }`
       if (attempt.crashedAt === undefined) {
         // It died outside a cell (starting the backend, or between cells): nothing to skip past.
         report ??= { name, status: 'unavailable', reason: why }

@@ -24,6 +24,8 @@ export interface RunSettings {
    * this per run, or CPU_SETUP_FACTOR times it for set-up, are skipped on it.
    */
   cpuMaxSeconds: number
+  /** A cell running longer is stopped (its worker process is killed) and reported as an error. */
+  cellTimeoutS: number
   /** Epoch ms after which no further cell starts (they are skipped, saying so); none when absent. */
   deadline?: number
 }
@@ -73,19 +75,19 @@ export async function runBackendCells(
     const base = baseResult(cell, loaded.name, adapter)
     await hooks.begin(index, cellTitle(cell, loaded.name, base.label))
     let result: CellResult
-    if (settings.deadline !== undefined && Date.now() > settings.deadline)
-      result = {
-        ...base,
-        status: 'skipped',
-        reason: "not run: the run's time limit (--max-minutes) was reached",
-      }
-    else if (!loaded.backend)
+    if (!loaded.backend)
       result = { ...base, status: 'unavailable', reason: `backend ${loaded.name}: ${loaded.reason}` }
     else if (!adapter)
       result = {
         ...base,
         status: 'unavailable',
         reason: `mechanism ${cell.mechanism}: ${unavailableMechanisms.get(cell.mechanism) ?? 'not loaded'}`,
+      }
+    else if (settings.deadline !== undefined && Date.now() > settings.deadline)
+      result = {
+        ...base,
+        status: 'skipped',
+        reason: "not run: the run's time limit (--max-minutes) was reached",
       }
     else result = await runCell(cell, loaded.backend, adapter, base, settings, references)
     noteSweepStop(cell, result, settings.fitMs, stoppedSeries)

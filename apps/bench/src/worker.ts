@@ -30,8 +30,10 @@ export async function workerMain(): Promise<void> {
     if ('adapter' in m) adapters.set(m.name, m.adapter)
     else unavailable.set(m.name, m.reason)
   }
-  // Test hook: crash (as a native fault would) when starting the cell whose key contains this.
+  // Test hooks: crash (as a native fault would), or hang (as a stuck kernel would), when starting
+  // the cell whose progress label contains the variable's value.
   const crashAt = process.env.ATTNKIT_BENCH_TEST_CRASH
+  const hangAt = process.env.ATTNKIT_BENCH_TEST_HANG
   await runBackendCells(
     cells,
     loaded,
@@ -42,6 +44,8 @@ export async function workerMain(): Promise<void> {
       begin: async (k, label) => {
         await send({ type: 'begin', index: job.todo[k], label })
         if (crashAt && label.includes(crashAt)) process.kill(process.pid, 'SIGSEGV')
+        if (hangAt && label.includes(hangAt))
+          for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
       },
       end: (k, result) => send({ type: 'end', index: job.todo[k], result }),
     },

@@ -39,4 +39,38 @@ describe('a native crash in one cell', () => {
     )
     expect(r.stdout).toContain('1 errors')
   })
+
+  it('a cell that hangs is stopped after --cell-timeout; the run goes on', async () => {
+    const out = tempDir()
+    const r = await runBuiltCli(
+      await builtCli(),
+      [
+        'run',
+        '--backend',
+        'cpu',
+        '--mechanism',
+        'dense',
+        '--seq',
+        '64',
+        '--repeats',
+        '1',
+        '--cell-timeout',
+        '2',
+        '--out',
+        out,
+        '--quiet',
+      ],
+      { ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1' },
+    )
+    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
+      ['forward', 'error'],
+      ['forward+backward', 'ok'],
+      ['decode', 'ok'],
+    ])
+    expect(results.cells[0].reason).toBe(
+      'the cpu worker process was stopped after 2 s on one cell (--cell-timeout) during this cell; the run went on in a new process',
+    )
+    expect(r.status).toBe(1)
+  })
 })

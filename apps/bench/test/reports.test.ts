@@ -70,7 +70,7 @@ describe('reports', () => {
   it('Markdown: headline first, a row per cell, reasons grouped, pipes escaped, charts linked', () => {
     const md = markdownReport(r, allCharts(r))
     expect(md.indexOf('## Headline')).toBeLessThan(md.indexOf('## Results'))
-    expect(md).toMatch(/- dense causal attention forward on cpu: 3\.50 ms median of 3/)
+    expect(md).toMatch(/- dense causal attention forward float32 on cpu: 3\.50 ms median of 3/)
     expect(md).toContain(
       '| cpu | dense/causal | forward | B1 H8 T256 D64 | float32 | ok | 1.0e-7 (1e-4) | 1.00 ms |',
     )
@@ -92,7 +92,9 @@ describe('reports', () => {
     const rows = lines.slice(header + 2, header + 7)
     expect(new Set(rows.map((l) => l.indexOf('float32'))).size).toBe(1)
     expect(text).toContain('4 ok, 0 failed correctness, 1 errors, 0 skipped, 1 unavailable')
-    expect(text.trimEnd().split('\n').at(-1)).toMatch(/dense causal attention forward on cpu: 3\.50 ms/)
+    expect(text.trimEnd().split('\n').at(-1)).toMatch(
+      /dense causal attention forward float32 on cpu: 3\.50 ms/,
+    )
   })
 
   it('charts: one time chart per mode and dtype, a line per mechanism and backend, log axes', () => {

@@ -15,6 +15,7 @@ const settings: RunSettings = {
   fitMs: Number.POSITIVE_INFINITY,
   check: true,
   cpuMaxSeconds: 2.5,
+  cellTimeoutS: 300,
 }
 
 /** An adapter whose set-up throws, and one whose output is off by a constant on the backend under test. */

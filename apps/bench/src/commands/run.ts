@@ -58,6 +58,8 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
   --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
   --max-minutes <m>      start no cell after this long; the rest are skipped, saying so, and the
                          reports are written as usual (for fixed device windows)
+  --cell-timeout <s>     stop a cell (and its worker process) that runs longer than this; the run
+                         goes on in a new process (default 300)
   --list                 print the cells the preset and filters give, and run nothing
   --quiet                no progress output
   --in-process           run every backend in this process (default: one child process per
@@ -114,6 +116,7 @@ export async function runCommand(
       'in-process': { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       'max-minutes': { type: 'string' },
+      'cell-timeout': { type: 'string', default: '300' },
     },
   })
   if (positionals.length > 0)
@@ -131,6 +134,7 @@ export async function runCommand(
       o['budget-ms'] !== undefined ? positiveNumber('budget-ms', o['budget-ms']) : preset.cellBudgetMs,
     fitMs: preset.fitMs ?? Number.POSITIVE_INFINITY,
     check: !o['no-check'],
+    cellTimeoutS: positiveNumber('cell-timeout', o['cell-timeout']),
     cpuMaxSeconds:
       o['cpu-max-seconds'] !== undefined
         ? positiveNumber('cpu-max-seconds', o['cpu-max-seconds'])

@@ -55,7 +55,7 @@ export function headlineLines(r: BenchResults): string[] {
   return r.cells
     .filter((c) => c.headline)
     .map((c) => {
-      const what = `${c.headline} on ${c.backend}`
+      const what = `${c.headline}${c.headline!.includes(c.dtype) ? '' : ` ${c.dtype}`} on ${c.backend}`
       if (!c.timing) return `${what}: ${c.status} (${c.reason})`
       const rate = c.throughput ? fmtFlops(c.throughput.flopsPerSecond) : null
       const time = `${fmtMs(c.timing.medianMs)} median of ${c.timing.repeats} (${c.timing.source} timer)`

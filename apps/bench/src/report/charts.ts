@@ -8,6 +8,9 @@ export interface Chart {
   svg: string
 }
 
+/** "10.0 ms" -> "10 ms", "2.50 GiB" -> "2.5 GiB": tick labels without trailing zeros. */
+export const trimZeros = (s: string): string => s.replace(/(\.\d*?)0+(?= )/, '$1').replace(/\.(?= )/, '')
+
 /** The dims of a cell other than seqLen, e.g. "B1 H8 D64": cells differing only in T share a line. */
 function shapeWithoutT(c: CellResult): string {
   return c.label
@@ -43,7 +46,7 @@ export function timeCharts(r: BenchResults): Chart[] {
         xLabel: mode === 'decode' ? 'context length (tokens)' : 'sequence length T',
         yLabel: `median time per ${mode === 'decode' ? 'decode step' : 'run'}`,
         series: [...series.values()],
-        formatY: fmtMs,
+        formatY: (v) => trimZeros(fmtMs(v)),
       }),
     })
   }
@@ -65,7 +68,7 @@ export function kvCacheChart(r: BenchResults): Chart | null {
         name: `${s.mechanism}${s.variant === 'default' ? '' : `/${s.variant}`} ${s.dtype}`,
         points: s.points.map((p) => ({ x: p.context, y: p.bytes })),
       })),
-      formatY: (v) => fmtBytes(v).replace(/\.0+ /, ' '),
+      formatY: (v) => trimZeros(fmtBytes(v)),
       yBase: 2,
     }),
   }
