@@ -54,8 +54,10 @@ describe('compare', () => {
     const bad = path.join(dir, 'bad.json')
     writeFileSync(good, JSON.stringify(a))
     writeFileSync(bad, JSON.stringify({ ...a, cells: [{ ...a.cells[0], mode: 'sideways' }] }))
-    await expect(runCli(['compare', good, bad])).rejects.toThrow(
-      `${bad} is not a valid attnkit-bench/results v1 file:\n  results.cells[0].mode: expected one of forward, forward+backward, decode, got "sideways"`,
+    const rejected = await runCli(['compare', good, bad])
+    expect(rejected.code).toBe(2)
+    expect(rejected.err).toContain(
+      `compare: ${bad} is not a valid attnkit-bench/results v1 file:\n  results.cells[0].mode: expected one of forward, forward+backward, decode, got "sideways"`,
     )
     const r = await runCli(['compare', good])
     expect([r.code, r.err]).toEqual([

@@ -27,7 +27,11 @@ export function loadResults(file: string): BenchResults {
   } catch (e) {
     throw new UsageError(`compare: cannot read ${file} as JSON: ${(e as Error).message}`)
   }
-  assertResults(parsed, file)
+  try {
+    assertResults(parsed, file)
+  } catch (e) {
+    throw new UsageError(`compare: ${(e as Error).message}`)
+  }
   return parsed
 }
 
