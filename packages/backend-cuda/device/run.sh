@@ -18,3 +18,12 @@ export ATTNKIT_TORCH_SCRIPT="$PWD/packages/backend-cuda/bench/torch_reference.py
 export ATTNKIT_CUDA_CACHE=/tmp/attnkit-cubins
 export PYTHONUNBUFFERED=1
 /tmp/node .carry/cuda/runner.mjs 2>&1 | tee -a "$OUT/stdout.txt"
+
+# Profile the flash kernels once (Nsight Compute): speed of light, warp stalls, occupancy, memory.
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+if [ -n "$NCU" ] && [ "${ATTNKIT_SKIP_NCU:-0}" != 1 ]; then
+  ATTNKIT_RUNNER_PROFILE=1 timeout 240 "$NCU" --target-processes all -k regex:flash_ --launch-skip 6 --launch-count 2 \
+    --section SpeedOfLight --section WarpStateStats --section Occupancy --section MemoryWorkloadAnalysis \
+    --section ComputeWorkloadAnalysis /tmp/node .carry/cuda/runner.mjs > "$OUT/ncu.txt" 2>&1
+  grep -E "flash_|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Stall|Issue Slots|Executed Ipc|L2 Hit|Warp Cycles Per Issued" "$OUT/ncu.txt" | head -80
+fi

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import * as o from '@attnkit/core'
 import { formatSummary, runCase, runConformance } from '@attnkit/core/testing'
 import { benchAttention, benchMatmul, createCudaBackend, runTorchReference } from '../src/index.js'
+import { BWD_ALTERNATIVES, FWD_ALTERNATIVES, tunableString } from '../src/kernels/attention.js'
 import { flashCases } from './flash-cases.js'
 
 const OUT = process.env.OUT ?? ''
@@ -32,6 +33,12 @@ async function main() {
   log(`backend: ${info.device}`)
   log(`details: ${JSON.stringify(info.details)}`)
 
+  if (process.env.ATTNKIT_RUNNER_PROFILE === '1') {
+    // Under ncu: a few forward + backward launches at the benchmark shape, nothing else.
+    await benchAttention(backend, { batch: 4, heads: 16, seq: 4096, headDim: 128, iters: 1, reps: 1 })
+    backend.dispose()
+    return
+  }
   log(`\n== flash-attention checks (tensor-core path) [${elapsed()}]`)
   const cpu = await o.backend('cpu')
   let flashFails = 0
@@ -111,21 +118,62 @@ async function main() {
     log(`matmul bench crashed: ${(e as Error).stack}`)
   }
   const shape = { batch: 4, heads: 16, seq: 4096, headDim: 128, causal: true, dtype: 'bfloat16' as const }
-  for (const bc of ['64', '32']) {
+  // Variants of the flash kernels: correctness on two multi-tile cases, then speed; the best wins.
+  const cpuRef = await o.backend('cpu')
+  const checkVariant = async (): Promise<string> => {
+    const bad: string[] = []
+    for (const c of flashCases().filter((x) => /gqa|window-sinks/.test(x.name)))
+      for (const r of await runCase(c, 'bfloat16', backend, cpuRef))
+        if (!r.ok) bad.push(`${c.name} ${r.check} ${r.error}`)
+    return bad.join('; ')
+  }
+  let bestFwd = { name: 'default', tflops: 0 }
+  for (const t of [undefined, ...FWD_ALTERNATIVES]) {
+    const name = t ? tunableString(t) : 'default'
+    process.env.ATTNKIT_FLASH_FWD = t ? name : ''
     try {
-      process.env.ATTNKIT_FLASH_FWD_BC = bc
-      const at = await benchAttention(backend, shape)
-      bench[`attention_bc${bc}`] = at
+      const bad = await checkVariant()
+      const at = await benchAttention(backend, { ...shape, backward: false })
+      bench[`fwd ${name}`] = { ...at, bad }
       log(
-        `attnkit attention (4,16,4096,128) causal bf16, fwd tile ${bc} keys: fwd ${at.forwardMs.toFixed(3)} ms ${at.forwardTflops.toFixed(1)} TFLOP/s; fwd+bwd ${at.forwardBackwardMs.toFixed(3)} ms ${at.forwardBackwardTflops.toFixed(1)} TFLOP/s`,
+        `fwd ${name}: ${at.forwardMs.toFixed(3)} ms ${at.forwardTflops.toFixed(1)} TFLOP/s ${bad ? `WRONG: ${bad}` : 'ok'}`,
       )
+      if (!bad && at.forwardTflops > bestFwd.tflops) bestFwd = { name, tflops: at.forwardTflops }
     } catch (e) {
-      log(`attention bench (BC=${bc}) crashed: ${(e as Error).stack}`)
+      log(`fwd ${name} crashed: ${(e as Error).message}`)
     }
+  }
+  process.env.ATTNKIT_FLASH_FWD = bestFwd.name === 'default' ? '' : bestFwd.name
+  let bestBwd = {
+    name: 'default',
+    tflops: 0,
+    at: undefined as undefined | Awaited<ReturnType<typeof benchAttention>>,
+  }
+  for (const t of [undefined, ...BWD_ALTERNATIVES]) {
+    const name = t ? tunableString(t) : 'default'
+    process.env.ATTNKIT_FLASH_BWD = t ? name : ''
+    try {
+      const bad = await checkVariant()
+      const at = await benchAttention(backend, shape)
+      bench[`fwd+bwd ${name}`] = { ...at, bad }
+      log(
+        `fwd+bwd (fwd ${bestFwd.name}) bwd ${name}: ${at.forwardBackwardMs.toFixed(3)} ms ${at.forwardBackwardTflops.toFixed(1)} TFLOP/s ${bad ? `WRONG: ${bad}` : 'ok'}`,
+      )
+      if (!bad && at.forwardBackwardTflops > bestBwd.tflops)
+        bestBwd = { name, tflops: at.forwardBackwardTflops, at }
+    } catch (e) {
+      log(`bwd ${name} crashed: ${(e as Error).message}`)
+    }
+  }
+  process.env.ATTNKIT_FLASH_BWD = bestBwd.name === 'default' ? '' : bestBwd.name
+  log(`best: fwd ${bestFwd.name}, bwd ${bestBwd.name}`)
+  bench.attention_best = {
+    fwd: bestFwd,
+    bwd: { name: bestBwd.name, tflops: bestBwd.tflops },
+    run: bestBwd.at,
   }
   for (const hd of [64]) {
     try {
-      process.env.ATTNKIT_FLASH_FWD_BC = '64'
       const at = await benchAttention(backend, { ...shape, headDim: hd, heads: 32 })
       bench[`attention_hd${hd}`] = at
       log(
@@ -143,14 +191,8 @@ async function main() {
   else {
     log(`torch ${torch.torch} on ${torch.device}`)
     const mm = bench.matmul as { tflops: number } | undefined
-    const best = ['64', '32']
-      .map(
-        (bc) =>
-          bench[`attention_bc${bc}`] as { forwardTflops: number; forwardBackwardTflops: number } | undefined,
-      )
-      .filter((x) => x !== undefined)
-    const fwd = Math.max(...best.map((b) => b.forwardTflops))
-    const fb = Math.max(...best.map((b) => b.forwardBackwardTflops))
+    const fwd = bestFwd.tflops
+    const fb = bestBwd.tflops
     const rows = [
       ['matmul 8192^3 bf16', mm?.tflops ?? Number.NaN, torch.matmul?.tflops ?? Number.NaN, 0.85],
       ['attention fwd (4,16,4096,128) causal', fwd, torch.attention?.forwardTflops ?? Number.NaN, 0.5],

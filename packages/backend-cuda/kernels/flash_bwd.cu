@@ -1,27 +1,45 @@
-// Flash-attention backward on the tensor cores, FA2-style. DTA CTA owns BKV = 64 keys (4 warps x 16)
+// Flash-attention backward on the tensor cores, FA2-style. A CTA owns BKV = 16 * NWB keys (NWB warps x 16)
 // of one key/value head and walks every query tile of every query head that reads it (grouped-query
 // attention accumulates dK/dV without atomics). Per query tile, with the lse and delta = rowsum(dO o O)
 // of the forward pass:
-//   S^DT = K Q^DT, P^DT = exp(S^DT * scale - lse), dV += P^DT dO, dP^DT = V dO^DT,
-//   dS^DT = P^DT o (dP^DT - delta) * scale, dK += dS^DT Q, dQ += dS K (float32 atomics into dq_acc).
-// Defines: DT (__half or __nv_bfloat16; DT_IS_HALF for half), HD (64 or 128; Dv == D).
+//   S^T = K Q^T, P^T = exp(S^T * scale - lse), dV += P^T dO, dP^T = V dO^T,
+//   dS^T = P^T o (dP^T - delta) * scale, dK += dS^T Q, dQ += dS K (float32 atomics into dq_acc).
+// Defines: DT (__half or __nv_bfloat16; DT_IS_HALF for half), HD (64 or 128; Dv == D); tunables
+// NWB (4 or 8 warps), FAST_EXP (ex2.approx.ftz), RED_V2 (dQ added two floats per instruction).
 #include "mma.cuh"
 
 #ifndef HD
 #define HD 128
 #endif
-#define BKV 64
+#ifndef NWB
+#define NWB 4
+#endif
+#define BKV (16 * NWB)
 #define BQ 64
-#define NTHREADS 128
+#define NTHREADS (32 * NWB)
+// dQ: warp w takes queries 16 * (w % 4) and columns (w / 4) * DQ_CW .. + DQ_CW, in passes of DQ_NB n-blocks.
+#define DQ_CW (HD / (NWB / 4))
+#define DQ_NB (DQ_CW >= 64 ? 8 : DQ_CW / 8)
+#define DQ_PASSES (DQ_CW / (8 * DQ_NB))
 #define RC (HD / 8)
 #define SRC (BQ / 8)
 #define LOG2E 1.4426950408889634f
+
+// dst[0] += a, dst[1] += b in global memory (one vector reduction with RED_V2).
+__device__ __forceinline__ void red_add2(float* dst, float a, float b) {
+#if defined(RED_V2) && !defined(ATTNKIT_EMULATE)
+  asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(dst), "f"(a), "f"(b) : "memory");
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+#endif
+}
 
 struct QBounds {
   int qmin, qmax;
 };
 
-extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
+extern "C" __global__ void __launch_bounds__(NTHREADS, NWB <= 4 ? 2 : 1)
     flash_bwd_k(const DT* __restrict__ q, const DT* __restrict__ k, const DT* __restrict__ v, const DT* __restrict__ dout,
                 const float* __restrict__ lse, const float* __restrict__ delta, const int* __restrict__ qpos,
                 const int* __restrict__ kpos, const u8* __restrict__ keep, const QBounds* __restrict__ qbounds,
@@ -139,7 +157,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
     const float* cD = sD + stage * BQ;
     const int* cP = sP + stage * BQ;
 
-    // S^DT = K Q^DT (16 keys x 64 queries per warp).
+    // S^T = K Q^T (16 keys x 64 queries per warp).
     float st[BQ / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb)
@@ -157,7 +175,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         mma16816(st[2 * np + 1], a, b2, b3);
       }
     }
-    // P^DT, masked.
+    // P^T, masked.
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb)
 #pragma unroll
@@ -170,10 +188,10 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         for (int hr = 0; hr < 2; ++hr) {
           const bool vis =
               all_vis || (qin && kin[hr] && key_visible(qpv, kp[hr], kv[hr], causal, window, sinks));
-          st[nb][hr * 2 + e] = vis ? exp2f(fmaf(st[nb][hr * 2 + e], scale_log2, -L)) : 0.f;
+          st[nb][hr * 2 + e] = vis ? EXP2(fmaf(st[nb][hr * 2 + e], scale_log2, -L)) : 0.f;
         }
       }
-    // P^DT as 16-bit pairs (the DTA operand layout); the float copy is dead after this.
+    // P^T as 16-bit pairs (the A operand layout); the float copy is dead after this.
     u32 pk[BQ / 16][4];
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; ++kk) {
@@ -182,7 +200,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
       pk[kk][2] = pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]);
       pk[kk][3] = pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]);
     }
-    // dV += P^DT dO.
+    // dV += P^T dO.
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; ++kk) {
 #pragma unroll
@@ -193,7 +211,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         mma16816(dV[2 * p + 1], pk[kk], b2, b3);
       }
     }
-    // dP^DT = V dO^DT.
+    // dP^T = V dO^T.
     float dpt[BQ / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb)
@@ -211,7 +229,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         mma16816(dpt[2 * np + 1], a, b2, b3);
       }
     }
-    // dS^DT = P^DT o (dP^DT - delta) * scale (P^DT at 16-bit precision), repacked into pk and staged
+    // dS^T = P^T o (dP^T - delta) * scale (P^T at 16-bit precision), repacked into pk and staged
     // in shared memory for dQ.
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; ++kk)
@@ -225,7 +243,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         pk[kk][r] = pack2(d0, d1);
         *reinterpret_cast<u32*>(sdS + swz(warp * 16 + g + hr * 8, nb, SRC) + 2 * t4) = pk[kk][r];
       }
-    // dK += dS^DT Q.
+    // dK += dS^T Q.
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; ++kk) {
 #pragma unroll
@@ -237,36 +255,38 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
       }
     }
     __syncthreads();
-    // dQ (this warp's 16 queries x HD) += dS K, in passes of 64 columns, added atomically.
+    // dQ (16 queries x DQ_CW columns per warp) += dS K, added atomically in float32.
+    {
+      const int qg = warp & 3;
+      const int col0 = (warp >> 2) * DQ_CW;
 #pragma unroll 1
-    for (int pass = 0; pass < HD / 64; ++pass) {
-      float dq[8][4];
+      for (int pass = 0; pass < DQ_PASSES; ++pass) {
+        const int cb = col0 + pass * 8 * DQ_NB;
+        float dq[DQ_NB][4];
 #pragma unroll
-      for (int nb = 0; nb < 8; ++nb)
+        for (int nb = 0; nb < DQ_NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) dq[nb][e] = 0.f;
+          for (int e = 0; e < 4; ++e) dq[nb][e] = 0.f;
 #pragma unroll 1
-      for (int kk = 0; kk < BKV / 16; ++kk) {
-        u32 a[4];
-        ldmatrix_x4_trans(a[0], a[1], a[2], a[3],
-                          sdS + swz(kk * 16 + (lane & 7) + ((lane >> 4) << 3), 2 * warp + ((lane >> 3) & 1), SRC));
+        for (int kk = 0; kk < BKV / 16; ++kk) {
+          u32 a[4];
+          ldmatrix_x4_trans(a[0], a[1], a[2], a[3],
+                            sdS + swz(kk * 16 + (lane & 7) + ((lane >> 4) << 3), 2 * qg + ((lane >> 3) & 1), SRC));
 #pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          u32 b0, b1, b2, b3;
-          ldmatrix_x4_trans(b0, b1, b2, b3, sK + swz(kk * 16 + (lane & 15), pass * 8 + 2 * p + (lane >> 4), RC));
-          mma16816(dq[2 * p], a, b0, b1);
-          mma16816(dq[2 * p + 1], a, b2, b3);
+          for (int p = 0; p < DQ_NB / 2; ++p) {
+            u32 b0, b1, b2, b3;
+            ldmatrix_x4_trans(b0, b1, b2, b3, sK + swz(kk * 16 + (lane & 15), cb / 8 + 2 * p + (lane >> 4), RC));
+            mma16816(dq[2 * p], a, b0, b1);
+            mma16816(dq[2 * p + 1], a, b2, b3);
+          }
         }
-      }
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int row = q0 + warp * 16 + g + hr * 8;
-        if (row >= Tq) continue;
-        float* dst = dq_acc + (bh * Tq + row) * HD + pass * 64 + 2 * t4;
+        for (int hr = 0; hr < 2; ++hr) {
+          const int row = q0 + qg * 16 + g + hr * 8;
+          if (row >= Tq) continue;
+          float* dst = dq_acc + (bh * Tq + row) * HD + cb + 2 * t4;
 #pragma unroll
-        for (int nb = 0; nb < 8; ++nb) {
-          atomicAdd(dst + nb * 8, dq[nb][hr * 2]);
-          atomicAdd(dst + nb * 8 + 1, dq[nb][hr * 2 + 1]);
+          for (int nb = 0; nb < DQ_NB; ++nb) red_add2(dst + nb * 8, dq[nb][hr * 2], dq[nb][hr * 2 + 1]);
         }
       }
     }

@@ -1,7 +1,9 @@
 // Flash-attention forward on the tensor cores (mma.sync m16n8k16, float32 accumulation), FA2-style:
-// a CTA owns BR = 128 query rows (4 warps x 32 rows), streams key/value tiles of BC = 64 through a
-// two-stage cp.async pipeline, and keeps the running max / sum per row (online softmax, base 2).
-// Defines: DT (__half or __nv_bfloat16; DT_IS_HALF for half), HD (64 or 128; Dv == D).
+// a CTA owns BR = 16 * WM * NW query rows (NW warps of WM m-tiles; default 4 warps x 32 rows),
+// streams key/value tiles of BC keys through a two-stage cp.async pipeline, and keeps the running
+// max / sum per row (online softmax, base 2).
+// Defines: DT (__half or __nv_bfloat16; DT_IS_HALF for half), HD (64 or 128; Dv == D); tunables
+// BC (keys per tile), WM (m-tiles per warp), NW (warps), FAST_EXP (ex2.approx.ftz).
 // Key tiles are skipped and masks applied from positions (causal, window, sinks, keep), so any
 // query/key positions are honoured; tiles proven fully visible skip the per-element mask.
 #include "mma.cuh"
@@ -9,17 +11,24 @@
 #ifndef HD
 #define HD 128
 #endif
-#define BR 128
+#ifndef WM
+#define WM 2
+#endif
+#ifndef NW
+#define NW 4
+#endif
+#define BR (16 * WM * NW)
 #ifndef BC
 #define BC 64  // keys per tile (tunable: 32 or 64)
 #endif
-#define NTHREADS 128
+#define NTHREADS (32 * NW)
 #define RC (HD / 8)
 #define LN2 0.6931471805599453f
+#ifndef MIN_CTAS
+#define MIN_CTAS (NW <= 4 ? 2 : 1)
+#endif
 
-static_assert(NTHREADS == BR, "one thread per query row loads the positions");
-
-extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
+extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     flash_fwd_k(const DT* __restrict__ q, const DT* __restrict__ k, const DT* __restrict__ v,
                 const int* __restrict__ qpos, const int* __restrict__ kpos, const u8* __restrict__ keep,
                 const TileBounds* __restrict__ kbounds, DT* __restrict__ out, float* __restrict__ lse, int Hq, int Hk,
@@ -52,8 +61,9 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
     s_qmax = (int)0x80000000;
   }
   __syncthreads();
-  if (q0 + tid < Tq) {
-    const int p = qpos[(i64)bh * Tq + q0 + tid];
+  for (int r = tid; r < BR; r += NTHREADS) {
+    if (q0 + r >= Tq) break;
+    const int p = qpos[(i64)bh * Tq + q0 + r];
     atomicMin(&s_qmin, p);
     atomicMax(&s_qmax, p);
   }
@@ -80,10 +90,10 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
     }
   };
 
-  float o[2][HD / 8][4];
-  float m[2][2], l[2][2];
+  float o[WM][HD / 8][4];
+  float m[WM][2], l[WM][2];
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
+  for (int mt = 0; mt < WM; ++mt) {
 #pragma unroll
     for (int nb = 0; nb < HD / 8; ++nb)
 #pragma unroll
@@ -116,27 +126,31 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
     const DT* cK = sK + stage * BC * HD;
     const DT* cV = sV + stage * BC * HD;
 
-    // S = Q K^DT for this warp's 32 rows x 64 keys.
-    float s[2][BC / 8][4];
+    // S = Q K^T for this warp's 32 rows x 64 keys.
+    float s[WM][BC / 8][4];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+    for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
       for (int nb = 0; nb < BC / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[mt][nb][e] = 0.f;
-#pragma unroll 1
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      u32 a[2][4];
+#ifdef KK_UNROLL
 #pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
+#else
+#pragma unroll 1
+#endif
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      u32 a[WM][4];
+#pragma unroll
+      for (int mt = 0; mt < WM; ++mt)
         ldmatrix_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                    sQ + swz(warp * 32 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4), RC));
+                    sQ + swz(warp * 16 * WM + mt * 16 + (lane & 15), 2 * kk + (lane >> 4), RC));
 #pragma unroll
       for (int np = 0; np < BC / 16; ++np) {
         u32 b0, b1, b2, b3;
         ldmatrix_x4(b0, b1, b2, b3, cK + swz(np * 16 + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1), RC));
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
+        for (int mt = 0; mt < WM; ++mt) {
           mma16816(s[mt][2 * np], a[mt], b0, b1);
           mma16816(s[mt][2 * np + 1], a[mt], b2, b3);
         }
@@ -146,12 +160,12 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
     const TileBounds kb = kbg[cur];
     if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep)) {
       // Boundary tile: per-element rule. Positions are re-read here (cached) to spare registers.
-      int qp[2][2];
+      int qp[WM][2];
 #pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
+      for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
-          const int row = q0 + warp * 32 + mt * 16 + hr * 8 + g;
+          const int row = q0 + warp * 16 * WM + mt * 16 + hr * 8 + g;
           qp[mt][hr] = row < Tq ? qpos[(i64)bh * Tq + row] : 0;
         }
 #pragma unroll
@@ -163,7 +177,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
           const int kp = kin ? kposg[key] : 0;
           const int kv = (has_keep && kin) ? (int)keepg[key] : -1;
 #pragma unroll
-          for (int mt = 0; mt < 2; ++mt)
+          for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
             for (int hr = 0; hr < 2; ++hr)
               if (!(kin && key_visible(qp[mt][hr], kp, kv, causal, window, sinks))) s[mt][nb][hr * 2 + e] = -F_INF;
@@ -172,7 +186,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
 
     // Online softmax in base 2: p = 2^(s * scale * log2(e) - m).
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+    for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
         float mx = -F_INF;
@@ -182,13 +196,13 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(m[mt][hr], mx * scale_log2);
         const float m_use = m_new == -F_INF ? 0.f : m_new;
-        const float corr = exp2f(m[mt][hr] - m_use);
+        const float corr = EXP2(m[mt][hr] - m_use);
         m[mt][hr] = m_new;
         float rs = 0.f;
 #pragma unroll
         for (int nb = 0; nb < BC / 8; ++nb) {
-          const float p0 = exp2f(fmaf(s[mt][nb][hr * 2], scale_log2, -m_use));
-          const float p1 = exp2f(fmaf(s[mt][nb][hr * 2 + 1], scale_log2, -m_use));
+          const float p0 = EXP2(fmaf(s[mt][nb][hr * 2], scale_log2, -m_use));
+          const float p1 = EXP2(fmaf(s[mt][nb][hr * 2 + 1], scale_log2, -m_use));
           s[mt][nb][hr * 2] = p0;
           s[mt][nb][hr * 2 + 1] = p1;
           rs += p0 + p1;
@@ -201,12 +215,12 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         }
       }
 
-    // O += P V, P taken straight from the S accumulators as the DTA operand.
+    // O += P V, P taken straight from the S accumulators as the A operand.
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk) {
-      u32 a[2][4];
+      u32 a[WM][4];
 #pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
+      for (int mt = 0; mt < WM; ++mt) {
         a[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
         a[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
         a[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
@@ -217,7 +231,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
         u32 b0, b1, b2, b3;
         ldmatrix_x4_trans(b0, b1, b2, b3, cV + swz(kk * 16 + (lane & 15), 2 * p + (lane >> 4), RC));
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
+        for (int mt = 0; mt < WM; ++mt) {
           mma16816(o[mt][2 * p], a[mt], b0, b1);
           mma16816(o[mt][2 * p + 1], a[mt], b2, b3);
         }
@@ -229,13 +243,13 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
   }
 
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       float lt = l[mt][hr];
       lt += __shfl_xor_sync(0xffffffffu, lt, 1);
       lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-      const int row = q0 + warp * 32 + mt * 16 + hr * 8 + g;
+      const int row = q0 + warp * 16 * WM + mt * 16 + hr * 8 + g;
       if (row >= Tq) continue;
       const float inv = lt > 0.f ? 1.f / lt : 0.f;
       DT* orow = out + ((i64)bh * Tq + row) * HD;

@@ -94,6 +94,18 @@ __device__ __forceinline__ int swz(int row, int chunk, int row_chunks) {
   return row * row_chunks * 8 + ((chunk ^ (row & 7)) << 3);
 }
 
+// 2^x: the MUFU instruction directly (flush-to-zero) with FAST_EXP, else exp2f.
+#if defined(FAST_EXP) && !defined(ATTNKIT_EMULATE)
+__device__ __forceinline__ float ex2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+#define EXP2(x) ex2_fast(x)
+#else
+#define EXP2(x) exp2f(x)
+#endif
+
 // The contract's visibility rule (packages/core/src/attention-mask.ts); keep_v < 0: no keep mask.
 __device__ __forceinline__ bool key_visible(int qp, int kp, int keep_v, int causal, int window, int sinks) {
   if (causal && kp > qp) return false;

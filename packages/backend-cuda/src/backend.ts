@@ -461,7 +461,9 @@ export class CudaBackend implements Backend {
       this.argMemory.push(ptr)
       return { ptr, view: new DataView(this.koffi.view(ptr, bytes)) }
     })
-    const kernel: CudaKernel = { name: entry, fn, packer, maxDynamicShared: 48 * 1024 }
+    // Without opting in, static + dynamic shared memory must fit in 48 KiB.
+    const staticShared = this.driver.funcGetAttribute(fn, CU_FUNC_ATTRIBUTE.sharedSizeBytes)
+    const kernel: CudaKernel = { name: entry, fn, packer, maxDynamicShared: 48 * 1024 - staticShared }
     this.kernels.set(key, kernel)
     return kernel
   }
@@ -476,7 +478,10 @@ export class CudaBackend implements Backend {
     this.assertUsable()
     if (grid[0] * grid[1] * grid[2] === 0) return
     if (sharedBytes > kernel.maxDynamicShared) {
-      if (sharedBytes > this.maxSharedOptin) {
+      if (
+        sharedBytes >
+        this.maxSharedOptin - this.driver.funcGetAttribute(kernel.fn, CU_FUNC_ATTRIBUTE.sharedSizeBytes)
+      ) {
         throw new BackendError(
           `${kernel.name}: ${sharedBytes} bytes of shared memory requested; this GPU allows ${this.maxSharedOptin} per block`,
         )

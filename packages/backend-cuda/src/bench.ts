@@ -125,6 +125,8 @@ export async function benchAttention(
     dtype?: DType
     iters?: number
     reps?: number
+    /** Time forward + backward too (default true). */
+    backward?: boolean
   },
 ): Promise<AttentionBenchResult> {
   const dtype = opts.dtype ?? 'bfloat16'
@@ -148,17 +150,20 @@ export async function benchAttention(
     const reps = opts.reps ?? 5
     const fwd = () => runKernel('attention', { q, k, v, qPos, kPos }, attrs)
     const forwardMs = await timeDevice(backend, () => disposeAll(fwd()), 3, iters, reps)
-    const forwardBackwardMs = await timeDevice(
-      backend,
-      () => {
-        const [out, lse] = fwd()
-        const grads = runKernel('attentionBackward', { q, k, v, out, lse, dout, qPos, kPos }, attrs)
-        for (const t of [out, lse, ...grads]) t.dispose()
-      },
-      2,
-      iters,
-      reps,
-    )
+    const forwardBackwardMs =
+      opts.backward === false
+        ? Number.NaN
+        : await timeDevice(
+            backend,
+            () => {
+              const [out, lse] = fwd()
+              const grads = runKernel('attentionBackward', { q, k, v, out, lse, dout, qPos, kPos }, attrs)
+              for (const t of [out, lse, ...grads]) t.dispose()
+            },
+            2,
+            iters,
+            reps,
+          )
     const f = attentionFlops(B, H, T, T, D, causal)
     return {
       batch: B,

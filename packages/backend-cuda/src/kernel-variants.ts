@@ -1,7 +1,13 @@
 import type { DType } from '@attnkit/core'
 import type { Defines } from './compiler.js'
 import { CTYPE, KIND } from './host-convert.js'
-import { flashDefines } from './kernels/attention.js'
+import {
+  BWD_ALTERNATIVES,
+  FWD_ALTERNATIVES,
+  flashBwdConfig,
+  flashDefines,
+  flashFwdConfig,
+} from './kernels/attention.js'
 
 type Stored = Exclude<DType, 'float64'>
 
@@ -42,9 +48,13 @@ export function kernelVariants(): { file: string; defines: Defines }[] {
   }
   for (const d of ['bfloat16', 'float16'] as const)
     for (const hd of [64, 128]) {
-      v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines(d, hd), BC: 64 } })
-      v.push({ file: 'flash_bwd.cu', defines: flashDefines(d, hd) })
+      v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines(d, hd), ...flashFwdConfig(hd).defines } })
+      v.push({ file: 'flash_bwd.cu', defines: { ...flashDefines(d, hd), ...flashBwdConfig(hd).defines } })
     }
-  v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines('bfloat16', 128), BC: 32 } })
+  // The tunable alternatives the H100 runner compares.
+  for (const t of FWD_ALTERNATIVES)
+    v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
+  for (const t of BWD_ALTERNATIVES)
+    v.push({ file: 'flash_bwd.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
   return v
 }

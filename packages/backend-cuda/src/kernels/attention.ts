@@ -4,14 +4,60 @@ import { ctype } from '../host-convert.js'
 import type { ArgKind } from '../launch-args.js'
 import { castFromF32Ptr } from './elementwise.js'
 
-/** Tile sizes of kernels/flash_fwd.cu and flash_bwd.cu. */
-const FWD_BR = 128
-/** Keys per forward tile: 64, or 32 (fewer registers at head dim 128); ATTNKIT_FLASH_FWD_BC picks. */
-function fwdBlockN(): 32 | 64 {
-  return process.env.ATTNKIT_FLASH_FWD_BC === '32' ? 32 : 64
-}
-const BWD_BKV = 64
+/**
+ * Tunables of kernels/flash_fwd.cu and flash_bwd.cu, as defines; ATTNKIT_FLASH_FWD and
+ * ATTNKIT_FLASH_BWD ("NAME=value,...") override them (the H100 runner compares variants).
+ */
+const FWD_DEFAULT: Record<string, number> = { BC: 64, WM: 2, NW: 4 }
+const BWD_DEFAULT: Record<string, number> = { NWB: 4 }
 const BWD_BQ = 64
+
+function parseTunables(env: string | undefined, defaults: Record<string, number>): Record<string, number> {
+  const out = { ...defaults }
+  for (const part of (env ?? '').split(',')) {
+    const [k, v] = part.split('=')
+    if (k && v !== undefined && /^[A-Z_0-9]+$/.test(k) && Number.isFinite(Number(v))) out[k] = Number(v)
+  }
+  return out
+}
+
+/** Variants the H100 runner times against the defaults (as ATTNKIT_FLASH_FWD / _BWD strings). */
+export const FWD_ALTERNATIVES: Record<string, number>[] = [
+  { BC: 64, WM: 2, NW: 4, FAST_EXP: 1 },
+  { BC: 64, WM: 2, NW: 4, FAST_EXP: 1, KK_UNROLL: 1 },
+  { BC: 64, WM: 1, NW: 8, FAST_EXP: 1 },
+  { BC: 64, WM: 1, NW: 8, FAST_EXP: 1, KK_UNROLL: 1 },
+  { BC: 64, WM: 1, NW: 8, MIN_CTAS: 2, FAST_EXP: 1, KK_UNROLL: 1 },
+  { BC: 64, WM: 1, NW: 4, MIN_CTAS: 2, FAST_EXP: 1 },
+]
+export const BWD_ALTERNATIVES: Record<string, number>[] = [
+  { NWB: 4, FAST_EXP: 1, RED_V2: 1 },
+  { NWB: 8 },
+  { NWB: 8, FAST_EXP: 1, RED_V2: 1 },
+]
+
+export function tunableString(t: Record<string, number>): string {
+  return Object.entries(t)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
+}
+
+export function flashFwdConfig(hd: number) {
+  const d = parseTunables(process.env.ATTNKIT_FLASH_FWD, FWD_DEFAULT)
+  const rows = 16 * d.WM * d.NW
+  return { defines: d, rows, threads: 32 * d.NW, keys: d.BC, sharedBytes: (rows * hd + 4 * d.BC * hd) * 2 }
+}
+
+export function flashBwdConfig(hd: number) {
+  const d = parseTunables(process.env.ATTNKIT_FLASH_BWD, BWD_DEFAULT)
+  const keys = 16 * d.NWB
+  return {
+    defines: d,
+    keys,
+    threads: 32 * d.NWB,
+    sharedBytes: (2 * keys * hd + 4 * BWD_BQ * hd + keys * BWD_BQ) * 2 + 3 * 2 * BWD_BQ * 4,
+  }
+}
 const TILE_BOUNDS_BYTES = 16
 
 export interface AttentionShapes {
@@ -40,9 +86,6 @@ export function usesFlash(dtype: string, s: AttentionShapes, scale: number): boo
 export function flashDefines(dtype: string, hd: number): Record<string, string | number> {
   return dtype === 'float16' ? { DT: '__half', DT_IS_HALF: 1, HD: hd } : { DT: '__nv_bfloat16', HD: hd }
 }
-
-export const FLASH_FWD_SMEM = (hd: number, bc: number) => (FWD_BR * hd + 4 * bc * hd) * 2
-export const FLASH_BWD_SMEM = (hd: number) => (6 * BWD_BQ * hd + BWD_BKV * BWD_BQ) * 2 + 3 * 2 * BWD_BQ * 4
 
 const FWD_ARGS: ArgKind[] = [
   'ptr',
@@ -183,15 +226,15 @@ export function attentionForward(
   }
   const flags = [attrs.causal ? 1 : 0, attrs.window, attrs.sinks, keep ? 1 : 0]
   if (usesFlash(q.dtype, s, attrs.scale)) {
-    const bc = fwdBlockN()
-    const kb = keyBounds(backend, kPos, keep, s, bc)
+    const cfg = flashFwdConfig(s.D)
+    const kb = keyBounds(backend, kPos, keep, s, cfg.keys)
     const kern = backend.kernel(
       'flash_fwd.cu',
-      { ...flashDefines(q.dtype, s.D), BC: bc },
+      { ...flashDefines(q.dtype, s.D), ...cfg.defines },
       'flash_fwd_k',
       FWD_ARGS,
     )
-    backend.launch(kern, [Math.ceil(s.Tq / FWD_BR), s.B * s.Hq, 1], [128, 1, 1], FLASH_FWD_SMEM(s.D, bc), [
+    backend.launch(kern, [Math.ceil(s.Tq / cfg.rows), s.B * s.Hq, 1], [cfg.threads, 1, 1], cfg.sharedBytes, [
       backend.ptr(q),
       backend.ptr(k),
       backend.ptr(v),
@@ -283,12 +326,18 @@ export function attentionBackward(
       rows,
       s.Dv,
     ])
-    const kb = keyBounds(backend, kPos, keep, s, BWD_BKV)
+    const cfg = flashBwdConfig(s.D)
+    const kb = keyBounds(backend, kPos, keep, s, cfg.keys)
     const qb = queryBounds(backend, qPos, s, BWD_BQ)
     const dqAcc = backend.scratch(rows * s.D * 4)
     backend.zeroBlock(dqAcc, rows * s.D * 4)
-    const kern = backend.kernel('flash_bwd.cu', flashDefines(dtype, s.D), 'flash_bwd_k', BWD_ARGS)
-    backend.launch(kern, [Math.ceil(s.Tk / BWD_BKV), s.B * s.Hk, 1], [128, 1, 1], FLASH_BWD_SMEM(s.D), [
+    const kern = backend.kernel(
+      'flash_bwd.cu',
+      { ...flashDefines(dtype, s.D), ...cfg.defines },
+      'flash_bwd_k',
+      BWD_ARGS,
+    )
+    backend.launch(kern, [Math.ceil(s.Tk / cfg.keys), s.B * s.Hk, 1], [cfg.threads, 1, 1], cfg.sharedBytes, [
       backend.ptr(q),
       backend.ptr(k),
       backend.ptr(v),

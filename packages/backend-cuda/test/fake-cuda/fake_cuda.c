@@ -160,8 +160,11 @@ static char* launchers_for(const char* text) {
     p += 4;
     while (isspace((unsigned char)*p)) p++;
     if (strncmp(p, "__launch_bounds__", 17) == 0) {
-      while (*p && *p != ')') p++;
-      if (*p) p++;
+      int depth = 0;
+      for (; *p; p++) {
+        if (*p == '(') depth++;
+        else if (*p == ')' && --depth == 0) { p++; break; }
+      }
       while (isspace((unsigned char)*p)) p++;
     }
     const char* b = p;
