@@ -10,7 +10,7 @@ export function requireFunctions<T>(mod: Record<string, unknown>, pkg: string, n
   const missing = names.filter((n) => typeof mod[n] !== 'function')
   if (missing.length > 0)
     throw new Error(
-      `${pkg} does not export ${missing.join(', ')} (the bench's adapter needs them; its API changed?)`,
+      `${pkg} does not export ${missing.join(', ')}, which the bench's adapter calls${staleBuildHint(pkg) || ' (its API changed?)'}`,
     )
   return mod as T
 }
