@@ -184,20 +184,50 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
         }
     }
 
-    // Online softmax in base 2: p = 2^(s * scale * log2(e) - m).
+    // Online softmax in base 2: p = 2^(s * scale * log2(e) - m). With LAZY_RESCALE the running max
+    // m is raised (and O, l rescaled) only when some row of the warp grows by more than 8 (a factor
+    // 256, harmless in float32 and in the 16-bit P); otherwise the stale max is kept.
+    float mx[WM][2];
 #pragma unroll
     for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
-        float mx = -F_INF;
+        float v = -F_INF;
 #pragma unroll
-        for (int nb = 0; nb < BC / 8; ++nb) mx = fmaxf(mx, fmaxf(s[mt][nb][hr * 2], s[mt][nb][hr * 2 + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[mt][hr], mx * scale_log2);
-        const float m_use = m_new == -F_INF ? 0.f : m_new;
-        const float corr = EXP2(m[mt][hr] - m_use);
-        m[mt][hr] = m_new;
+        for (int nb = 0; nb < BC / 8; ++nb) v = fmaxf(v, fmaxf(s[mt][nb][hr * 2], s[mt][nb][hr * 2 + 1]));
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+        mx[mt][hr] = v * scale_log2;
+      }
+#ifdef LAZY_RESCALE
+    bool grow = false;
+#pragma unroll
+    for (int mt = 0; mt < WM; ++mt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) grow |= mx[mt][hr] > m[mt][hr] + 8.f;
+    if (__any_sync(0xffffffffu, grow))
+#endif
+    {
+#pragma unroll
+      for (int mt = 0; mt < WM; ++mt)
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+          const float m_new = fmaxf(m[mt][hr], mx[mt][hr]);
+          const float corr = m_new == -F_INF ? 1.f : EXP2(m[mt][hr] - m_new);
+          m[mt][hr] = m_new;
+          l[mt][hr] *= corr;
+#pragma unroll
+          for (int nb = 0; nb < HD / 8; ++nb) {
+            o[mt][nb][hr * 2] *= corr;
+            o[mt][nb][hr * 2 + 1] *= corr;
+          }
+        }
+    }
+#pragma unroll
+    for (int mt = 0; mt < WM; ++mt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const float m_use = m[mt][hr] == -F_INF ? 0.f : m[mt][hr];
         float rs = 0.f;
 #pragma unroll
         for (int nb = 0; nb < BC / 8; ++nb) {
@@ -207,12 +237,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
           s[mt][nb][hr * 2 + 1] = p1;
           rs += p0 + p1;
         }
-        l[mt][hr] = l[mt][hr] * corr + rs;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; ++nb) {
-          o[mt][nb][hr * 2] *= corr;
-          o[mt][nb][hr * 2 + 1] *= corr;
-        }
+        l[mt][hr] += rs;
       }
 
     // O += P V, P taken straight from the S accumulators as the A operand.

@@ -8,8 +8,15 @@ import { castFromF32Ptr } from './elementwise.js'
  * Tunables of kernels/flash_fwd.cu and flash_bwd.cu, as defines; ATTNKIT_FLASH_FWD and
  * ATTNKIT_FLASH_BWD ("NAME=value,...") override them (the H100 runner compares variants).
  */
-const FWD_DEFAULT: Record<string, number> = { BC: 64, WM: 2, NW: 4 }
-const BWD_DEFAULT: Record<string, number> = { NWB: 4 }
+const FWD_DEFAULT: Record<string, number> = {
+  BC: 64,
+  WM: 2,
+  NW: 4,
+  FAST_EXP: 1,
+  KK_UNROLL: 1,
+  LAZY_RESCALE: 1,
+}
+const BWD_DEFAULT: Record<string, number> = { NWB: 8, FAST_EXP: 1, RED_V2: 1 }
 const BWD_BQ = 64
 
 function parseTunables(env: string | undefined, defaults: Record<string, number>): Record<string, number> {
@@ -23,18 +30,10 @@ function parseTunables(env: string | undefined, defaults: Record<string, number>
 
 /** Variants the H100 runner times against the defaults (as ATTNKIT_FLASH_FWD / _BWD strings). */
 export const FWD_ALTERNATIVES: Record<string, number>[] = [
-  { BC: 64, WM: 2, NW: 4, FAST_EXP: 1 },
   { BC: 64, WM: 2, NW: 4, FAST_EXP: 1, KK_UNROLL: 1 },
-  { BC: 64, WM: 1, NW: 8, FAST_EXP: 1 },
-  { BC: 64, WM: 1, NW: 8, FAST_EXP: 1, KK_UNROLL: 1 },
-  { BC: 64, WM: 1, NW: 8, MIN_CTAS: 2, FAST_EXP: 1, KK_UNROLL: 1 },
-  { BC: 64, WM: 1, NW: 4, MIN_CTAS: 2, FAST_EXP: 1 },
+  { BC: 64, WM: 1, NW: 8, MIN_CTAS: 2, FAST_EXP: 1, KK_UNROLL: 1, LAZY_RESCALE: 1 },
 ]
-export const BWD_ALTERNATIVES: Record<string, number>[] = [
-  { NWB: 4, FAST_EXP: 1, RED_V2: 1 },
-  { NWB: 8 },
-  { NWB: 8, FAST_EXP: 1, RED_V2: 1 },
-]
+export const BWD_ALTERNATIVES: Record<string, number>[] = [{ NWB: 4, FAST_EXP: 1, RED_V2: 1 }]
 
 export function tunableString(t: Record<string, number>): string {
   return Object.entries(t)

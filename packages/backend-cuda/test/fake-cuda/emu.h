@@ -270,6 +270,15 @@ inline void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1, bool
 
 inline void __syncthreads() { emu::yield(emu::AT_BLOCK); }
 template <typename V> inline V __shfl_xor_sync(unsigned, V v, int mask) { return emu::shfl_xor(v, mask); }
+inline bool __any_sync(unsigned, bool pred) {
+  emu::WarpSlots& w = emu::warp();
+  w.word[emu::lane()] = pred ? 1 : 0;
+  emu::yield(emu::AT_WARP);
+  bool any = false;
+  for (int i = 0; i < 32; ++i) any |= w.word[i] != 0;
+  emu::yield(emu::AT_WARP);
+  return any;
+}
 inline float __int_as_float(int i) {
   float f;
   memcpy(&f, &i, 4);
