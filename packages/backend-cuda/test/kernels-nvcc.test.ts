@@ -64,7 +64,7 @@ describe('CUDA C kernels', () => {
       }
       expect(failures.join('\n\n')).toBe('')
     },
-    300_000,
+    900_000,
   )
   if (!hasNvcc)
     it.skip('nvcc is not on PATH: the CUDA C compile check skips (CI machines with nvcc run it)', () => {})
