@@ -10,4 +10,6 @@ export default defineConfig({
   splitting: true,
   treeshake: true,
   external: ['koffi'],
+  // The PyTorch reference script ships inside dist (runTorchReference runs it).
+  onSuccess: 'mkdir -p dist/bench && cp bench/torch_reference.py dist/bench/',
 })

@@ -182,13 +182,11 @@ export async function benchAttention(
   }
 }
 
-/** The PyTorch script that times the same cases (shipped in the package's bench/ folder). */
-export const TORCH_REFERENCE_SCRIPT = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  'bench',
-  'torch_reference.py',
-)
+/** The PyTorch script that times the same cases (dist/bench/ when installed, bench/ in the repo). */
+export const TORCH_REFERENCE_SCRIPT = ((here: string) =>
+  [join(here, 'bench', 'torch_reference.py'), join(here, '..', 'bench', 'torch_reference.py')].find((p) =>
+    existsSync(p),
+  ) ?? join(here, 'bench', 'torch_reference.py'))(dirname(fileURLToPath(import.meta.url)))
 
 export interface TorchReference {
   torch: string
