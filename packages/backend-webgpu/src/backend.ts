@@ -73,6 +73,8 @@ export interface WebGPUBackendOptions {
   dispatchesPerSubmit?: number
   /** The device was handed in by the user: dispose() leaves it alive. */
   ownsDevice?: boolean
+  /** Force (or forbid) lean compilation; by default on for CPU adapters only. */
+  lean?: boolean
   /** Words of the runtime in use (e.g. "node 24.1, dawn.node (webgpu 0.6.2)") for info(). */
   runtime?: string
 }
@@ -98,6 +100,12 @@ export class WebGPUBackend implements Backend {
    */
   subgroupSize = 0
   private subgroupNote = 'subgroups not available'
+  /**
+   * The adapter runs shaders on the CPU (lavapipe, SwiftShader): its shader compiler unrolls
+   * every constant-trip loop, which costs seconds per kernel, so kernels read their inner loop
+   * bounds from uniforms there (same code, same results; GPUs keep the constants and unroll).
+   */
+  readonly lean: boolean
   readonly limits: GPUSupportedLimits
   readonly pipelines: PipelineCache
   readonly pool: BufferPool
@@ -135,6 +143,7 @@ export class WebGPUBackend implements Backend {
     this.features = started.features
     this.codec = { f16: started.features.has('shader-f16') }
     this.limits = started.device.limits
+    this.lean = opts.lean ?? isCpuAdapter(started.adapterInfo)
     this.ownsDevice = opts.ownsDevice ?? true
     this.runtime = opts.runtime ?? 'unknown runtime'
     this.dispatchesPerSubmit = opts.dispatchesPerSubmit ?? 64
@@ -182,6 +191,9 @@ export class WebGPUBackend implements Backend {
         adapter: a?.description || a?.device || '',
         float16Storage: this.codec.f16 ? 'f16 (shader-f16)' : 'packed u32 (no shader-f16)',
         bfloat16Storage: 'packed u32',
+        compilation: this.lean
+          ? 'lean (CPU adapter: loop bounds from uniforms)'
+          : 'specialised (constant loop bounds)',
         subgroupSize: this.subgroupSize,
         subgroups: this.subgroupNote,
         maxStorageBufferBindingSize: this.limits.maxStorageBufferBindingSize,
@@ -248,7 +260,7 @@ export class WebGPUBackend implements Backend {
     d.released = true
     this.liveBuffers--
     this.liveBytes -= d.size * elementBytes(d.dtype)
-    if (!this.disposed) this.pool.release(d.buffer)
+    if (!this.disposed) this.pool.release(d.buffer, this.encoder !== null)
   }
 
   memory(): BackendMemory {
@@ -437,6 +449,12 @@ export class WebGPUBackend implements Backend {
     return { dataId: this.allocData(sizeOf(shape), dtype), shape: [...shape], dtype }
   }
 
+  /** Records a byte copy between buffers (offsets and size multiples of 4). */
+  copy(src: GpuBinding, srcOffset: number, dst: GpuBinding, dstOffset: number, bytes: number): void {
+    if (bytes > 0)
+      this.commandEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes)
+  }
+
   /** A scratch buffer for one kernel; give it back with releaseTemp once its launches are recorded. */
   temp(bytes: number): GpuBinding {
     const b = Math.max(4, Math.ceil(bytes / 4) * 4)
@@ -444,12 +462,18 @@ export class WebGPUBackend implements Backend {
   }
 
   releaseTemp(t: GpuBinding): void {
-    this.pool.release(t.buffer)
+    this.pool.release(t.buffer, this.encoder !== null)
   }
 
   /** Records one compute dispatch (and submits the batch when it is full). */
   launch(l: Launch): void {
     this.assertUsable(l.label ?? 'launch')
+    const storage = l.inputs.length + l.outputs.length
+    if (storage > this.limits.maxStorageBuffersPerShaderStage) {
+      throw new BackendError(
+        `${this.name}: '${l.label ?? l.key.slice(0, 40)}' binds ${storage} storage buffers; this device allows ${this.limits.maxStorageBuffersPerShaderStage} per shader stage`,
+      )
+    }
     const hasUniform = l.uniforms !== undefined
     const compiled: CompiledPipeline = this.pipelines.get(
       l.key,
@@ -529,6 +553,14 @@ export class WebGPUBackend implements Backend {
     return c
   }
 
+  /**
+   * A loop bound: the constant `n` (which GPU compilers unroll), or on lean adapters the same
+   * value read from a new uniform word (which CPU compilers leave as a loop).
+   */
+  bound(n: number, params: { u32(v: number): number }): string {
+    return this.lean ? `P(${params.u32(n)}u)` : `${n}u`
+  }
+
   /** Workgroup grid for `n` workgroups in a line (spilling into y past the per-dimension limit). */
   grid1d(n: number): [number, number, number] {
     const max = this.limits.maxComputeWorkgroupsPerDimension
@@ -538,22 +570,24 @@ export class WebGPUBackend implements Backend {
     return [Math.ceil(n / y), y, 1]
   }
 
-  /** Submits everything recorded so far. */
+  /** Submits everything recorded so far (and frees buffers released while recording). */
   flush(): void {
-    if (!this.encoder) return
-    const enc = this.encoder
-    const labels = this.batchLabels
-    this.encoder = null
-    this.batchLabels = []
-    this.arena.upload()
-    this.device.pushErrorScope('validation')
-    this.device.queue.submit([enc.finish()])
-    this.submits++
-    this.pendingErrors.push(
-      this.device.popErrorScope().then((err) => {
-        if (err) this.errors.push(`${err.message} (in a submission running: ${summarise(labels)})`)
-      }),
-    )
+    if (this.encoder) {
+      const enc = this.encoder
+      const labels = this.batchLabels
+      this.encoder = null
+      this.batchLabels = []
+      this.arena.upload()
+      this.device.pushErrorScope('validation')
+      this.device.queue.submit([enc.finish()])
+      this.submits++
+      this.pendingErrors.push(
+        this.device.popErrorScope().then((err) => {
+          if (err) this.errors.push(`${err.message} (in a submission running: ${summarise(labels)})`)
+        }),
+      )
+    }
+    // Nothing unsubmitted uses the released buffers now; later writes queue after their uses.
     this.pool.flushQuarantine()
   }
 
@@ -703,6 +737,14 @@ export class WebGPUBackend implements Backend {
     if (this.disposed) throw new BackendError(`${this.name}.${what}: the backend was disposed`)
     if (this.lost) throw new BackendError(`${this.name}.${what}: the GPU device was lost (${this.lost})`)
   }
+}
+
+/** lavapipe (llvmpipe), SwiftShader and other fallback adapters run shaders on the CPU. */
+export function isCpuAdapter(info: GPUAdapterInfo | undefined): boolean {
+  if (!info) return false
+  const i = info as GPUAdapterInfo & { isFallbackAdapter?: boolean }
+  const words = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase()
+  return i.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/.test(words)
 }
 
 function summarise(labels: string[]): string {

@@ -48,9 +48,13 @@ export class BufferPool {
     return this.device.createBuffer({ size, usage: this.usage, label: this.label })
   }
 
-  /** Returns a buffer once the commands recorded so far are submitted. */
-  release(buffer: GPUBuffer): void {
+  /**
+   * Takes a buffer back: reusable at once when no recorded-but-unsubmitted command uses it
+   * (`pendingCommands` false), else once the backend submits them (flushQuarantine).
+   */
+  release(buffer: GPUBuffer, pendingCommands = true): void {
     this.quarantine.push(buffer)
+    if (!pendingCommands) this.flushQuarantine()
   }
 
   /** Called after a submit: quarantined buffers become reusable. */

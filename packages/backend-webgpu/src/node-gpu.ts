@@ -37,26 +37,42 @@ const LIB_DIRS = [
 ]
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d']
 
+/** What the diagnosis looks at (the real machine by default; tests pass their own). */
+export interface MachineProbe {
+  platform: string
+  env: Record<string, string | undefined>
+  exists(path: string): boolean
+  list(dir: string): string[]
+}
+
+const realMachine: MachineProbe = {
+  platform: process.platform,
+  env: process.env,
+  exists: existsSync,
+  list: (dir) => readdirSync(dir),
+}
+
 /** Why Dawn found no adapter on this machine, and what to install. */
-export function explainNoNodeAdapter(detail: string): string {
+export function explainNoNodeAdapter(detail: string, m: MachineProbe = realMachine): string {
   const head = `webgpu: no WebGPU adapter (${detail}).`
-  if (process.platform !== 'linux') {
-    return `${head} Dawn uses ${process.platform === 'darwin' ? 'Metal' : 'D3D12/Vulkan'} here: check that the GPU driver is installed and up to date.`
+  if (m.platform !== 'linux') {
+    return `${head} Dawn uses ${m.platform === 'darwin' ? 'Metal' : 'D3D12/Vulkan'} here: check that the GPU driver is installed and up to date.`
   }
-  const ldPath = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean)
-  const loader = [...ldPath, ...LIB_DIRS].some((d) => existsSync(`${d}/libvulkan.so.1`))
+  const ldPath = (m.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean)
+  const loader = [...ldPath, ...LIB_DIRS].some((d) => m.exists(`${d}/libvulkan.so.1`))
   if (!loader) {
     return `${head} The Vulkan loader (libvulkan.so.1) is missing: install it (Debian/Ubuntu: apt-get install libvulkan1), plus a driver: your GPU's (e.g. NVIDIA's) or Mesa's CPU driver lavapipe (apt-get install mesa-vulkan-drivers).`
   }
-  const explicit = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES
+  const explicit = m.env.VK_DRIVER_FILES ?? m.env.VK_ICD_FILENAMES
   if (explicit) {
-    const missing = explicit.split(':').filter((f) => f && !existsSync(f))
+    const missing = explicit.split(':').filter((f) => f && !m.exists(f))
     if (missing.length)
       return `${head} VK_DRIVER_FILES/VK_ICD_FILENAMES names driver manifests that do not exist: ${missing.join(', ')}.`
   }
   const icds = ICD_DIRS.flatMap((d) => {
     try {
-      return readdirSync(d)
+      return m
+        .list(d)
         .filter((f) => f.endsWith('.json'))
         .map((f) => `${d}/${f}`)
     } catch {

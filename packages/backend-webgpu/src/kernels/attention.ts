@@ -99,81 +99,192 @@ function positionRanges(
   return out
 }
 
-/** Host-side specialisation of the visibility rule (see core's keyVisible). */
-interface MaskSpec {
-  causal: boolean
-  /** A selector is set (window > 0 or a keep mask): only selected keys are visible. */
-  sel: boolean
-  hasKeep: boolean
-}
-
-function maskSpec(attrs: AttentionAttrs, hasKeep: boolean): MaskSpec {
-  return { causal: attrs.causal, sel: attrs.window > 0 || hasKeep, hasKeep }
-}
-
-/** WGSL: visible(qp, kp, kept) and tile_needed / tile_full over position ranges. */
-function maskWgsl(m: MaskSpec, windowAt: number, sinksAt: number): string {
-  return `fn visible(qp: i32, kp: i32, kept: u32) -> bool {
-  ${m.causal ? 'if (kp > qp) { return false; }' : ''}
-  ${
-    m.sel
-      ? `let w = PI(${windowAt}u);
+/**
+ * WGSL: visible(qp, kp, kept) and tile_needed / tile_full over position ranges, mirroring
+ * core's keyVisible. The flags are uniforms (words 10..12: causal, selector set, keep mask
+ * given) so one pipeline serves every masking mode; they are uniform, so branches stay cheap.
+ */
+const MASK_WGSL = `fn visible(qp: i32, kp: i32, kept: u32) -> bool {
+  if (P(10u) != 0u && kp > qp) { return false; }
+  if (P(11u) == 0u) { return true; }
+  let w = PI(8u);
   if (w > 0 && abs(qp - kp) < w) { return true; }
-  if (kp < PI(${sinksAt}u)) { return true; }
-  return ${m.hasKeep ? 'kept != 0u' : 'false'};`
-      : 'return true;'
-  }
+  if (kp < PI(9u)) { return true; }
+  return P(12u) != 0u && kept != 0u;
 }
 fn tile_needed(minQ: i32, maxQ: i32, minK: i32, maxK: i32, anyKept: i32) -> bool {
-  ${m.causal ? 'if (minK > maxQ) { return false; }' : ''}
-  ${
-    m.sel
-      ? `let w = PI(${windowAt}u);
+  if (P(10u) != 0u && minK > maxQ) { return false; }
+  if (P(11u) == 0u) { return true; }
+  let w = PI(8u);
   if (w > 0 && max(0, max(minK - maxQ, minQ - maxK)) < w) { return true; }
-  if (minK < PI(${sinksAt}u)) { return true; }
-  return ${m.hasKeep ? 'anyKept != 0' : 'false'};`
-      : 'return true;'
-  }
+  if (minK < PI(9u)) { return true; }
+  return P(12u) != 0u && anyKept != 0;
 }
 fn tile_full(minQ: i32, maxK: i32) -> bool {
-  return ${m.sel ? 'false' : m.causal ? 'maxK <= minQ' : 'true'};
+  if (P(11u) != 0u) { return false; }
+  return P(10u) == 0u || maxK <= minQ;
 }`
+
+/**
+ * Head-dimension constants as WGSL: literals on GPUs (loops unroll into registers), uniform
+ * reads on CPU adapters with register arrays sized to a power-of-two bucket (fewer variants,
+ * no unrolling). Uniform words 13..16 hold D, Dv, D/4, Dv/4 rounded up.
+ */
+interface HeadDims {
+  D: string
+  Dv: string
+  D4: string
+  DV4: string
+  /** Register / workgroup array lengths in vec4s. */
+  aD4: number
+  aDV4: number
+  key: string
 }
 
-/** Storage declarations that read q/k/v-like tensors as vec4 rows (f32, width % 4 == 0) or per element. */
-function vecReader(name: string, dtype: DType, width: number): { vec: boolean } {
-  return { vec: dtype === 'float32' && width % 4 === 0 && name.length > 0 }
+function headDims(b: WebGPUBackend, D: number, Dv: number): HeadDims {
+  const D4 = Math.ceil(D / 4)
+  const DV4 = Math.ceil(Dv / 4)
+  if (!b.lean)
+    return { D: `${D}u`, Dv: `${Dv}u`, D4: `${D4}u`, DV4: `${DV4}u`, aD4: D4, aDV4: DV4, key: `${D}/${Dv}` }
+  const bucket = (n: number) => Math.max(2, 2 ** Math.ceil(Math.log2(n)))
+  return {
+    D: 'P(13u)',
+    Dv: 'P(14u)',
+    D4: 'P(15u)',
+    DV4: 'P(16u)',
+    aD4: bucket(D4),
+    aDV4: bucket(DV4),
+    key: `lean/${bucket(D4)}/${bucket(DV4)}`,
+  }
 }
 
-/** WGSL loading 4 elements of row-major storage `name` from element `e0` (row width `w`, column `c4*4`). */
-function load4(name: string, vec: boolean, rowStart: string, c4: string, width: number): string {
+/** Whether a q/k/v-like tensor is read as vec4 rows (float32 with a width divisible by 4). */
+function vec4Rows(dtype: DType, width: number): boolean {
+  return dtype === 'float32' && width % 4 === 0
+}
+
+/** WGSL loading 4 elements of row-major storage `name` from `rowStart`, column group `c4` (row width `width`). */
+function load4(name: string, vec: boolean, rowStart: string, c4: string, width: string): string {
   if (vec) return `${name}[(${rowStart}) / 4u + ${c4}]`
   const el = (k: number) =>
-    `select(0.0, ld_${name}(${rowStart} + ${c4} * 4u + ${k}u), ${c4} * 4u + ${k}u < ${width}u)`
+    `select(0.0, ld_${name}(${rowStart} + ${c4} * 4u + ${k}u), ${c4} * 4u + ${k}u < ${width})`
   return `vec4<f32>(${el(0)}, ${el(1)}, ${el(2)}, ${el(3)})`
 }
 
-function declareInputs(b: WebGPUBackend, inputs: { op: Operand; vec: boolean }[], first = 0): string {
+interface Input {
+  op: Operand
+  vec: boolean
+}
+
+function declareInputs(b: WebGPUBackend, inputs: readonly Input[]): string {
   return inputs
     .map(({ op, vec }, i) =>
       vec
-        ? `@group(0) @binding(${first + i}) var<storage, read> ${op.name}: array<vec4<f32>>;`
-        : bindingsWgsl(b, [op], []).replace('@binding(0)', `@binding(${first + i})`),
+        ? `@group(0) @binding(${i}) var<storage, read> ${op.name}: array<vec4<f32>>;`
+        : bindingsWgsl(b, [op], []).replace('@binding(0)', `@binding(${i})`),
     )
     .join('\n')
 }
 
-function attentionParams(s: AttentionShapes, attrs: AttentionAttrs, nQB: number, nKT: number): Params {
+function declareOutputs(b: WebGPUBackend, outs: readonly Operand[], first: number): string {
+  return bindingsWgsl(b, [], outs).replace(/@binding\((\d+)\)/g, (_, n) => `@binding(${Number(n) + first})`)
+}
+
+function inputKey(ins: readonly Input[]): string {
+  return ins.map((i) => `${i.op.dtype}${i.vec ? 'v' : ''}`).join(',')
+}
+
+function attentionParams(
+  s: AttentionShapes,
+  attrs: AttentionAttrs,
+  nQB: number,
+  nKT: number,
+  hasKeep: boolean,
+  tile: number,
+  meta: MetaOffsets,
+  rows = 0,
+): Params {
   const p = new Params()
   p.array([s.B, s.Hq, s.Hk, s.Tq, s.Tk, nQB, nKT])
   p.f32(attrs.scale) // 7
   p.i32(attrs.window) // 8
   p.i32(attrs.sinks) // 9
+  p.array([attrs.causal ? 1 : 0, attrs.window > 0 || hasKeep ? 1 : 0, hasKeep ? 1 : 0]) // 10..12
+  p.array([s.D, s.Dv, Math.ceil(s.D / 4), Math.ceil(s.Dv / 4)]) // 13..16
+  p.u32(tile) // 17: keys (forward, dq) or queries (dk/dv) per workgroup-memory tile
+  p.array([meta.qpos, meta.kpos, meta.keep, meta.qr, meta.kr]) // 18..22: regions of `meta`
+  p.u32(rows) // 23: where delta starts in `stats` (backward)
   return p
+}
+
+/** Word offsets of the regions of the packed position buffer. */
+interface MetaOffsets {
+  qpos: number
+  kpos: number
+  keep: number
+  qr: number
+  kr: number
+}
+
+/**
+ * Query and key positions, the keep mask (its bytes) and the per-tile position ranges, packed
+ * into one int32 buffer: kernels stay within the 8 storage buffers every WebGPU device allows.
+ */
+function buildMeta(
+  b: WebGPUBackend,
+  qPos: TensorInfo,
+  kPos: TensorInfo,
+  keep: TensorInfo | undefined,
+  qTile: number,
+  kTile: number,
+): { meta: GpuBinding; offsets: MetaOffsets } {
+  const qr = positionRanges(b, qPos, undefined, qTile)
+  const kr = positionRanges(b, kPos, keep, kTile)
+  const nq = qPos.shape.reduce((a, d) => a * d, 1)
+  const nk = kPos.shape.reduce((a, d) => a * d, 1)
+  const keepWords = keep ? Math.ceil(nk / 4) : 0
+  const offsets: MetaOffsets = { qpos: 0, kpos: nq, keep: nq + nk, qr: nq + nk + keepWords, kr: 0 }
+  offsets.kr = offsets.qr + qr.bytes / 4
+  const meta = b.temp((offsets.kr + kr.bytes / 4) * 4)
+  b.copy(b.data(qPos.dataId, 'qPositions'), 0, meta, 0, nq * 4)
+  b.copy(b.data(kPos.dataId, 'kPositions'), 0, meta, offsets.kpos * 4, nk * 4)
+  if (keep) b.copy(b.data(keep.dataId, 'keep'), 0, meta, offsets.keep * 4, keepWords * 4)
+  b.copy(qr, 0, meta, offsets.qr * 4, qr.bytes)
+  b.copy(kr, 0, meta, offsets.kr * 4, kr.bytes)
+  b.releaseTemp(qr)
+  b.releaseTemp(kr)
+  return { meta, offsets }
+}
+
+/** Readers of the packed buffers (uniform words 18..23 from attentionParams). */
+const META_WGSL = `fn ld_qpos(i: u32) -> i32 { return pmeta[P(18u) + i]; }
+fn ld_kpos(i: u32) -> i32 { return pmeta[P(19u) + i]; }
+fn ld_keep(i: u32) -> u32 {
+  let w = bitcast<u32>(pmeta[P(20u) + (i >> 2u)]);
+  return select(0u, 1u, ((w >> ((i & 3u) * 8u)) & 0xffu) != 0u);
+}
+fn ld_qr(i: u32) -> i32 { return pmeta[P(21u) + i]; }
+fn ld_kr(i: u32) -> i32 { return pmeta[P(22u) + i]; }`
+
+const STATS_WGSL = `fn ld_lse(i: u32) -> f32 { return stats[i]; }
+fn ld_delta(i: u32) -> f32 { return stats[P(23u) + i]; }`
+
+/** The tile loop bound: constant on GPUs, uniform word 17 on CPU adapters. */
+function tileBound(b: WebGPUBackend, tile: number): string {
+  return b.lean ? 'P(17u)' : `${tile}u`
 }
 
 const PARAM_DECLS = `let B = P(0u); let Hq = P(1u); let Hk = P(2u); let Tq = P(3u); let Tk = P(4u);
   let nQB = P(5u); let nKT = P(6u); let scale = PF(7u);`
+
+type AttentionInputs = {
+  q: TensorInfo
+  k: TensorInfo
+  v: TensorInfo
+  qPos: TensorInfo
+  kPos: TensorInfo
+  keep?: TensorInfo
+}
 
 export function attentionForward(
   b: WebGPUBackend,
@@ -185,59 +296,38 @@ export function attentionForward(
   const Bc = keyTile(s.D, s.Dv, b)
   const nQB = Math.ceil(s.Tq / BR)
   const nKT = Math.ceil(s.Tk / Bc)
-  const qr = positionRanges(b, qPos, undefined, BR)
-  const kr = positionRanges(b, kPos, keep, Bc)
+  const { meta, offsets } = buildMeta(b, qPos, kPos, keep, BR, Bc)
   const out = stagedOutput(b, [s.B, s.Hq, s.Tq, s.Dv], q.dtype, 'o')
   const lse = b.allocData(s.B * s.Hq * s.Tq, 'float32')
-  const m = maskSpec(attrs, !!keep)
-  const D4 = Math.ceil(s.D / 4)
-  const DV4 = Math.ceil(s.Dv / 4)
-  const ins = [
-    { op: operand(b, 'q', q), vec: vecReader('q', q.dtype, s.D).vec },
-    { op: operand(b, 'k', k), vec: vecReader('k', k.dtype, s.D).vec },
-    { op: operand(b, 'v', v), vec: vecReader('v', v.dtype, s.Dv).vec },
-    { op: operand(b, 'qpos', qPos), vec: false },
-    { op: operand(b, 'kpos', kPos), vec: false },
-    { op: { name: 'qr', dtype: 'int32' as DType, binding: qr }, vec: false },
-    { op: { name: 'kr', dtype: 'int32' as DType, binding: kr }, vec: false },
+  const hd = headDims(b, s.D, s.Dv)
+  const BC = tileBound(b, Bc)
+  const ins: Input[] = [
+    { op: operand(b, 'q', q), vec: vec4Rows(q.dtype, s.D) },
+    { op: operand(b, 'k', k), vec: vec4Rows(k.dtype, s.D) },
+    { op: operand(b, 'v', v), vec: vec4Rows(v.dtype, s.Dv) },
+    { op: { name: 'pmeta', dtype: 'int32', binding: meta }, vec: false },
   ]
-  if (keep) ins.push({ op: operand(b, 'keep', keep), vec: false })
-  const params = attentionParams(s, attrs, nQB, nKT)
-  const uniforms = params.toArray()
+  const uniforms = attentionParams(s, attrs, nQB, nKT, !!keep, Bc, offsets).toArray()
   const outs: Operand[] = [out.target, { name: 'lse', dtype: 'float32', binding: lse }]
-  const key = [
-    'attn-fwd',
-    s.D,
-    s.Dv,
-    Bc,
-    m.causal,
-    m.sel,
-    m.hasKeep,
-    ...ins.map((i) => `${i.op.dtype}${i.vec ? 'v' : ''}`),
-    out.target.dtype,
-    uniforms.length,
-  ].join(':')
-  const keepLoad = keep ? `ld_keep(kvRow + key)` : '0u'
   b.launch({
-    key,
+    key: ['attn-fwd', hd.key, Bc, inputKey(ins), out.target.dtype, uniforms.length].join(':'),
     label: 'attention (flash forward)',
     wgsl: () => `${prelude(b)}
 ${Params.decl(ins.length + 2, uniforms.length)}
 ${declareInputs(b, ins)}
-${bindingsWgsl(b, [], outs).replace(/@binding\((\d+)\)/g, (_, n) => `@binding(${Number(n) + ins.length})`)}
-${maskWgsl(m, 8, 9)}
+${declareOutputs(b, outs, ins.length)}
+${MASK_WGSL}
+${META_WGSL}
 const BR = ${BR}u;
-const BC = ${Bc}u;
-const D4 = ${D4}u;
-const DV4 = ${DV4}u;
-var<workgroup> Ks: array<vec4<f32>, ${Bc * D4}>;
-var<workgroup> Vs: array<vec4<f32>, ${Bc * DV4}>;
+var<workgroup> Ks: array<vec4<f32>, ${Bc * hd.aD4}>;
+var<workgroup> Vs: array<vec4<f32>, ${Bc * hd.aDV4}>;
 var<workgroup> Kp: array<i32, ${Bc}>;
 var<workgroup> Kk: array<u32, ${Bc}>;
 @compute @workgroup_size(${BR})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
+  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BC = ${BC};
   let blk = wid.x + wid.y * nwg.x;
   let bh = blk / nQB;
   // The last query blocks see the most keys under a causal mask: start them first.
@@ -247,10 +337,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = qb * BR + lid;
   let valid = i < Tq;
   let row = bh * Tq + min(i, Tq - 1u);
-  var qv: array<vec4<f32>, ${D4}>;
-  for (var c = 0u; c < D4; c++) { qv[c] = ${load4('q', ins[0].vec, `row * ${s.D}u`, 'c', s.D)} * scale; }
+  var qv: array<vec4<f32>, ${hd.aD4}>;
+  for (var c = 0u; c < D4; c++) { qv[c] = ${load4('q', ins[0].vec, 'row * D', 'c', 'D')} * scale; }
   let qp = ld_qpos(row);
-  var o: array<vec4<f32>, ${DV4}>;
+  var o: array<vec4<f32>, ${hd.aDV4}>;
   var mx = -inf_f();
   var l = 0.0;
   let minQ = ld_qr((bh * nQB + qb) * 3u);
@@ -266,18 +356,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = lid; e < BC * D4; e += BR) {
       let key = kt * BC + e / D4;
       var w = vec4<f32>(0.0);
-      if (key < Tk) { w = ${load4('k', ins[1].vec, `(kvRow + key) * ${s.D}u`, '(e % D4)', s.D)}; }
+      if (key < Tk) { w = ${load4('k', ins[1].vec, '(kvRow + key) * D', '(e % D4)', 'D')}; }
       Ks[e] = w;
     }
     for (var e = lid; e < BC * DV4; e += BR) {
       let key = kt * BC + e / DV4;
       var w = vec4<f32>(0.0);
-      if (key < Tk) { w = ${load4('v', ins[2].vec, `(kvRow + key) * ${s.Dv}u`, '(e % DV4)', s.Dv)}; }
+      if (key < Tk) { w = ${load4('v', ins[2].vec, '(kvRow + key) * Dv', '(e % DV4)', 'Dv')}; }
       Vs[e] = w;
     }
     for (var j = lid; j < BC; j += BR) {
       let key = kt * BC + j;
-      if (key < Tk) { Kp[j] = ld_kpos(kvRow + key); Kk[j] = ${keepLoad}; }
+      if (key < Tk) {
+        Kp[j] = ld_kpos(kvRow + key);
+        if (P(12u) != 0u) { Kk[j] = ld_keep(kvRow + key); }
+      }
     }
     workgroupBarrier();
     var sc: array<f32, ${Bc}>;
@@ -311,7 +404,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var c = 0u; c < DV4; c++) {
     let w = o[c] * inv;
     for (var t = 0u; t < 4u; t++) {
-      if (c * 4u + t < ${s.Dv}u) { st_o(row * ${s.Dv}u + c * 4u + t, w[t]); }
+      if (c * 4u + t < Dv) { st_o(row * Dv + c * 4u + t, w[t]); }
     }
   }
   st_lse(row, select(-inf_f(), mx + log(l), l > 0.0));
@@ -321,18 +414,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     uniforms,
     grid: b.grid1d(nQB * s.B * s.Hq),
   })
-  b.releaseTemp(qr)
-  b.releaseTemp(kr)
+  b.releaseTemp(meta)
   return [out.finish(), { dataId: lse, shape: [s.B, s.Hq, s.Tq], dtype: 'float32' }]
-}
-
-type AttentionInputs = {
-  q: TensorInfo
-  k: TensorInfo
-  v: TensorInfo
-  qPos: TensorInfo
-  kPos: TensorInfo
-  keep?: TensorInfo
 }
 
 export function attentionBackward(
@@ -340,13 +423,11 @@ export function attentionBackward(
   inputs: AttentionInputs & { out: TensorInfo; lse: TensorInfo; dout: TensorInfo },
   attrs: AttentionAttrs,
 ): TensorInfo[] {
-  const { q, k, v, qPos, kPos, keep, out, lse, dout } = inputs
-  const s = shapesOf(q, k, v)
-  const m = maskSpec(attrs, !!keep)
-  const D4 = Math.ceil(s.D / 4)
-  const DV4 = Math.ceil(s.Dv / 4)
+  const { out, dout } = inputs
+  const s = shapesOf(inputs.q, inputs.k, inputs.v)
   const rows = s.B * s.Hq * s.Tq
-  // delta_i = dout_i . out_i
+  // stats = [lse | delta], delta_i = dout_i . out_i
+  const stats = b.temp(rows * 8)
   const delta = b.temp(rows * 4)
   const dp = new Params()
   const dvAt = dp.u32(s.Dv)
@@ -366,89 +447,71 @@ export function attentionBackward(
     },
     [{ name: 'y', dtype: 'float32', binding: delta }],
   )
-  const keepLoad = (row: string) => (keep ? `ld_keep(${row})` : '0u')
-  const dq = dqKernel(b, { q, k, v, qPos, kPos, keep, lse, dout }, delta, attrs, s, m, D4, DV4, keepLoad)
-  const [dk, dv] = dkdvKernel(
-    b,
-    { q, k, v, qPos, kPos, keep, lse, dout },
-    delta,
-    attrs,
-    s,
-    m,
-    D4,
-    DV4,
-    keepLoad,
-  )
+  b.copy(b.data(inputs.lse.dataId, 'lse'), 0, stats, 0, rows * 4)
+  b.copy(delta, 0, stats, rows * 4, rows * 4)
   b.releaseTemp(delta)
+  const dq = dqKernel(b, inputs, stats, attrs, s)
+  const [dk, dv] = dkdvKernel(b, inputs, stats, attrs, s)
+  b.releaseTemp(stats)
   return [dq, dk, dv]
 }
 
 type BwdInputs = AttentionInputs & { lse: TensorInfo; dout: TensorInfo }
 
+function backwardInputs(
+  b: WebGPUBackend,
+  x: BwdInputs,
+  s: AttentionShapes,
+  stats: GpuBinding,
+  meta: GpuBinding,
+): Input[] {
+  return [
+    { op: operand(b, 'q', x.q), vec: vec4Rows(x.q.dtype, s.D) },
+    { op: operand(b, 'k', x.k), vec: vec4Rows(x.k.dtype, s.D) },
+    { op: operand(b, 'v', x.v), vec: vec4Rows(x.v.dtype, s.Dv) },
+    { op: operand(b, 'dO', x.dout), vec: vec4Rows(x.dout.dtype, s.Dv) },
+    { op: { name: 'stats', dtype: 'float32', binding: stats }, vec: false },
+    { op: { name: 'pmeta', dtype: 'int32', binding: meta }, vec: false },
+  ]
+}
+
 function dqKernel(
   b: WebGPUBackend,
   x: BwdInputs,
-  delta: GpuBinding,
+  stats: GpuBinding,
   attrs: AttentionAttrs,
   s: AttentionShapes,
-  m: MaskSpec,
-  D4: number,
-  DV4: number,
-  keepLoad: (row: string) => string,
 ): TensorInfo {
   const Bc = keyTile(s.D, s.Dv, b)
   const nQB = Math.ceil(s.Tq / BR)
   const nKT = Math.ceil(s.Tk / Bc)
-  const qr = positionRanges(b, x.qPos, undefined, BR)
-  const kr = positionRanges(b, x.kPos, x.keep, Bc)
+  const { meta, offsets } = buildMeta(b, x.qPos, x.kPos, x.keep, BR, Bc)
   const dq = stagedOutput(b, x.q.shape, x.q.dtype, 'dq')
-  const ins = [
-    { op: operand(b, 'q', x.q), vec: vecReader('q', x.q.dtype, s.D).vec },
-    { op: operand(b, 'k', x.k), vec: vecReader('k', x.k.dtype, s.D).vec },
-    { op: operand(b, 'v', x.v), vec: vecReader('v', x.v.dtype, s.Dv).vec },
-    { op: operand(b, 'dO', x.dout), vec: vecReader('dO', x.dout.dtype, s.Dv).vec },
-    { op: operand(b, 'lse', x.lse), vec: false },
-    { op: { name: 'delta', dtype: 'float32' as DType, binding: delta }, vec: false },
-    { op: operand(b, 'qpos', x.qPos), vec: false },
-    { op: operand(b, 'kpos', x.kPos), vec: false },
-    { op: { name: 'qr', dtype: 'int32' as DType, binding: qr }, vec: false },
-    { op: { name: 'kr', dtype: 'int32' as DType, binding: kr }, vec: false },
-  ]
-  if (x.keep) ins.push({ op: operand(b, 'keep', x.keep), vec: false })
-  const params = attentionParams(s, attrs, nQB, nKT)
-  const uniforms = params.toArray()
-  const key = [
-    'attn-dq',
-    s.D,
-    s.Dv,
-    Bc,
-    m.causal,
-    m.sel,
-    m.hasKeep,
-    ...ins.map((i) => `${i.op.dtype}${i.vec ? 'v' : ''}`),
-    dq.target.dtype,
-    uniforms.length,
-  ].join(':')
+  const ins = backwardInputs(b, x, s, stats, meta)
+  const hd = headDims(b, s.D, s.Dv)
+  const BC = tileBound(b, Bc)
+  const rows = s.B * s.Hq * s.Tq
+  const uniforms = attentionParams(s, attrs, nQB, nKT, !!x.keep, Bc, offsets, rows).toArray()
   b.launch({
-    key,
+    key: ['attn-dq', hd.key, Bc, inputKey(ins), dq.target.dtype, uniforms.length].join(':'),
     label: 'attention backward (dq)',
     wgsl: () => `${prelude(b)}
 ${Params.decl(ins.length + 1, uniforms.length)}
 ${declareInputs(b, ins)}
-${bindingsWgsl(b, [], [dq.target]).replace(/@binding\(0\)/g, `@binding(${ins.length})`)}
-${maskWgsl(m, 8, 9)}
+${declareOutputs(b, [dq.target], ins.length)}
+${MASK_WGSL}
+${META_WGSL}
+${STATS_WGSL}
 const BR = ${BR}u;
-const BC = ${Bc}u;
-const D4 = ${D4}u;
-const DV4 = ${DV4}u;
-var<workgroup> Ks: array<vec4<f32>, ${Bc * D4}>;
-var<workgroup> Vs: array<vec4<f32>, ${Bc * DV4}>;
+var<workgroup> Ks: array<vec4<f32>, ${Bc * hd.aD4}>;
+var<workgroup> Vs: array<vec4<f32>, ${Bc * hd.aDV4}>;
 var<workgroup> Kp: array<i32, ${Bc}>;
 var<workgroup> Kk: array<u32, ${Bc}>;
 @compute @workgroup_size(${BR})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
+  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BC = ${BC};
   let blk = wid.x + wid.y * nwg.x;
   let bh = blk / nQB;
   let qb = nQB - 1u - blk % nQB;
@@ -457,11 +520,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = qb * BR + lid;
   let valid = i < Tq;
   let row = bh * Tq + min(i, Tq - 1u);
-  var qv: array<vec4<f32>, ${D4}>;
-  for (var c = 0u; c < D4; c++) { qv[c] = ${load4('q', ins[0].vec, `row * ${s.D}u`, 'c', s.D)}; }
-  var dov: array<vec4<f32>, ${DV4}>;
-  for (var c = 0u; c < DV4; c++) { dov[c] = ${load4('dO', ins[3].vec, `row * ${s.Dv}u`, 'c', s.Dv)}; }
-  var dqv: array<vec4<f32>, ${D4}>;
+  var qv: array<vec4<f32>, ${hd.aD4}>;
+  for (var c = 0u; c < D4; c++) { qv[c] = ${load4('q', ins[0].vec, 'row * D', 'c', 'D')}; }
+  var dov: array<vec4<f32>, ${hd.aDV4}>;
+  for (var c = 0u; c < DV4; c++) { dov[c] = ${load4('dO', ins[3].vec, 'row * Dv', 'c', 'Dv')}; }
+  var dqv: array<vec4<f32>, ${hd.aD4}>;
   let L = ld_lse(row);
   let dl = ld_delta(row);
   let live = valid && L > -inf_f();
@@ -476,18 +539,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = lid; e < BC * D4; e += BR) {
       let key = kt * BC + e / D4;
       var w = vec4<f32>(0.0);
-      if (key < Tk) { w = ${load4('k', ins[1].vec, `(kvRow + key) * ${s.D}u`, '(e % D4)', s.D)}; }
+      if (key < Tk) { w = ${load4('k', ins[1].vec, '(kvRow + key) * D', '(e % D4)', 'D')}; }
       Ks[e] = w;
     }
     for (var e = lid; e < BC * DV4; e += BR) {
       let key = kt * BC + e / DV4;
       var w = vec4<f32>(0.0);
-      if (key < Tk) { w = ${load4('v', ins[2].vec, `(kvRow + key) * ${s.Dv}u`, '(e % DV4)', s.Dv)}; }
+      if (key < Tk) { w = ${load4('v', ins[2].vec, '(kvRow + key) * Dv', '(e % DV4)', 'Dv')}; }
       Vs[e] = w;
     }
     for (var j = lid; j < BC; j += BR) {
       let key = kt * BC + j;
-      if (key < Tk) { Kp[j] = ld_kpos(kvRow + key); Kk[j] = ${keepLoad('kvRow + key')}; }
+      if (key < Tk) {
+        Kp[j] = ld_kpos(kvRow + key);
+        if (P(12u) != 0u) { Kk[j] = ld_keep(kvRow + key); }
+      }
     }
     workgroupBarrier();
     if (live) {
@@ -507,7 +573,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (!valid) { return; }
   for (var c = 0u; c < D4; c++) {
     for (var t = 0u; t < 4u; t++) {
-      if (c * 4u + t < ${s.D}u) { st_dq(row * ${s.D}u + c * 4u + t, dqv[c][t]); }
+      if (c * 4u + t < D) { st_dq(row * D + c * 4u + t, dqv[c][t]); }
     }
   }
 }`,
@@ -516,79 +582,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     uniforms,
     grid: b.grid1d(nQB * s.B * s.Hq),
   })
-  b.releaseTemp(qr)
-  b.releaseTemp(kr)
+  b.releaseTemp(meta)
   return dq.finish()
 }
 
 function dkdvKernel(
   b: WebGPUBackend,
   x: BwdInputs,
-  delta: GpuBinding,
+  stats: GpuBinding,
   attrs: AttentionAttrs,
   s: AttentionShapes,
-  m: MaskSpec,
-  D4: number,
-  DV4: number,
-  keepLoad: (row: string) => string,
 ): TensorInfo[] {
-  const BQ2 = queryTile(s.D, s.Dv, b)
+  const Bq = queryTile(s.D, s.Dv, b)
   const nKB = Math.ceil(s.Tk / BK2)
-  const nQT = Math.ceil(s.Tq / BQ2)
-  const qr = positionRanges(b, x.qPos, undefined, BQ2)
-  const kr = positionRanges(b, x.kPos, x.keep, BK2)
+  const nQT = Math.ceil(s.Tq / Bq)
+  const { meta, offsets } = buildMeta(b, x.qPos, x.kPos, x.keep, Bq, BK2)
   const dk = stagedOutput(b, x.k.shape, x.k.dtype, 'dk')
   const dv = stagedOutput(b, x.v.shape, x.v.dtype, 'dv')
-  const ins = [
-    { op: operand(b, 'q', x.q), vec: vecReader('q', x.q.dtype, s.D).vec },
-    { op: operand(b, 'k', x.k), vec: vecReader('k', x.k.dtype, s.D).vec },
-    { op: operand(b, 'v', x.v), vec: vecReader('v', x.v.dtype, s.Dv).vec },
-    { op: operand(b, 'dO', x.dout), vec: vecReader('dO', x.dout.dtype, s.Dv).vec },
-    { op: operand(b, 'lse', x.lse), vec: false },
-    { op: { name: 'delta', dtype: 'float32' as DType, binding: delta }, vec: false },
-    { op: operand(b, 'qpos', x.qPos), vec: false },
-    { op: operand(b, 'kpos', x.kPos), vec: false },
-    { op: { name: 'qr', dtype: 'int32' as DType, binding: qr }, vec: false },
-    { op: { name: 'kr', dtype: 'int32' as DType, binding: kr }, vec: false },
-  ]
-  if (x.keep) ins.push({ op: operand(b, 'keep', x.keep), vec: false })
-  const params = attentionParams(s, attrs, nQT, nKB)
-  const uniforms = params.toArray()
-  const key = [
-    'attn-dkdv',
-    BQ2,
-    s.D,
-    s.Dv,
-    m.causal,
-    m.sel,
-    m.hasKeep,
-    ...ins.map((i) => `${i.op.dtype}${i.vec ? 'v' : ''}`),
-    dk.target.dtype,
-    dv.target.dtype,
-    uniforms.length,
-  ].join(':')
+  const ins = backwardInputs(b, x, s, stats, meta)
+  const hd = headDims(b, s.D, s.Dv)
+  const BQ = tileBound(b, Bq)
+  const rows = s.B * s.Hq * s.Tq
+  // Here words 5 and 6 count query tiles of Bq and key blocks of BK2.
+  const uniforms = attentionParams(s, attrs, nQT, nKB, !!x.keep, Bq, offsets, rows).toArray()
+  const outs = [dk.target, dv.target]
   b.launch({
-    key,
+    key: ['attn-dkdv', hd.key, Bq, inputKey(ins), dk.target.dtype, dv.target.dtype, uniforms.length].join(
+      ':',
+    ),
     label: 'attention backward (dk, dv)',
     wgsl: () => `${prelude(b)}
 ${Params.decl(ins.length + 2, uniforms.length)}
 ${declareInputs(b, ins)}
-${bindingsWgsl(b, [], [dk.target, dv.target]).replace(/@binding\((\d+)\)/g, (_, n) => `@binding(${Number(n) + ins.length})`)}
-${maskWgsl(m, 8, 9)}
+${declareOutputs(b, outs, ins.length)}
+${MASK_WGSL}
+${META_WGSL}
+${STATS_WGSL}
 const BKK = ${BK2}u;
-const BQ = ${BQ2}u;
-const D4 = ${D4}u;
-const DV4 = ${DV4}u;
-var<workgroup> Qs: array<vec4<f32>, ${BQ2 * D4}>;
-var<workgroup> Os: array<vec4<f32>, ${BQ2 * DV4}>;
-var<workgroup> Ls: array<f32, ${BQ2}>;
-var<workgroup> Ds: array<f32, ${BQ2}>;
-var<workgroup> Qp: array<i32, ${BQ2}>;
+var<workgroup> Qs: array<vec4<f32>, ${Bq * hd.aD4}>;
+var<workgroup> Os: array<vec4<f32>, ${Bq * hd.aDV4}>;
+var<workgroup> Ls: array<f32, ${Bq}>;
+var<workgroup> Ds: array<f32, ${Bq}>;
+var<workgroup> Qp: array<i32, ${Bq}>;
 @compute @workgroup_size(${BK2})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
-  // Here nQB counts query tiles of BQ and nKT key blocks of BKK.
+  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BQ = ${BQ};
   let blk = wid.x + wid.y * nwg.x;
   let kvHead = blk / nKT;
   let kb = blk % nKT;
@@ -597,14 +637,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let j = kb * BKK + lid;
   let valid = j < Tk;
   let krow = kvHead * Tk + min(j, Tk - 1u);
-  var kv: array<vec4<f32>, ${D4}>;
-  for (var c = 0u; c < D4; c++) { kv[c] = ${load4('k', ins[1].vec, `krow * ${s.D}u`, 'c', s.D)}; }
-  var vv: array<vec4<f32>, ${DV4}>;
-  for (var c = 0u; c < DV4; c++) { vv[c] = ${load4('v', ins[2].vec, `krow * ${s.Dv}u`, 'c', s.Dv)}; }
-  var dkv: array<vec4<f32>, ${D4}>;
-  var dvv: array<vec4<f32>, ${DV4}>;
+  var kv: array<vec4<f32>, ${hd.aD4}>;
+  for (var c = 0u; c < D4; c++) { kv[c] = ${load4('k', ins[1].vec, 'krow * D', 'c', 'D')}; }
+  var vv: array<vec4<f32>, ${hd.aDV4}>;
+  for (var c = 0u; c < DV4; c++) { vv[c] = ${load4('v', ins[2].vec, 'krow * Dv', 'c', 'Dv')}; }
+  var dkv: array<vec4<f32>, ${hd.aD4}>;
+  var dvv: array<vec4<f32>, ${hd.aDV4}>;
   let kp = ld_kpos(krow);
-  let kept = ${keepLoad('krow')};
+  var kept = 0u;
+  if (P(12u) != 0u) { kept = ld_keep(krow); }
   let rk = (kvHead * nKT + kb) * 3u;
   let minK = ld_kr(rk);
   let maxK = ld_kr(rk + 1u);
@@ -618,13 +659,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var e = lid; e < BQ * D4; e += BKK) {
         let qi = qt * BQ + e / D4;
         var w = vec4<f32>(0.0);
-        if (qi < Tq) { w = ${load4('q', ins[0].vec, `(qHead * Tq + qi) * ${s.D}u`, '(e % D4)', s.D)}; }
+        if (qi < Tq) { w = ${load4('q', ins[0].vec, '(qHead * Tq + qi) * D', '(e % D4)', 'D')}; }
         Qs[e] = w;
       }
       for (var e = lid; e < BQ * DV4; e += BKK) {
         let qi = qt * BQ + e / DV4;
         var w = vec4<f32>(0.0);
-        if (qi < Tq) { w = ${load4('dO', ins[3].vec, `(qHead * Tq + qi) * ${s.Dv}u`, '(e % DV4)', s.Dv)}; }
+        if (qi < Tq) { w = ${load4('dO', ins[3].vec, '(qHead * Tq + qi) * Dv', '(e % DV4)', 'Dv')}; }
         Os[e] = w;
       }
       for (var t = lid; t < BQ; t += BKK) {
@@ -661,22 +702,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (!valid) { return; }
   for (var c = 0u; c < D4; c++) {
     for (var t = 0u; t < 4u; t++) {
-      if (c * 4u + t < ${s.D}u) { st_dk(krow * ${s.D}u + c * 4u + t, dkv[c][t]); }
+      if (c * 4u + t < D) { st_dk(krow * D + c * 4u + t, dkv[c][t]); }
     }
   }
   for (var c = 0u; c < DV4; c++) {
     for (var t = 0u; t < 4u; t++) {
-      if (c * 4u + t < ${s.Dv}u) { st_dv(krow * ${s.Dv}u + c * 4u + t, dvv[c][t]); }
+      if (c * 4u + t < Dv) { st_dv(krow * Dv + c * 4u + t, dvv[c][t]); }
     }
   }
 }`,
     inputs: ins.map((i) => i.op.binding),
-    outputs: [dk.target.binding, dv.target.binding],
+    outputs: outs.map((o) => o.binding),
     uniforms,
     grid: b.grid1d(nKB * s.B * s.Hk),
   })
-  b.releaseTemp(qr)
-  b.releaseTemp(kr)
+  b.releaseTemp(meta)
   return [dk.finish(), dv.finish()]
 }
 

@@ -227,25 +227,35 @@ fn flag() { atomicMax(&flags[0], P(${codeAt}u)); }`
 }
 
 /**
- * WGSL computing, from flat output index `i`, the element offset of each named operand whose
- * strides (over the output shape, 0 where broadcast) start at uniform word `stridesAt[name]`.
- * Declares `var off_<name>: u32`.
+ * WGSL computing, from flat index `index` over `shape`, the element offset of each named
+ * operand with the given strides (0 where broadcast). Declares `var off_<name>: u32`. The rank
+ * is read at run time and the uniform slots are fixed-size, so one pipeline serves all ranks.
  */
 export function offsetsWgsl(
-  rank: number,
-  shapeAt: number,
-  stridesAt: Record<string, number>,
+  params: Params,
+  shape: readonly number[],
+  strides: Record<string, readonly number[]>,
   index = 'i',
 ): string {
-  const names = Object.keys(stridesAt)
+  const slot = Math.max(MAX_RANK, shape.length)
+  const rankAt = params.u32(shape.length)
+  const shapeAt = params.array(padTo(shape, slot))
+  const names = Object.keys(strides)
+  const at = names.map((n) => params.array(padTo(strides[n], slot)))
   const lines = names.map((n) => `  var off_${n} = 0u;`)
-  if (rank > 0) lines.push(`  var rem = ${index};`)
-  for (let d = rank - 1; d >= 0; d--) {
-    lines.push(`  { let dim = P(${shapeAt + d}u); let c = rem % dim; rem = rem / dim;`)
-    for (const n of names) lines.push(`    off_${n} += c * P(${stridesAt[n] + d}u);`)
-    lines.push('  }')
-  }
+  lines.push(`  { var rem = ${index};`)
+  lines.push(`    for (var d = i32(P(${rankAt}u)) - 1; d >= 0; d--) {`)
+  lines.push(`      let du = u32(d); let dim = P(${shapeAt}u + du); let c = rem % dim; rem = rem / dim;`)
+  for (let k = 0; k < names.length; k++) lines.push(`      off_${names[k]} += c * P(${at[k]}u + du);`)
+  lines.push('    }', '  }')
   return lines.join('\n')
+}
+
+/** Uniform slots hold this many dims unless a tensor has more (then the slot grows, with its key). */
+export const MAX_RANK = 8
+
+function padTo(v: readonly number[], n: number): number[] {
+  return [...v, ...new Array<number>(n - v.length).fill(0)]
 }
 
 /** Element strides of `shape` broadcast to `outShape` (0 on broadcast axes), aligned right. */

@@ -65,16 +65,37 @@ const UNARY_UINT: Partial<Record<UnaryOp, (x: string) => string>> = {
   relu: (x) => x,
 }
 
-function unaryExpr(op: UnaryOp, dtype: DType, x: string): string {
-  if (dtype === 'bool') {
-    if (op === 'logicalNot') return `select(0u, 1u, ${x} == 0u)`
-    throw new ArgumentError(`unary: op '${op}' is not defined for bool`)
-  }
-  const table = dtype === 'int32' ? UNARY_INT : dtype === 'uint32' ? UNARY_UINT : UNARY_FLOAT
-  const fn = table[op]
-  if (!fn) throw new ArgumentError(`unary: op '${op}' is not defined for ${dtype}`)
-  return fn(x)
+const UNARY_OPS = Object.keys(UNARY_FLOAT) as UnaryOp[]
+
+/** A WGSL switch over every op `table` defines, on the op index in uniform word `opAt`. */
+function opSwitch(opAt: number, cases: [number, string][]): string {
+  return `  switch (P(${opAt}u)) {\n${cases.map(([k, body]) => `    case ${k}u: { ${body} }`).join('\n')}\n    default: {}\n  }`
 }
+
+/** Unary ops as one pipeline per dtype: the op is a uniform, switched on in the shader. */
+function unaryBody(dtype: DType, opAt: number): string {
+  if (dtype === 'bool')
+    return opSwitch(opAt, [[UNARY_OPS.indexOf('logicalNot'), 'r.y = select(0u, 1u, x == 0u);']])
+  const table = dtype === 'int32' ? UNARY_INT : dtype === 'uint32' ? UNARY_UINT : UNARY_FLOAT
+  const cases: [number, string][] = []
+  for (const [op, fn] of Object.entries(table))
+    cases.push([UNARY_OPS.indexOf(op as UnaryOp), `r.y = ${fn!('x')};`])
+  return opSwitch(opAt, cases)
+}
+
+function checkUnary(op: UnaryOp, dtype: DType): void {
+  const ok =
+    dtype === 'bool'
+      ? op === 'logicalNot'
+      : dtype === 'int32'
+        ? op in UNARY_INT
+        : dtype === 'uint32'
+          ? op in UNARY_UINT
+          : op in UNARY_FLOAT
+  if (!ok) throw new ArgumentError(`unary: op '${op}' is not defined for ${dtype}`)
+}
+
+const BINARY_OPS: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'and', 'or']
 
 function binaryExpr(op: BinaryOp, dtype: DType): string {
   const vt = valueType(dtype)
@@ -103,6 +124,16 @@ function binaryExpr(op: BinaryOp, dtype: DType): string {
   }
 }
 
+function binaryBody(dtype: DType, opAt: number): string {
+  const ops =
+    dtype === 'bool' ? (['and', 'or'] as BinaryOp[]) : BINARY_OPS.filter((o) => o !== 'and' && o !== 'or')
+  return opSwitch(
+    opAt,
+    ops.map((op) => [BINARY_OPS.indexOf(op), `r.y = ${binaryExpr(op, dtype)};`]),
+  )
+}
+
+const COMPARE_OPS: CompareOp[] = ['equal', 'notEqual', 'less', 'lessEqual', 'greater', 'greaterEqual']
 const COMPARE: Record<CompareOp, string> = {
   equal: '==',
   notEqual: '!=',
@@ -113,9 +144,9 @@ const COMPARE: Record<CompareOp, string> = {
 }
 
 /**
- * Loads of broadcast operands for an output of `outShape`: returns the WGSL prologue (offset
- * computation when any operand is strided), the expression that loads each operand, the
- * uniform words and a key fragment describing the index modes.
+ * Loads of broadcast operands for an output of `outShape`. When every operand either lines up
+ * with the output or is one element, the load is `ld(i * m)` with m = 1 or 0 from a uniform (no
+ * index maths); otherwise offsets come from strides. Either way one pipeline covers all shapes.
  */
 export function broadcastLoads(
   operands: readonly { name: string; shape: Shape }[],
@@ -124,19 +155,19 @@ export function broadcastLoads(
 ): { prologue: string; load: Record<string, string>; key: string } {
   const modes = operands.map((o) => indexMode(o.shape, outShape))
   const load: Record<string, string> = {}
-  const strided: Record<string, number> = {}
-  let shapeAt = -1
-  operands.forEach((o, k) => {
-    if (modes[k] === 'same') load[o.name] = `ld_${o.name}(i)`
-    else if (modes[k] === 'scalar') load[o.name] = `ld_${o.name}(0u)`
-    else {
-      if (shapeAt < 0) shapeAt = params.array(outShape)
-      strided[o.name] = params.array(broadcastStridesFor(o.shape, outShape))
-      load[o.name] = `ld_${o.name}(off_${o.name})`
-    }
-  })
-  const prologue = shapeAt >= 0 ? offsetsWgsl(outShape.length, shapeAt, strided) : ''
-  return { prologue, load, key: `${modes.join(',')}:${outShape.length}` }
+  if (modes.every((m) => m !== 'strided')) {
+    operands.forEach((o, k) => {
+      const at = params.u32(modes[k] === 'same' ? 1 : 0)
+      load[o.name] = `ld_${o.name}(i * P(${at}u))`
+    })
+    return { prologue: '', load, key: 'direct' }
+  }
+  const strides: Record<string, number[]> = {}
+  for (const o of operands) {
+    strides[o.name] = broadcastStridesFor(o.shape, outShape)
+    load[o.name] = `ld_${o.name}(off_${o.name})`
+  }
+  return { prologue: offsetsWgsl(params, outShape, strides), load, key: 'strided' }
 }
 
 export function registerElementwiseKernels(name: string): void {
@@ -181,15 +212,19 @@ export function registerElementwiseKernels(name: string): void {
 
   registerCoreKernel<'unary', WebGPUBackend>('unary', name, ({ inputs, attrs, backend: b }) => {
     const { x } = inputs
+    checkUnary(attrs.op, x.dtype)
+    const params = new Params()
+    const opAt = params.u32(UNARY_OPS.indexOf(attrs.op))
     return mapKernel(
       b,
       {
-        key: `unary:${attrs.op}`,
+        key: 'unary',
         label: `unary ${attrs.op}`,
         inputs: [operand(b, 'x', x)],
         outputs: [{ name: 'y', dtype: x.dtype }],
         n: sizeOf(x.shape),
-        body: `  let x = ld_x(i);\n  r.y = ${unaryExpr(attrs.op, x.dtype, 'x')};`,
+        params,
+        body: `  let x = ld_x(i);\n${unaryBody(x.dtype, opAt)}`,
       },
       x.shape,
     )[0]
@@ -199,6 +234,7 @@ export function registerElementwiseKernels(name: string): void {
     const { a, b: bb } = inputs
     const shape = broadcastShapes('binary', a.shape, bb.shape)
     const params = new Params()
+    const opAt = params.u32(BINARY_OPS.indexOf(attrs.op))
     const ld = broadcastLoads(
       [
         { name: 'a', shape: a.shape },
@@ -207,16 +243,19 @@ export function registerElementwiseKernels(name: string): void {
       shape,
       params,
     )
+    const isBool = a.dtype === 'bool'
+    if (isBool !== (attrs.op === 'and' || attrs.op === 'or'))
+      throw new ArgumentError(`binary: op '${attrs.op}' is not defined for ${a.dtype}`)
     return mapKernel(
       b,
       {
-        key: `binary:${attrs.op}:${ld.key}`,
+        key: `binary:${ld.key}`,
         label: `binary ${attrs.op}`,
         inputs: [operand(b, 'a', a), operand(b, 'b', bb)],
         outputs: [{ name: 'y', dtype: a.dtype }],
         n: sizeOf(shape),
         params,
-        body: `${ld.prologue}\n  let a = ${ld.load.a};\n  let b = ${ld.load.b};\n  r.y = ${binaryExpr(attrs.op, a.dtype)};`,
+        body: `${ld.prologue}\n  let a = ${ld.load.a};\n  let b = ${ld.load.b};\n${binaryBody(a.dtype, opAt)}`,
       },
       shape,
     )[0]
@@ -226,6 +265,7 @@ export function registerElementwiseKernels(name: string): void {
     const { a, b: bb } = inputs
     const shape = broadcastShapes('compare', a.shape, bb.shape)
     const params = new Params()
+    const opAt = params.u32(COMPARE_OPS.indexOf(attrs.op))
     const ld = broadcastLoads(
       [
         { name: 'a', shape: a.shape },
@@ -234,16 +274,20 @@ export function registerElementwiseKernels(name: string): void {
       shape,
       params,
     )
+    const cases: [number, string][] = COMPARE_OPS.map((op, k) => [
+      k,
+      `r.y = select(0u, 1u, a ${COMPARE[op]} b);`,
+    ])
     return mapKernel(
       b,
       {
-        key: `compare:${attrs.op}:${ld.key}`,
+        key: `compare:${ld.key}`,
         label: `compare ${attrs.op}`,
         inputs: [operand(b, 'a', a), operand(b, 'b', bb)],
         outputs: [{ name: 'y', dtype: 'bool' }],
         n: sizeOf(shape),
         params,
-        body: `${ld.prologue}\n  r.y = select(0u, 1u, ${ld.load.a} ${COMPARE[attrs.op]} ${ld.load.b});`,
+        body: `${ld.prologue}\n  let a = ${ld.load.a};\n  let b = ${ld.load.b};\n${opSwitch(opAt, cases)}`,
       },
       shape,
     )[0]

@@ -21,18 +21,17 @@ export function registerLayoutKernels(name: string): void {
     const outShape = attrs.perm.map((p) => x.shape[p])
     const inStrides = stridesOf(x.shape)
     const params = new Params()
-    const shapeAt = params.array(outShape)
-    const stridesAt = params.array(attrs.perm.map((p) => inStrides[p]))
+    const offsets = offsetsWgsl(params, outShape, { x: attrs.perm.map((p) => inStrides[p]) })
     return mapKernel(
       b,
       {
-        key: `transpose:${outShape.length}`,
+        key: 'transpose',
         label: 'transpose',
         inputs: [operand(b, 'x', x)],
         outputs: [{ name: 'y', dtype: x.dtype }],
         n: sizeOf(outShape),
         params,
-        body: `${offsetsWgsl(outShape.length, shapeAt, { x: stridesAt })}\n  r.y = ld_x(off_x);`,
+        body: `${offsets}\n  r.y = ld_x(off_x);`,
       },
       outShape,
     )[0]
@@ -43,19 +42,18 @@ export function registerLayoutKernels(name: string): void {
     const strides = stridesOf(x.shape)
     const base = attrs.begin.reduce((s, v, i) => s + v * strides[i], 0)
     const params = new Params()
-    const shapeAt = params.array(attrs.size)
-    const stridesAt = params.array(strides)
+    const offsets = offsetsWgsl(params, attrs.size, { x: strides })
     const baseAt = params.u32(base)
     return mapKernel(
       b,
       {
-        key: `slice:${attrs.size.length}`,
+        key: 'slice',
         label: 'slice',
         inputs: [operand(b, 'x', x)],
         outputs: [{ name: 'y', dtype: x.dtype }],
         n: sizeOf(attrs.size),
         params,
-        body: `${offsetsWgsl(attrs.size.length, shapeAt, { x: stridesAt })}\n  r.y = ld_x(P(${baseAt}u) + off_x);`,
+        body: `${offsets}\n  r.y = ld_x(P(${baseAt}u) + off_x);`,
       },
       attrs.size,
     )[0]
@@ -183,21 +181,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       const a = attrs.axis
       const xStrides = stridesOf(x.shape)
       const params = new Params()
-      const shapeAt = params.array(indices.shape)
-      const stridesAt = params.array(xStrides.map((s, i) => (i === a ? 0 : s)))
+      const offsets = offsetsWgsl(params, indices.shape, { x: xStrides.map((s, i) => (i === a ? 0 : s)) })
       const axisStrideAt = params.u32(xStrides[a])
       const lenAt = params.u32(x.shape[a])
       return mapKernel(
         b,
         {
-          key: `takeAlongAxis:${indices.shape.length}`,
+          key: 'takeAlongAxis',
           label: 'takeAlongAxis',
           inputs: [operand(b, 'x', x), operand(b, 'idx', indices)],
           outputs: [{ name: 'y', dtype: x.dtype }],
           n: sizeOf(indices.shape),
           params,
           flagMessage: `takeAlongAxis: argument 'indices' has a value outside [0, ${x.shape[a]})`,
-          body: `${offsetsWgsl(indices.shape.length, shapeAt, { x: stridesAt })}
+          body: `${offsets}
   let ix = ld_idx(i);
   if (ix < 0 || u32(ix) >= P(${lenAt}u)) { flag(); return r; }
   r.y = ld_x(off_x + u32(ix) * P(${axisStrideAt}u));`,
@@ -244,8 +241,7 @@ function scatterAdd(
   )
   const xStrides = stridesOf(x.shape)
   const params = new Params()
-  const shapeAt = params.array(indices.shape)
-  const stridesAt = params.array(xStrides.map((s, i) => (i === a ? 0 : s)))
+  const offsets = offsetsWgsl(params, indices.shape, { x: xStrides.map((s, i) => (i === a ? 0 : s)) })
   const axisStrideAt = params.u32(xStrides[a])
   const lenAt = params.u32(x.shape[a])
   const nAt = params.u32(sizeOf(indices.shape))
@@ -265,7 +261,7 @@ function scatterAdd(
   const nUpd = sizeOf(indices.shape)
   if (nUpd > 0)
     b.launch({
-      key: `scatterAdd:${indices.shape.length}:${updates.dtype}:${isInt}:${uniforms.length}`,
+      key: `scatterAdd:${updates.dtype}:${isInt}:${uniforms.length}`,
       label: 'scatterAdd',
       wgsl: () => `${prelude(b)}
 ${Params.decl(4, uniforms.length)}
@@ -276,7 +272,7 @@ ${flagWgsl(3, codeAt)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
   if (i >= P(${nAt}u)) { return; }
-${offsetsWgsl(indices.shape.length, shapeAt, { x: stridesAt })}
+${offsets}
   let ix = ld_idx(i);
   if (ix < 0 || u32(ix) >= P(${lenAt}u)) { flag(); return; }
   let dst = off_x + u32(ix) * P(${axisStrideAt}u);

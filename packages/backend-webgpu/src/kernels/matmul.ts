@@ -253,6 +253,10 @@ function generalWgsl(
   const TN = TM
   const TX = BN / TN
   const NT = (BM / TM) * TX
+  // On CPU adapters the register-block loops read their bounds from uniforms (not unrolled).
+  const L = b.lean
+    ? { BK: `P(${flagsAt + 3}u)`, TM: `P(${flagsAt + 4}u)`, TN: `P(${flagsAt + 5}u)` }
+    : { BK: `${BK}u`, TM: `${TM}u`, TN: `${TN}u` }
   return `${prelude(b)}
 ${Params.decl(3, nUniform)}
 ${bindingsWgsl(b, [A, B], [Cout])}
@@ -289,20 +293,20 @@ ${batchOffsetsDynamicWgsl(flagsAt + 2)}
       Bs[kk * ${BN}u + nn] = v;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk++) {
+    for (var kk = 0u; kk < ${L.BK}; kk++) {
       var ar: array<f32, ${TM}>;
       var br: array<f32, ${TN}>;
-      for (var i = 0u; i < ${TM}u; i++) { ar[i] = As[kk * ${BM}u + ty * ${TM}u + i]; }
-      for (var j = 0u; j < ${TN}u; j++) { br[j] = Bs[kk * ${BN}u + tx * ${TN}u + j]; }
-      for (var i = 0u; i < ${TM}u; i++) {
-        for (var j = 0u; j < ${TN}u; j++) { acc[i * ${TN}u + j] = fma(ar[i], br[j], acc[i * ${TN}u + j]); }
+      for (var i = 0u; i < ${L.TM}; i++) { ar[i] = As[kk * ${BM}u + ty * ${TM}u + i]; }
+      for (var j = 0u; j < ${L.TN}; j++) { br[j] = Bs[kk * ${BN}u + tx * ${TN}u + j]; }
+      for (var i = 0u; i < ${L.TM}; i++) {
+        for (var j = 0u; j < ${L.TN}; j++) { acc[i * ${TN}u + j] = fma(ar[i], br[j], acc[i * ${TN}u + j]); }
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < ${TM}u; i++) {
+  for (var i = 0u; i < ${L.TM}; i++) {
     let m = m0 + ty * ${TM}u + i;
-    for (var j = 0u; j < ${TN}u; j++) {
+    for (var j = 0u; j < ${L.TN}; j++) {
       let n = n0 + tx * ${TN}u + j;
       if (m < M && n < N) { st_c(offC + m * N + n, acc[i * ${TN}u + j]); }
     }
@@ -354,6 +358,7 @@ export function matmul(
       const flagsAt = params.u32(tA ? 1 : 0)
       params.u32(tB ? 1 : 0)
       params.u32(rank)
+      params.array([16, small ? 2 : 4, small ? 2 : 4])
       const u = params.toArray()
       b.launch({
         key: `matmul:${small}:${a.dtype}:${bb.dtype}:${out.target.dtype}:${u.length}:${flagsAt}`,

@@ -1,10 +1,18 @@
-import { type DType, type ReduceOp, registerCoreKernel, sizeOf, stridesOf } from '@attnkit/core'
+import {
+  ArgumentError,
+  type DType,
+  type ReduceOp,
+  registerCoreKernel,
+  sizeOf,
+  stridesOf,
+} from '@attnkit/core'
 import type { WebGPUBackend } from '../backend.js'
 import { valueType } from '../wgsl/codec.js'
 import { wgReduceWgsl } from '../wgsl/workgroup-reduce.js'
 import {
   bindingsWgsl,
   LINEAR_MAIN_ARGS,
+  MAX_RANK,
   mapKernel,
   type Operand,
   operand,
@@ -41,19 +49,28 @@ export function splitAxes(
   return { kept, reduced }
 }
 
-/** WGSL adding to `off` the offset of index `idx` decomposed over (dims, strides) at uniform `at`. */
-export function decomposeWgsl(count: number, at: number, idx: string, off: string): string {
-  if (count === 0) return ''
-  const lines = [`  { var rem = ${idx};`]
-  for (let d = count - 1; d >= 0; d--) {
-    const dim = `P(${at + 2 * d}u)`
-    const stride = `P(${at + 2 * d + 1}u)`
-    if (d === 0) lines.push(`    ${off} += rem * ${stride};`)
-    else lines.push(`    ${off} += (rem % ${dim}) * ${stride}; rem = rem / ${dim};`)
-  }
-  lines.push('  }')
-  return lines.join('\n')
+/**
+ * WGSL adding to `off` the offset of index `idx` decomposed over the (dim, stride) pairs at
+ * uniform word `at` (MAX_RANK pairs, `count` of them used, the count itself at `countAt`).
+ */
+export function decomposeWgsl(countAt: number, at: number, idx: string, off: string): string {
+  return `  { var rem = ${idx};
+    for (var d = i32(P(${countAt}u)) - 1; d >= 0; d--) {
+      let du = u32(d);
+      let dim = P(${at}u + 2u * du);
+      ${off} += (rem % dim) * P(${at}u + 2u * du + 1u);
+      rem = rem / dim;
+    }
+  }`
 }
+
+function pairs(list: [number, number][]): number[] {
+  const out = list.flat()
+  while (out.length < 2 * MAX_RANK) out.push(1, 0)
+  return out
+}
+
+const REDUCE_OPS: ReduceOp[] = ['sum', 'mean', 'max', 'min']
 
 function identity(op: ReduceOp, dtype: DType): string {
   const vt = valueType(dtype)
@@ -85,34 +102,42 @@ export function registerReduceKernels(name: string): void {
     const nOut = sizeOf(outShape)
     const R = axes.reduce((c, a) => c * x.shape[a], 1)
     const { kept, reduced } = splitAxes(x.shape, axes)
+    if (kept.length > MAX_RANK || reduced.length > MAX_RANK)
+      throw new ArgumentError(`reduce: webgpu handles up to ${MAX_RANK} kept and reduced axis groups`)
     const params = new Params()
-    const keptAt = params.array(kept.flat())
-    const redAt = params.array(reduced.flat())
+    const keptCountAt = params.u32(kept.length)
+    const redCountAt = params.u32(reduced.length)
+    const keptAt = params.array(pairs(kept))
+    const redAt = params.array(pairs(reduced))
     const rAt = params.u32(R)
-    const key = `${op}:${kept.length}:${reduced.length}`
+    const opAt = params.u32(REDUCE_OPS.indexOf(op))
     const vt = valueType(x.dtype)
     if (R <= 512 || nOut >= 8192 || vt !== 'f32') {
       // One invocation per output element.
+      const loop = (o: ReduceOp) => `var acc: ${vt} = ${identity(o, x.dtype)};
+      for (var ri = 0u; ri < R; ri++) {
+        var off = base;
+  ${decomposeWgsl(redCountAt, redAt, 'ri', 'off')}
+        let v = ld_x(off);
+        acc = ${combine(o, x.dtype, 'acc', 'v')};
+      }
+      r.y = ${finish(o, x.dtype, 'acc', 'R')};`
       return mapKernel(
         b,
         {
-          key: `reduce-thread:${key}`,
+          key: 'reduce-thread',
           label: `reduce ${op}`,
           inputs: [operand(b, 'x', x)],
           outputs: [{ name: 'y', dtype: x.dtype }],
           n: nOut,
           params,
           body: `  var base = 0u;
-${decomposeWgsl(kept.length, keptAt, 'i', 'base')}
-  var acc: ${vt} = ${identity(op, x.dtype)};
+${decomposeWgsl(keptCountAt, keptAt, 'i', 'base')}
   let R = P(${rAt}u);
-  for (var ri = 0u; ri < R; ri++) {
-    var off = base;
-${decomposeWgsl(reduced.length, redAt, 'ri', 'off')}
-    let v = ld_x(off);
-    acc = ${combine(op, x.dtype, 'acc', 'v')};
-  }
-  r.y = ${finish(op, x.dtype, 'acc', 'R')};`,
+  switch (P(${opAt}u)) {
+${REDUCE_OPS.map((o, k) => `    case ${k}u: {\n      ${loop(o)}\n    }`).join('\n')}
+    default: {}
+  }`,
         },
         outShape,
       )[0]
@@ -123,7 +148,7 @@ ${decomposeWgsl(reduced.length, redAt, 'ri', 'off')}
     const wgOp = op === 'mean' ? 'sum' : op
     const uniforms = params.toArray()
     b.launch({
-      key: `reduce-wg:${key}:${x.dtype}:${out.target.dtype}:${uniforms.length}`,
+      key: `reduce-wg:${op}:${x.dtype}:${out.target.dtype}:${uniforms.length}`,
       label: `reduce ${op}`,
       wgsl: () => `${prelude(b, { subgroups: true })}
 ${Params.decl(2, uniforms.length)}
@@ -133,12 +158,12 @@ ${wgReduceWgsl(WG, b.subgroupSize, [wgOp])}
 fn main(${LINEAR_MAIN_ARGS}) {
   let o = wid.x + wid.y * nwg.x;
   var base = 0u;
-${decomposeWgsl(kept.length, keptAt, 'o', 'base')}
+${decomposeWgsl(keptCountAt, keptAt, 'o', 'base')}
   var acc = ${identity(op, x.dtype)};
   let R = P(${rAt}u);
   for (var r = lid; r < R; r += ${WG}u) {
     var off = base;
-${decomposeWgsl(reduced.length, redAt, 'r', 'off')}
+${decomposeWgsl(redCountAt, redAt, 'r', 'off')}
     let v = ld_x(off);
     acc = ${combine(op, x.dtype, 'acc', 'v')};
   }
