@@ -17,10 +17,12 @@ export async function createOn(
   const started = await startDevice(gpu, opts, explainNoAdapter)
   const name = opts.name ?? 'webgpu'
   registerWebGPUKernels(name)
-  return new WebGPUBackend(started, {
+  const backend = new WebGPUBackend(started, {
     ...opts,
     name,
     runtime,
     ownsDevice: opts.device ? false : (opts.ownsDevice ?? true),
   })
+  await backend.probeSubgroups()
+  return backend
 }

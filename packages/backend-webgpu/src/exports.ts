@@ -1,4 +1,7 @@
 export { type GpuBinding, GpuData, type Launch, WebGPUBackend, type WebGPUBackendOptions } from './backend.js'
 export type { WebGPUOptions } from './create.js'
 export { type DeviceOptions, OPTIONAL_FEATURES } from './device.js'
+export { attentionForward, attentionTuning } from './kernels/attention.js'
 export { registerWebGPUKernels } from './kernels/index.js'
+export { FAST_TILE, type MatmulTile, matmul as matmulKernel } from './kernels/matmul.js'
+export { type KernelTiming, type TimeKernelOptions, timeKernel } from './timing.js'

@@ -31,10 +31,13 @@ function shapesOf(q: TensorInfo, k: TensorInfo, v: TensorInfo): AttentionShapes 
   return { B, Hq, Hk, Tq, Tk, D, Dv: v.shape[3] }
 }
 
+/** Overrides for tuning runs (bench/speed.ts); undefined keeps the built-in choice. */
+export const attentionTuning: { keyTile?: number } = {}
+
 /** Keys per workgroup-memory tile for the forward and dQ kernels. */
 function keyTile(D: number, Dv: number, b: WebGPUBackend): number {
   const budget = b.limits.maxComputeWorkgroupStorageSize
-  for (const bc of [32, 16, 8]) {
+  for (const bc of [attentionTuning.keyTile ?? 32, 32, 16, 8]) {
     if (bc * (Math.ceil(D / 4) + Math.ceil(Dv / 4)) * 16 + bc * 8 <= budget) return bc
   }
   return 4
