@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   const tiles: MatmulTile[] = sweep
     ? [
         FAST_TILE,
-        { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 },
+        { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 },
         { BM: 128, BN: 64, BK: 8, TM: 8, TN: 4 },
         { BM: 64, BN: 128, BK: 8, TM: 4, TN: 8 },
         { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
