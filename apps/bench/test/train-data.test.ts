@@ -83,13 +83,32 @@ describe('S-NIAH generator', () => {
       const s = niahSample(new Rng(1).fork(i), filler, { length })
       expect(s.tokens.length).toBe(length + 1)
       const t = text(s.tokens)
-      expect(s.key).toMatch(/^[a-z]{5}$/)
+      expect(s.key).toMatch(/^[A-Z]{5}$/)
       expect(s.value).toMatch(/^[0-9]{6}$/)
       expect(count(t, needleText(s.key, s.value))).toBe(1)
-      expect(count(t, s.key)).toBe(3)
+      expect(count(t, s.key)).toBe(2)
       expect(t.endsWith(`${questionText(s.key)}${s.value}`)).toBe(true)
       expect(text(s.tokens.subarray(s.needleAt)).startsWith(needleText(s.key, s.value))).toBe(true)
       expect(text(s.tokens.subarray(s.answerStart + 1))).toBe(s.value)
+    }
+  })
+
+  it('asks for every needle of a multi-needle sample, each once', () => {
+    for (let i = 0; i < 20; i++) {
+      const s = niahSample(new Rng(8).fork(i), filler, { length: 600, needles: 4 })
+      const t = text(s.tokens)
+      expect(s.tokens.length).toBe(601)
+      expect(new Set(s.needles.map((n) => n.key)).size).toBe(4)
+      expect(s.answerPositions).toHaveLength(24)
+      const asked = s.answerPositions.filter((_, j) => j % 6 === 0).map((p) => t.slice(p - 5, p))
+      expect([...asked].sort()).toEqual(s.needles.map((n) => n.key).sort())
+      for (const n of s.needles) {
+        expect(count(t, needleText(n.key, n.value))).toBe(1)
+        expect(text(s.tokens.subarray(n.at)).startsWith(needleText(n.key, n.value))).toBe(true)
+        expect(count(t, `${questionText(n.key)}${n.value}`)).toBe(1)
+      }
+      // Every needle comes before every question.
+      expect(Math.max(...s.needles.map((n) => n.at))).toBeLessThan(s.answerPositions[0])
     }
   })
 

@@ -130,6 +130,7 @@ describe('training on the CPU', () => {
       evalSamples: 4,
       keyLength: 5,
       valueDigits: 6,
+      trainNeedles: 1,
       fillerWeight: 0.5,
     }
     const live = memory().liveTensors

@@ -35,7 +35,9 @@ ${MODEL_NAMES.map((n) => `                            ${n}: ${MODEL_DESCRIPTIONS
   --task brown|niah       next-byte prediction on Brown (default) or S-NIAH retrieval
   --niah-lengths <list>   training lengths (default: --seq-len); --niah-eval-lengths <list>,
                           --niah-samples <n> (default 32); --niah-filler-weight <x>: weight of the
-                          haystack's next-byte loss beside the answer's (default 0.5; 0: answer only)
+                          haystack's next-byte loss beside the answer's (default 0: answer only);
+                          --niah-needles <n>: key-value needles per training sample, all asked
+                          for (default 1; evaluation is always single-needle)
   --lr <x>, --warmup <n>, --weight-decay <x>, --clip <x>   (defaults ${OPTIM_DEFAULTS.lr}, ${OPTIM_DEFAULTS.warmup}, ${OPTIM_DEFAULTS.weightDecay}, ${OPTIM_DEFAULTS.clip})
   --eval-every <n>, --eval-batches <n>   (default: at the end only; 8 batches)
   --save-every <n>        checkpoint every n steps as well as at the end (<out>/<model>.safetensors)
@@ -99,6 +101,12 @@ const intOpt = (name: string, v: string | undefined, min = 1) =>
   v === undefined ? undefined : positiveInt(name, v, min)
 const numOpt = (name: string, v: string | undefined) =>
   v === undefined ? undefined : positiveNumber(name, v)
+const nonNegative = (name: string, v: string | undefined) => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name}: expected a number >= 0, got '${v}'`)
+  return n
+}
 const intList = (name: string, v: string | undefined) => list(name, v)?.map((x) => positiveInt(name, x))
 
 /** Curves from results.json files or checkpoints. */
@@ -152,6 +160,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
       'niah-eval-lengths': { type: 'string' },
       'niah-samples': { type: 'string' },
       'niah-filler-weight': { type: 'string' },
+      'niah-needles': { type: 'string' },
       lr: { type: 'string' },
       warmup: { type: 'string' },
       'weight-decay': { type: 'string' },
@@ -264,7 +273,8 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
             evalSamples: intOpt('niah-samples', o['niah-samples']) ?? 32,
             keyLength: 5,
             valueDigits: 6,
-            fillerWeight: numOpt('niah-filler-weight', o['niah-filler-weight']) ?? 0.5,
+            trainNeedles: intOpt('niah-needles', o['niah-needles']) ?? 1,
+            fillerWeight: nonNegative('niah-filler-weight', o['niah-filler-weight']) ?? 0,
           }
     const runSteps = tokens ? Math.ceil(tokens / (batch * seqLen)) : (steps ?? 200)
     const lr = numOpt('lr', o.lr) ?? OPTIM_DEFAULTS.lr
@@ -306,9 +316,6 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
         evalEvery: intOpt('eval-every', o['eval-every'], 0) ?? 0,
         evalBatches: intOpt('eval-batches', o['eval-batches']) ?? 8,
       }
-      for (const k of ['weightDecay', 'clip'] as const)
-        if (!(config.optim[k] >= 0))
-          throw new UsageError(`--${k === 'clip' ? 'clip' : 'weight-decay'}: expected a number >= 0`)
       runs.push({ id: name, role: MODEL_DESCRIPTIONS[name], config })
     }
     plan = { experiment: 'custom', title: `Training: ${names.join(', ')}`, runs }

@@ -197,8 +197,12 @@ function niahTable(r: TrainResults): string[] {
         : '-'
     return [
       ...commonColumns(run),
+      // Accuracy, and the answer digits' mean loss (ln 10 = 2.303 is chance), which still
+      // separates models while none retrieves whole values.
       ...lengths.map((L) =>
-        f[`niah_acc@${L}`] === undefined ? '-' : `${(f[`niah_acc@${L}`] * 100).toFixed(0)}%`,
+        f[`niah_acc@${L}`] === undefined
+          ? '-'
+          : `${(f[`niah_acc@${L}`] * 100).toFixed(0)}% / ${num(f[`answer_loss@${L}`], 2)}`,
       ),
       ...bytes,
       answers,
@@ -209,7 +213,7 @@ function niahTable(r: TrainResults): string[] {
     markdownTable(
       [
         ...COMMON_HEADER,
-        ...lengths.map((L) => `S-NIAH @${kb(L)}`),
+        ...lengths.map((L) => `S-NIAH @${kb(L)}: acc / answer loss`),
         ...lengths.map((L) => `decode state @${kb(L)} / seq`),
         'decode-path answers',
       ],
@@ -240,7 +244,11 @@ function readings(r: TrainResults): string[] {
       const s = run.summary!
       if (d?.final.val_ppl && s.final.val_ppl)
         out.push(
-          `${run.id}: validation perplexity ${s.final.val_ppl.toFixed(3)} vs dense ${d.final.val_ppl.toFixed(3)} (${pct(s.final.val_ppl, d.final.val_ppl)}) after ${fmtCount(s.tokens)} vs ${fmtCount(d.tokens)} tokens; ${s.final.val_ppl < d.final.val_ppl ? "lower (the paper's direction)" : "not lower (against the paper's direction)"}.`,
+          `${run.id}: validation perplexity ${s.final.val_ppl.toFixed(3)} vs dense ${d.final.val_ppl.toFixed(3)} (${pct(s.final.val_ppl, d.final.val_ppl)}) after ${fmtCount(s.tokens)} vs ${fmtCount(d.tokens)} tokens${
+            r.scale === 'tiny'
+              ? ''
+              : `; ${s.final.val_ppl < d.final.val_ppl ? "lower (the paper's direction)" : "not lower (against the paper's direction)"}`
+          }.`,
         )
     }
   } else if (r.experiment === 'tpa-vs-mha') {
@@ -257,7 +265,7 @@ function readings(r: TrainResults): string[] {
       const accs = r.runs
         .filter((x) => x.summary?.final[`niah_acc@${L}`] !== undefined)
         .map((x) => `${x.id} ${(x.summary!.final[`niah_acc@${L}`] * 100).toFixed(0)}%`)
-      if (accs.length) out.push(`S-NIAH @${L}: ${accs.join(', ')}.`)
+      if (accs.length) out.push(`S-NIAH @${L} exact match: ${accs.join(', ')}.`)
     }
   }
   for (const run of r.runs) {

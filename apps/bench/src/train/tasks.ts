@@ -17,6 +17,8 @@ export type DataConfig =
       evalSamples: number
       keyLength: number
       valueDigits: number
+      /** Needles per training sample, each asked for (multi-query); evaluation is always single-needle. */
+      trainNeedles: number
       /**
        * Training loss = mean over the answer digits + fillerWeight x mean over every other
        * position (language modelling of the haystack, which teaches copying from context).
@@ -105,20 +107,25 @@ function brownTask(shape: TaskShape, corpus: BrownCorpus, evalBatches: number): 
 
 function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape, corpus: BrownCorpus): Task {
   const opts = { keyLength: data.keyLength, valueDigits: data.valueDigits }
-  const minLength = niahOverhead(opts) + 1
-  for (const L of [...data.lengths, ...data.evalLengths])
-    if (!Number.isInteger(L) || L < minLength)
-      throw new Error(`niah: lengths expected integers >= ${minLength}, got ${L}`)
+  const perNeedle = niahOverhead(opts)
+  const check = (L: number, needles: number) => {
+    if (!Number.isInteger(L) || L < needles * perNeedle + 1)
+      throw new Error(
+        `niah: lengths expected integers >= ${needles * perNeedle + 1} (${needles} needle(s)), got ${L}`,
+      )
+  }
+  for (const L of data.lengths) check(L, data.trainNeedles)
+  for (const L of data.evalLengths) check(L, 1)
   const tokensPerStep = shape.batch * shape.seqLen
   const rowsFor = (L: number) => Math.max(1, Math.round(tokensPerStep / L))
   const dataRng = new Rng(shape.seed).fork(2)
   return {
     describe: () =>
-      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; train lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
+      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; trained on ${data.trainNeedles > 1 ? `${data.trainNeedles}-needle, ${data.trainNeedles}-question samples` : 'single-needle samples'} of lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
     batch: (step) => {
       const rng = dataRng.fork(step)
       const L = data.lengths[Math.floor(rng.uniformArray(1)[0] * data.lengths.length)]
-      const b = niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts })
+      const b = niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts, needles: data.trainNeedles })
       if (!(data.fillerWeight > 0)) return b
       return { ...b, targets: b.nextTokens, weights: niahLossWeights(b, data.fillerWeight) }
     },

@@ -13,36 +13,46 @@ export const IGNORE = -1
 export interface NiahOptions {
   /** Tokens the model reads (the sample has length + 1 tokens: inputs and shifted targets). */
   length: number
-  /** Lower-case letters in the key (default 5). */
+  /** Upper-case letters in the key (default 5). */
   keyLength?: number
   /** Digits in the value (default 6). */
   valueDigits?: number
+  /**
+   * Key-value needles, each asked for at the end in random order (default 1: S-NIAH). More
+   * is the multi-key, multi-query variant: more answer digits, so more signal, per sample.
+   */
+  needles?: number
 }
 
-export interface NiahSample {
-  /** length + 1 byte tokens: filler with the needle, then question and answer. */
-  tokens: Uint8Array
+export interface Needle {
   key: string
   value: string
   /** Index in tokens where the needle sentence starts. */
+  at: number
+}
+
+export interface NiahSample {
+  /** length + 1 byte tokens: filler with the needles, then the questions and answers. */
+  tokens: Uint8Array
+  /** The first needle (the only one in S-NIAH). */
+  key: string
+  value: string
   needleAt: number
-  /** Needle position as a fraction of the filler (0 = start, 1 = just before the question). */
+  /** First needle's position as a fraction of the filler (0 = start, 1 = just before the questions). */
   depth: number
-  /** First input position whose target is an answer digit; answer targets are answerStart..length-1. */
+  needles: Needle[]
+  /** Input positions whose target is an answer digit (ascending). */
+  answerPositions: number[]
+  /** First answer position of the last question: with one needle, answers are answerStart..length-1. */
   answerStart: number
 }
 
 export const needleText = (key: string, value: string): string =>
-  `\nThe magic number for ${key} is ${value}.\n`
-/**
- * The question repeats the needle's wording up to the value (as RULER's template does), so
- * the answer is the continuation of a context seen once before: what induction heads learn.
- */
-export const questionText = (key: string): string =>
-  `\nWhat is the magic number for ${key}? The magic number for ${key} is `
+  `\nRemember the magic number ${key}:${value}.\n`
+export const questionText = (key: string): string => `\nWhat was the magic number? ${key}:`
 
 function randomLetters(rng: Rng, n: number): string {
-  return Array.from(rng.nextUint32(n), (u) => String.fromCharCode(97 + (u % 26))).join('')
+  return Array.from(rng.nextUint32(n), (u) => String.fromCharCode(65 + (u % 26))).join('')
 }
 
 function randomDigits(rng: Rng, n: number): string {
@@ -57,8 +67,8 @@ function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   return false
 }
 
-/** The fixed part of a sample: needle + question + answer, in tokens. */
-export function niahOverhead(opts: Omit<NiahOptions, 'length'> = {}): number {
+/** The fixed part of a sample per needle: needle + question + answer, in tokens. */
+export function niahOverhead(opts: Omit<NiahOptions, 'length' | 'needles'> = {}): number {
   const key = 'k'.repeat(opts.keyLength ?? 5)
   const value = '0'.repeat(opts.valueDigits ?? 6)
   return encodeBytes(needleText(key, value) + questionText(key) + value).length
@@ -68,41 +78,70 @@ export function niahOverhead(opts: Omit<NiahOptions, 'length'> = {}): number {
 export function niahSample(rng: Rng, filler: Uint8Array, opts: NiahOptions): NiahSample {
   const keyLength = opts.keyLength ?? 5
   const valueDigits = opts.valueDigits ?? 6
-  const overhead = niahOverhead({ keyLength, valueDigits })
+  const m = opts.needles ?? 1
+  if (!Number.isInteger(m) || m < 1)
+    throw new RangeError(`niahSample: argument 'needles' expected an integer >= 1, got ${m}`)
+  const overhead = m * niahOverhead({ keyLength, valueDigits })
   const total = opts.length + 1
   if (!Number.isInteger(opts.length) || total - overhead < 1)
     throw new RangeError(
-      `niahSample: argument 'length' expected an integer >= ${overhead} (needle, question and answer take ${overhead} tokens), got ${opts.length}`,
+      `niahSample: argument 'length' expected an integer >= ${overhead} (${m} needle(s), question(s) and answer(s) take ${overhead} tokens), got ${opts.length}`,
     )
   const fillerLen = total - overhead
   if (filler.length < fillerLen)
     throw new RangeError(
       `niahSample: argument 'filler' expected at least ${fillerLen} tokens for length ${opts.length}, got ${filler.length}`,
     )
-  const [u0, u1] = rng.uniformArray(2)
-  const start = Math.floor(u0 * (filler.length - fillerLen + 1))
+  const start = Math.floor(rng.uniformArray(1)[0] * (filler.length - fillerLen + 1))
   const hay = filler.subarray(start, start + fillerLen)
   const template = encodeBytes(needleText('', '') + questionText(''))
-  let key = randomLetters(rng, keyLength)
-  // A key that is also a word of the filler (or of the template: 'umber') would make the
-  // question ambiguous.
-  while (contains(hay, encodeBytes(key)) || contains(template, encodeBytes(key)))
-    key = randomLetters(rng, keyLength)
-  const value = randomDigits(rng, valueDigits)
-  const cut = Math.floor(u1 * (fillerLen + 1))
-  const needle = encodeBytes(needleText(key, value))
-  const tail = encodeBytes(questionText(key) + value)
+  const keys: string[] = []
+  while (keys.length < m) {
+    const key = randomLetters(rng, keyLength)
+    // A key that also occurs in the filler, the template or another needle would make a
+    // question ambiguous.
+    const k = encodeBytes(key)
+    if (!contains(hay, k) && !contains(template, k) && !keys.includes(key)) keys.push(key)
+  }
+  const values = keys.map(() => randomDigits(rng, valueDigits))
+  const cuts = Array.from(rng.uniformArray(m), (u) => Math.floor(u * (fillerLen + 1)))
+  const order = rng.permutation(m)
   const tokens = new Uint8Array(total)
-  tokens.set(hay.subarray(0, cut), 0)
-  tokens.set(needle, cut)
-  tokens.set(hay.subarray(cut), cut + needle.length)
-  tokens.set(tail, total - tail.length)
+  const needles: Needle[] = []
+  let at = 0
+  let from = 0
+  // Needles in the order of their cut points; the first drawn is the sample's `key`.
+  const byCut = Array.from({ length: m }, (_, i) => i).sort((a, b) => cuts[a] - cuts[b] || a - b)
+  const placed = new Array<Needle>(m)
+  for (const i of byCut) {
+    tokens.set(hay.subarray(from, cuts[i]), at)
+    at += cuts[i] - from
+    from = cuts[i]
+    const needle = encodeBytes(needleText(keys[i], values[i]))
+    tokens.set(needle, at)
+    placed[i] = { key: keys[i], value: values[i], at }
+    at += needle.length
+  }
+  tokens.set(hay.subarray(from), at)
+  at += fillerLen - from
+  needles.push(...placed)
+  const answerPositions: number[] = []
+  for (const i of order) {
+    const question = encodeBytes(questionText(keys[i]))
+    tokens.set(question, at)
+    at += question.length
+    tokens.set(encodeBytes(values[i]), at)
+    for (let d = 0; d < valueDigits; d++) answerPositions.push(at + d - 1)
+    at += valueDigits
+  }
   return {
     tokens,
-    key,
-    value,
-    needleAt: cut,
-    depth: fillerLen > 0 ? cut / fillerLen : 0,
+    key: keys[0],
+    value: values[0],
+    needleAt: placed[0].at,
+    depth: fillerLen > 0 ? cuts[0] / fillerLen : 0,
+    needles,
+    answerPositions,
     answerStart: opts.length - valueDigits,
   }
 }
@@ -132,7 +171,7 @@ export function niahBatch(rng: Rng, filler: Uint8Array, batch: number, opts: Nia
       inputs[b * L + i] = s.tokens[i]
       nextTokens[b * L + i] = s.tokens[i + 1]
     }
-    for (let i = s.answerStart; i < L; i++) targets[b * L + i] = s.tokens[i + 1]
+    for (const i of s.answerPositions) targets[b * L + i] = s.tokens[i + 1]
   }
   return { inputs, targets, nextTokens, samples, batch, length: L }
 }
@@ -157,12 +196,10 @@ export function niahLossWeights(b: NiahBatch, fillerWeight: number): Float32Arra
  * `predicted` holds the argmax at positions from..length-1 of each row, [batch, length - from].
  */
 export function niahExactMatch(batch: NiahBatch, predicted: ArrayLike<number>, from: number): boolean[] {
-  const L = batch.length
-  const W = L - from
+  const W = batch.length - from
   return batch.samples.map((s, b) => {
-    if (s.answerStart < from)
-      throw new RangeError(`niahExactMatch: argument 'from' expected <= ${s.answerStart}, got ${from}`)
-    for (let i = s.answerStart; i < L; i++) if (predicted[b * W + i - from] !== s.tokens[i + 1]) return false
-    return true
+    if (s.answerPositions[0] < from)
+      throw new RangeError(`niahExactMatch: argument 'from' expected <= ${s.answerPositions[0]}, got ${from}`)
+    return s.answerPositions.every((i) => predicted[b * W + i - from] === s.tokens[i + 1])
   })
 }
