@@ -269,6 +269,12 @@ function readings(r: TrainResults): string[] {
     }
   }
   for (const run of r.runs) {
+    const evals = run.summary?.evals ?? []
+    if (evals.length > 1)
+      for (const k of Object.keys(evals[0].metrics).filter((m) => !m.endsWith('_ppl') && !m.endsWith('_bpb')))
+        out.push(
+          `${run.id}, ${k} by step: ${evals.map((e) => `${e.step}: ${e.metrics[k]?.toFixed(k.startsWith('niah_acc') ? 2 : 3)}`).join(', ')}.`,
+        )
     if (run.error) out.push(`${run.id} failed: ${run.error}`)
     if (run.measurements.precisionFallback) out.push(`${run.id}: ${run.measurements.precisionFallback}.`)
     if (run.summary?.stoppedEarly)
@@ -360,8 +366,9 @@ export function assembleResults(files: string[], outPath: string): string {
       'copied from the papers. Perplexities are per byte, so they are not comparable with per-word ' +
       'or per-BPE-token perplexities.',
     '',
-    'Full-scale presets are sized for one H100 (the time each assumes is printed when it starts, and ' +
-      'each run has a time cap; a capped run is marked). Run them from a checkout with ' +
+    'Full-scale presets are sized for one H100: each run is timed for a few steps first, then every ' +
+      "run gets the same number of steps, chosen to fit the preset's training time (printed when it " +
+      'starts); a run that takes twice its estimate is stopped and marked. Run them from a checkout with ' +
       '`pnpm --filter @attnkit/bench build` then `node apps/bench/dist/cli.js <command>`, or from a bundle ' +
       '(`attnkit-bench bundle`) with `node cli.js <command>`; `brown.json.gz` comes from ' +
       '`attnkit-bench train --export-brown brown.json.gz` (the corpus without node_modules).',
@@ -385,7 +392,12 @@ export function assembleResults(files: string[], outPath: string): string {
   }
   const custom = all.filter((r) => r.experiment === 'custom')
   if (custom.length) {
-    out.push('## Other runs', '')
+    out.push(
+      '## Other runs',
+      '',
+      'Runs of `train --model` (for instance the CPU trials that chose the S-NIAH training setup of the laLTE preset).',
+      '',
+    )
     custom.forEach((r, i) => {
       const chart = `custom-${i}-loss.svg`
       writeFileSync(path.join(chartDir, chart), resultsChart(r))
