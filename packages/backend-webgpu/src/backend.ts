@@ -21,8 +21,6 @@ import { UniformArena } from './uniform-arena.js'
 import type { CodecOptions } from './wgsl/codec.js'
 import { SUBGROUP_PROBE } from './wgsl/workgroup-reduce.js'
 
-const TRACE = typeof process !== 'undefined' && process.env?.ATTNKIT_WEBGPU_TRACE === '1'
-
 /** A tensor's storage on the GPU: the DataId the engine holds. */
 export class GpuData {
   released = false
@@ -228,19 +226,11 @@ export class WebGPUBackend implements Backend {
     const flagCheck = this.checkFlags()
     flagCheck.catch(() => {})
     try {
-      const t0 = performance.now()
       await staging.mapAsync(GPUMapMode.READ, 0, d.bytes)
-      const t1 = performance.now()
       const copy = staging.getMappedRange(0, d.bytes).slice(0)
       staging.unmap()
       await flagCheck
-      const t2 = performance.now()
       await this.raiseErrors()
-      const t3 = performance.now()
-      if (TRACE && t3 - t0 > 1000)
-        console.log(
-          `[webgpu trace] slow read: map ${(t1 - t0).toFixed(0)} ms, flags ${(t2 - t1).toFixed(0)} ms, errors ${(t3 - t2).toFixed(0)} ms`,
-        )
       return decodeHost(copy, d.dtype, d.size)
     } finally {
       this.readPool.release(staging)

@@ -1,4 +1,4 @@
-import { type Backend, backend, listBackends } from '@attnkit/core'
+import { type Backend, backend } from '@attnkit/core'
 import type { WebGPUBackend } from '../src/index.js'
 import '../src/index.js'
 
@@ -18,7 +18,6 @@ export async function startWebGPU(): Promise<{
   } catch (e) {
     const reason = (e as Error).message.split('\n')[0]
     console.warn(`skipping WebGPU tests: ${reason}`)
-    void listBackends
     return { gpu: undefined, cpu, reason }
   }
 }
