@@ -124,11 +124,19 @@ export class Model {
 
   /**
    * tokens int32 [B, T] -> final normed hidden states [B, T, dModel] and the sum of the LTE
-   * layers' penalties (float32 scalar; 0 without LTE layers). Params in the compute dtype.
+   * layers' penalties (float32 scalar; 0 without LTE layers). Params in the compute dtype;
+   * rows are gathered from `lookup` and then cast, so with the float32 master table the
+   * embedding's gradient (a scatter-add over every token) accumulates in float32.
    */
-  hidden(params: ModelParams, tokens: Tensor, ctx: ForwardContext): { h: Tensor; penalty: Tensor } {
+  hidden(
+    params: ModelParams,
+    tokens: Tensor,
+    ctx: ForwardContext,
+    lookup: Tensor = params.embed,
+  ): { h: Tensor; penalty: Tensor } {
     return tidy(() => {
-      let x = embedding(params.embed, tokens)
+      let x = embedding(lookup, tokens)
+      if (x.dtype !== ctx.dtype) x = cast(x, ctx.dtype)
       let penalty = scalar(0, 'float32')
       this.mixers.forEach((m, i) => {
         const r = this.block(params.blocks[i], m, x, ctx)
@@ -153,7 +161,7 @@ export class Model {
   loss(masters: ModelParams, inputs: Tensor, targets: Tensor, ctx: ForwardContext, weights?: Tensor): Tensor {
     return tidy(() => {
       const p = castTree(masters, ctx.dtype)
-      const { h, penalty } = this.hidden(p, inputs, ctx)
+      const { h, penalty } = this.hidden(p, inputs, ctx, masters.embed)
       const logits = this.logits(p, h)
       const ce = weights
         ? sum(mul(crossEntropy(logits, targets, { ignoreIndex: IGNORE, reduction: 'none' }), weights))
@@ -175,7 +183,7 @@ export class Model {
   ): { argmax: Tensor; loss: Tensor } {
     return tidy(() => {
       const p = castTree(params, ctx.dtype)
-      const { h } = this.hidden(p, inputs, ctx)
+      const { h } = this.hidden(p, inputs, ctx, params.embed)
       const [B, T, D] = h.shape
       const logits = this.logits(p, slice(h, [0, from, 0], [B, T - from, D]))
       const tail = slice(targets, [0, from], [B, T - from])
