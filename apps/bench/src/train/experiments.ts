@@ -336,7 +336,7 @@ const lalteNiah: Experiment = {
   name: 'lalte-niah',
   title: 'laLTE vs GDN vs GDN+SWA vs full attention: S-NIAH retrieval and decode memory',
   claim:
-    'laLTE (arXiv 2510.20787): learnable token eviction lets a hybrid linear-attention model keep a constant-size cache yet retrieve like full attention, where GDN and GDN+SWA fall short.',
+    'laLTE (arXiv 2510.20787): interleaving Gated DeltaNet with sparse attention whose learnable token eviction keeps a bounded set of past tokens restores retrieval that linear attention forgets, at constant memory per token; the paper reports gains over GDN and GDN+SWA on retrieval benchmarks including S-NIAH.',
   budgetSeconds: 240,
   runCapSeconds: 40,
   calibrate: { trainSeconds: 100, minSteps: 100, maxSteps: 1500 },
