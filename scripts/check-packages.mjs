@@ -38,7 +38,8 @@ function importedPackages(dir) {
     const text = readFileSync(f, 'utf8')
     for (const m of text.matchAll(re)) {
       const spec = m[1]
-      if (spec.includes('${') || spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0])) continue
+      if (spec.includes('${') || spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0]))
+        continue
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]
       names.add(name)
     }
@@ -67,9 +68,12 @@ for (const name of readdirSync(packagesDir).sort()) {
   // Dependencies: imported <=> declared (peer/optional/regular), type-only packages excepted.
   const imported = importedPackages(dir)
   const runtime = { ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies }
-  for (const dep of imported) if (!(dep in runtime) && dep !== pkg.name) fail(`imports '${dep}' but does not declare it`)
-  for (const dep of Object.keys(runtime)) if (!imported.has(dep)) fail(`declares '${dep}' but never imports it`)
-  if (pkg.name !== '@attnkit/core' && !pkg.peerDependencies?.['@attnkit/core']) fail(`must have @attnkit/core as a peer dependency`)
+  for (const dep of imported)
+    if (!(dep in runtime) && dep !== pkg.name) fail(`imports '${dep}' but does not declare it`)
+  for (const dep of Object.keys(runtime))
+    if (!imported.has(dep)) fail(`declares '${dep}' but never imports it`)
+  if (pkg.name !== '@attnkit/core' && !pkg.peerDependencies?.['@attnkit/core'])
+    fail(`must have @attnkit/core as a peer dependency`)
   if (pkg.dependencies?.['@attnkit/core']) fail(`@attnkit/core must be a peer, not a regular dependency`)
   for (const native of ['koffi', 'webgpu']) {
     const owner = native === 'koffi' ? '@attnkit/backend-cuda' : '@attnkit/backend-webgpu'
@@ -84,16 +88,25 @@ for (const name of readdirSync(packagesDir).sort()) {
     const tarball = join(tmp, tgz)
     entry.tarballBytes = statSync(tarball).size
     const listing = execFileSync('tar', ['-tvzf', tarball], { encoding: 'utf8' }).trim().split('\n')
-    const files = listing.map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^package\//, ''))
+    const files = listing.map((l) =>
+      l
+        .split(/\s+/)
+        .slice(5)
+        .join(' ')
+        .replace(/^package\//, ''),
+    )
     entry.unpackedBytes = listing.reduce((s, l) => s + Number(l.split(/\s+/)[2]), 0)
     entry.files = files.length
     const allowed = /^(dist\/|README\.md$|CHANGELOG\.md$|LICENSE|package\.json$|kernels\/)/
     for (const f of files) {
       if (!allowed.test(f)) fail(`ships an unexpected file: ${f}`)
-      if (/(^|\/)(test|tests|__tests__|fixtures)\//.test(f) || /\.test\.[jt]s$/.test(f)) fail(`ships a test or fixture: ${f}`)
+      if (/(^|\/)(test|tests|__tests__|fixtures)\//.test(f) || /\.test\.[jt]s$/.test(f))
+        fail(`ships a test or fixture: ${f}`)
     }
     if (!files.includes('README.md')) fail('ships no README.md')
-    const packed = JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }))
+    const packed = JSON.parse(
+      execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }),
+    )
     for (const field of ['dependencies', 'peerDependencies']) {
       for (const [d, range] of Object.entries(packed[field] ?? {})) {
         if (String(range).startsWith('workspace:')) fail(`packed ${field}.${d} still says ${range}`)
@@ -101,12 +114,18 @@ for (const name of readdirSync(packagesDir).sort()) {
     }
     if (lint) {
       try {
-        execFileSync(bin('publint'), ['run', tarball, '--strict', '--pack', 'false'], { stdio: 'pipe', encoding: 'utf8' })
+        execFileSync(bin('publint'), ['run', tarball, '--strict', '--pack', 'false'], {
+          stdio: 'pipe',
+          encoding: 'utf8',
+        })
       } catch (e) {
         fail(`publint: ${(e.stdout || e.stderr || e.message).trim().split('\n').slice(0, 6).join(' | ')}`)
       }
       try {
-        execFileSync(bin('attw'), [tarball, '--profile', 'esm-only', '--format', 'ascii', '--no-emoji'], { stdio: 'pipe', encoding: 'utf8' })
+        execFileSync(bin('attw'), [tarball, '--profile', 'esm-only', '--format', 'ascii', '--no-emoji'], {
+          stdio: 'pipe',
+          encoding: 'utf8',
+        })
       } catch (e) {
         fail(`attw: ${(e.stdout || e.stderr || e.message).trim().split('\n').slice(-6).join(' | ')}`)
       }
