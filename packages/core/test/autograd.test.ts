@@ -31,7 +31,7 @@ describe('autograd', () => {
     const r = sub(matmul(X, w), y)
     const expected = mul(matmul(X, r, { transposeA: true }), 2 / 20)
     const g = grads.w.dataSync()
-    expected.dataSync().forEach((e, i) => expect(g[i]).toBeCloseTo(e, 12))
+    for (const [i, e] of expected.dataSync().entries()) expect(g[i]).toBeCloseTo(e, 12)
     dispose([X, y, w, value, grads, r, expected])
   })
 

@@ -14,7 +14,6 @@ import {
   resetPeakMemory,
   reshape,
   rmsNorm,
-  sum,
   type Tensor,
   tensor,
   tidy,
