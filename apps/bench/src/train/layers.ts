@@ -16,12 +16,15 @@ import {
 import {
   type AttentionCache,
   type GdnConfig,
+  type GdnParams,
   type GdnState,
   type LteAttentionConfig,
+  type LteAttentionParams,
   loadLte,
   loadMosa,
   loadTpa,
   type MosaConfig,
+  type MosaParams,
   type TpaCache,
   type TpaConfig,
 } from './packages.js'
@@ -159,7 +162,7 @@ async function mosaMixer(spec: Extract<MixerSpec, { kind: 'mosa' }>): Promise<Mi
         : `dense ${c.denseHeads}x${c.headDim} (MoSA layer, no sparse heads)`,
     init: (rng) => mosa.init({ ...c, dtype: 'float32' }, rng),
     // Params rebuilt by the optimiser or a cast lose the config the package attaches: pass it.
-    forward: (p, x) => ({ y: mosa.forward(p, x, { config: c }) }),
+    forward: (p, x) => ({ y: mosa.forward(p as MosaParams, x, { config: c }) }),
   }
 }
 
@@ -220,9 +223,9 @@ async function gdnMixer(spec: Extract<MixerSpec, { kind: 'gdn' }>): Promise<Mixe
     spec,
     label: `GDN ${c.numHeads}x${c.headKDim}`,
     init: (rng, _D, outStd) => lte.initGdn(c, rng, 'float32', outStd),
-    forward: (p, x) => ({ y: lte.gdnForward(c, p, x).y }),
+    forward: (p, x) => ({ y: lte.gdnForward(c, p as GdnParams, x).y }),
     createCache: (batch, _maxLen, dtype) => new GdnCache(lte.createGdnState(c, batch, dtype as ParamDType)),
-    step: (p, cache, xt) => lte.gdnDecode(c, p, (cache as GdnCache).state, xt),
+    step: (p, cache, xt) => lte.gdnDecode(c, p as GdnParams, (cache as GdnCache).state, xt),
   }
 }
 
@@ -249,12 +252,12 @@ async function lteAttentionMixer(spec: Extract<MixerSpec, { kind: 'lte-attention
     label: `${what} ${c.numHeads}x${c.headDim}`,
     init: (rng, _D, outStd) => lte.initAttention(c, rng, 'float32', outStd),
     forward: (p, x, ctx) => {
-      const r = lte.attentionForward(c, p, x, { training: ctx.training })
+      const r = lte.attentionForward(c, p as LteAttentionParams, x, { training: ctx.training })
       return { y: r.y, penalty: r.penalty }
     },
     createCache: (batch, _maxLen, dtype) =>
       new AttnCache(lte.createAttentionCache(c, batch, dtype as ParamDType)),
-    step: (p, cache, xt) => lte.attentionDecode(c, p, (cache as AttnCache).cache, xt),
+    step: (p, cache, xt) => lte.attentionDecode(c, p as LteAttentionParams, (cache as AttnCache).cache, xt),
   }
 }
 
