@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url'
-import { WORKER_COMMAND } from './isolate.js'
+import { REFERENCE_HELPER_COMMAND, WORKER_COMMAND } from './isolate.js'
 import { main } from './main.js'
 import { applyBundleEnvironment } from './versions.js'
-import { workerMain } from './worker.js'
+import { referenceHelperMain, workerMain } from './worker.js'
 
 applyBundleEnvironment()
 const argv = process.argv.slice(2)
@@ -13,6 +13,7 @@ const failed = (e: Error) => {
 }
 // Exit explicitly: GPU runtimes can keep the event loop alive after the work is done.
 if (argv[0] === WORKER_COMMAND) workerMain().then(() => done(0), failed)
+else if (argv[0] === REFERENCE_HELPER_COMMAND) referenceHelperMain().then(() => done(0), failed)
 else
   main(argv, { out: process.stdout, err: process.stderr, entry: fileURLToPath(import.meta.url) }).then(
     done,

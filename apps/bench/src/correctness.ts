@@ -2,6 +2,7 @@ import { type Backend, type DType, setBackend, backend as startBackend, type Ten
 import { baseTolerance, compareArrays } from '@attnkit/core/testing'
 import type { MechanismAdapter } from './mechanisms/adapter.js'
 import { makeContext } from './mechanisms/context.js'
+import { ReferenceStore } from './reference-store.js'
 import type { Correctness, Dims, Mode } from './schema.js'
 
 /** Default factor over core's per-dtype base tolerance (the conformance suite's, for single ops). */
@@ -39,10 +40,17 @@ async function outputsOf(
 
 /**
  * CPU float64 reference outputs, cached by everything that determines them, so one reference
- * serves every backend (and the CPU cell itself, whose dtype run is compared against it).
+ * serves every backend (and the CPU cell itself, whose dtype run is compared against it). With a
+ * directory, the cache is shared by the processes of one run (each backend's worker, and the
+ * helpers that compute references ahead of the GPU workers): see reference-store.ts.
  */
 export class ReferenceCache {
   private readonly cache = new Map<string, Promise<Map<string, Float64Array>>>()
+  private readonly store: ReferenceStore | null
+
+  constructor(dir?: string) {
+    this.store = dir ? new ReferenceStore(dir) : null
+  }
 
   get(
     adapter: MechanismAdapter,
@@ -52,16 +60,45 @@ export class ReferenceCache {
     dtype: DType,
     seed: number,
   ): Promise<Map<string, Float64Array>> {
-    const key = JSON.stringify([adapter.name, variant, mode, dims, dtype, seed])
+    const key = referenceKey(adapter.name, variant, mode, dims, dtype, seed)
     let hit = this.cache.get(key)
     if (!hit) {
-      hit = startBackend('cpu').then((cpu) =>
-        outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed),
-      )
+      const compute = () =>
+        startBackend('cpu').then((cpu) =>
+          outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed),
+        )
+      hit = this.store ? this.store.getOrCompute(key, compute) : compute()
       this.cache.set(key, hit)
     }
     return hit
   }
+
+  /** Computes (or waits for) a reference unless another process is already on it; for helpers. */
+  async prefetch(
+    adapter: MechanismAdapter,
+    variant: string,
+    mode: Mode,
+    dims: Dims,
+    dtype: DType,
+    seed: number,
+  ): Promise<boolean> {
+    if (!this.store) return false
+    const key = referenceKey(adapter.name, variant, mode, dims, dtype, seed)
+    return this.store.computeIfFree(key, () =>
+      startBackend('cpu').then((cpu) => outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed)),
+    )
+  }
+}
+
+function referenceKey(
+  mechanism: string,
+  variant: string,
+  mode: Mode,
+  dims: Dims,
+  dtype: DType,
+  seed: number,
+): string {
+  return JSON.stringify([mechanism, variant, mode, dims, dtype, seed])
 }
 
 /** Compares the backend's outputs at the check dims against the CPU float64 reference. */

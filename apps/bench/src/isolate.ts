@@ -3,7 +3,8 @@
  * Dawn or an FFI call) ends one cell, not the run: the parent records the cell it was running as
  * an error and starts a new child for the cells after it.
  */
-import { fork } from 'node:child_process'
+import { type ChildProcess, fork } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import type { MechanismAdapter } from './mechanisms/adapter.js'
 import type { PlannedCell } from './plan.js'
 import type { Progress } from './progress.js'
@@ -27,7 +28,15 @@ export type WorkerMessage =
   | { type: 'end'; index: number; result: CellResult }
   | { type: 'done' }
 
+/** What the parent sends a reference helper: every cell of the plan, in the order the GPU workers go. */
+export interface ReferenceJob {
+  plan: PlannedCell[]
+  settings: RunSettings
+}
+
 export const WORKER_COMMAND = '__worker'
+export const REFERENCE_HELPER_COMMAND = '__references'
+const MAX_REFERENCE_HELPERS = 6
 const STDERR_TAIL_BYTES = 4096
 
 interface Attempt {
@@ -110,7 +119,10 @@ export interface LoadedBackendReport {
 
 /**
  * Runs the plan on each backend, each in its own child process (restarted after a crash).
- * Returns every backend's report and the cells in plan order per backend.
+ * Returns every backend's report and the cells in plan order per backend. The GPU backends run
+ * one after another (sharing a GPU would spoil their timings); with `cpuAlongside` the CPU
+ * reference backend runs at the same time on its own core. Helper processes compute the GPU
+ * cells' CPU references ahead of them on spare cores (see reference-store.ts).
  */
 export async function runIsolated(
   entry: string,
@@ -122,67 +134,122 @@ export async function runIsolated(
   /** Cells of a backend that cannot start are kept (marked unavailable) only when it was named. */
   keepUnavailable: boolean,
 ): Promise<IsolatedRun> {
+  progress.start(plan.length * backendNames.length)
+  const gpus = backendNames.filter((n) => n !== 'cpu')
+  const alongside = settings.cpuAlongside && backendNames.includes('cpu') && gpus.length > 0
+  const helpers = startReferenceHelpers(entry, plan, gpus.length > 0 ? settings : null, alongside)
+  const done = new Map<string, { report: BackendReport; results: Map<number, CellResult> }>()
+  const runLane = async (names: readonly string[]) => {
+    for (const name of names)
+      done.set(name, await runBackend(entry, plan, name, adapters, settings, progress))
+  }
+  try {
+    if (alongside) await Promise.all([runLane(gpus), runLane(['cpu'])])
+    else await runLane(backendNames)
+  } finally {
+    for (const h of helpers) h.kill('SIGKILL')
+  }
+  progress.finish()
   const backends: LoadedBackendReport[] = []
   const cells: CellResult[] = []
-  progress.start(plan.length * backendNames.length)
   for (const name of backendNames) {
-    const hooks = progressHooks(progress, plan)
-    const stopped = new Set<string>()
-    const results = new Map<number, CellResult>()
-    let todo = plan.map((_, i) => i)
-    let report: BackendReport | undefined
-    while (todo.length > 0) {
-      const attempt = await runWorker(
-        entry,
-        { backend: name, plan: [...plan], todo, settings, stoppedSeries: [...stopped] },
-        settings.cellTimeoutS * 1000,
-        (m) => {
-          if (m.type === 'begin') hooks.begin(m.index, m.label)
-          else if (m.type === 'end') hooks.end(m.index, m.result)
-        },
-      )
-      report ??= attempt.report
-      for (const [i, r] of attempt.results) {
-        results.set(i, r)
-        noteSweepStop(plan[i], { ...r, warnings: [] }, settings.fitMs, stopped)
-      }
-      if (attempt.done) break
-      const why = attempt.timedOut
-        ? `the ${name} worker process was stopped after ${settings.cellTimeoutS} s on one cell (--cell-timeout)`
-        : `the ${name} worker process died (${attempt.exit})${
-            lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
-          }`
-      if (attempt.crashedAt === undefined) {
-        // It died outside a cell (starting the backend, or between cells): nothing to skip past.
-        report ??= { name, status: 'unavailable', reason: why }
-        const rest = todo.filter((i) => !results.has(i))
-        for (const i of rest) {
-          const r: CellResult = {
-            ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
-            status: 'unavailable',
-            reason: `backend ${name}: ${why}`,
-          }
-          results.set(i, r)
-        }
-        break
-      }
-      const i = attempt.crashedAt
-      const crashed: CellResult = {
-        ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
-        status: 'error',
-        reason: `${why} during this cell; the run went on in a new process`,
-      }
-      noteSweepStop(plan[i], crashed, settings.fitMs, stopped)
-      results.set(i, crashed)
-      hooks.end(i, crashed)
-      todo = todo.filter((j) => j > i && !results.has(j))
-    }
-    hooks.finish()
-    report ??= { name, status: 'unavailable', reason: 'the worker process reported nothing' }
+    const { report, results } = done.get(name)!
     backends.push({ name, report })
     if (report.status === 'ok' || keepUnavailable)
       cells.push(...[...results.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r))
   }
-  progress.finish()
   return { backends, cells }
+}
+
+/** One backend's cells in a worker process, started again after each crash or stopped cell. */
+async function runBackend(
+  entry: string,
+  plan: readonly PlannedCell[],
+  name: string,
+  adapters: ReadonlyMap<string, MechanismAdapter>,
+  settings: RunSettings,
+  progress: Progress,
+): Promise<{ report: BackendReport; results: Map<number, CellResult> }> {
+  const hooks = progressHooks(progress, plan)
+  const stopped = new Set<string>()
+  const results = new Map<number, CellResult>()
+  const timeoutS =
+    name === 'cpu' ? Math.min(settings.cellTimeoutS, settings.cpuCellTimeoutS) : settings.cellTimeoutS
+  let todo = plan.map((_, i) => i)
+  let report: BackendReport | undefined
+  while (todo.length > 0) {
+    const attempt = await runWorker(
+      entry,
+      { backend: name, plan: [...plan], todo, settings, stoppedSeries: [...stopped] },
+      timeoutS * 1000,
+      (m) => {
+        if (m.type === 'begin') hooks.begin(m.index, m.label)
+        else if (m.type === 'end') hooks.end(m.index, m.result)
+      },
+    )
+    report ??= attempt.report
+    for (const [i, r] of attempt.results) {
+      results.set(i, r)
+      noteSweepStop(plan[i], { ...r, warnings: [] }, settings.fitMs, stopped)
+    }
+    if (attempt.done) break
+    const why = attempt.timedOut
+      ? `the ${name} worker process was stopped after ${timeoutS} s on one cell (${timeoutS < settings.cellTimeoutS ? '--cpu-cell-timeout' : '--cell-timeout'})`
+      : `the ${name} worker process died (${attempt.exit})${
+          lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
+        }`
+    if (attempt.crashedAt === undefined) {
+      // It died outside a cell (starting the backend, or between cells): nothing to skip past.
+      report ??= { name, status: 'unavailable', reason: why }
+      for (const i of todo.filter((j) => !results.has(j)))
+        results.set(i, {
+          ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
+          status: 'unavailable',
+          reason: `backend ${name}: ${why}`,
+        })
+      break
+    }
+    const i = attempt.crashedAt
+    // The CPU reference being slower than its cost model says is no fault: the cell is skipped.
+    const tooSlowOnCpu =
+      name === 'cpu' && attempt.timedOut && settings.cpuCellTimeoutS < settings.cellTimeoutS
+    const crashed: CellResult = {
+      ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
+      status: tooSlowOnCpu ? 'skipped' : 'error',
+      reason: tooSlowOnCpu
+        ? `too slow for cpu: ${why}; the run went on in a new process`
+        : `${why} during this cell; the run went on in a new process`,
+    }
+    noteSweepStop(plan[i], crashed, settings.fitMs, stopped)
+    results.set(i, crashed)
+    hooks.end(i, crashed)
+    todo = todo.filter((j) => j > i && !results.has(j))
+  }
+  hooks.finish()
+  return {
+    report: report ?? { name, status: 'unavailable', reason: 'the worker process reported nothing' },
+    results,
+  }
+}
+
+/** Spare cores for reference helpers: leave one for this process and one per running worker. */
+function referenceHelperCount(alongside: boolean): number {
+  return Math.max(0, Math.min(MAX_REFERENCE_HELPERS, availableParallelism() - 2 - (alongside ? 1 : 0)))
+}
+
+function startReferenceHelpers(
+  entry: string,
+  plan: readonly PlannedCell[],
+  settings: RunSettings | null,
+  alongside: boolean,
+): ChildProcess[] {
+  if (!settings?.check || !settings.referenceDir) return []
+  const job: ReferenceJob = { plan: [...plan], settings }
+  return Array.from({ length: referenceHelperCount(alongside) }, () => {
+    const child = fork(entry, [REFERENCE_HELPER_COMMAND], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
+    child.send(job)
+    // A helper is an optimisation: its failure only means a worker computes the reference itself.
+    child.on('error', () => {})
+    return child
+  })
 }

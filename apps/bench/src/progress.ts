@@ -7,7 +7,8 @@ import type { CellResult } from './schema.js'
 export class Progress {
   private total = 0
   private done = 0
-  private current = ''
+  /** Labels of the cells running now (more than one when the CPU runs alongside a GPU). */
+  private readonly active: string[] = []
   private readonly startedAt = performance.now()
 
   constructor(
@@ -30,15 +31,17 @@ export class Progress {
   }
 
   begin(label: string): void {
-    this.current = label
+    this.active.push(label)
     if (this.tty) this.draw()
   }
 
-  end(r: CellResult): void {
+  end(r: CellResult, label: string): void {
     this.done++
+    const at = this.active.indexOf(label)
+    if (at >= 0) this.active.splice(at, 1)
     if (this.quiet) return
     if (this.tty) this.draw()
-    else this.stream.write(`[${this.done}/${this.total}] ${this.current}: ${summarise(r)}\n`)
+    else this.stream.write(`[${this.done}/${this.total}] ${label}: ${summarise(r)}\n`)
   }
 
   finish(): void {
@@ -52,7 +55,7 @@ export class Progress {
     const bar = `${'#'.repeat(filled)}${'.'.repeat(width - filled)}`
     const elapsed = ((performance.now() - this.startedAt) / 1e3).toFixed(0)
     const cols = (this.stream as NodeJS.WriteStream).columns ?? 100
-    const line = `[${bar}] ${this.done}/${this.total} ${elapsed}s ${this.current}`
+    const line = `[${bar}] ${this.done}/${this.total} ${elapsed}s ${this.active.join(' | ')}`
     this.stream.write(`\r\x1b[2K${line.slice(0, cols - 1)}`)
   }
 }

@@ -28,7 +28,18 @@ export interface RunSettings {
   cellTimeoutS: number
   /** Epoch ms after which no further cell starts (they are skipped, saying so); none when absent. */
   deadline?: number
+  /**
+   * A CPU cell running longer than this is stopped and reported skipped (too slow for the CPU
+   * reference: its cost model misjudged it); only where backends run in worker processes.
+   */
+  cpuCellTimeoutS: number
+  /** Run the CPU backend at the same time as the GPU backends, on its own core. */
+  cpuAlongside: boolean
+  /** Where the run's processes share CPU references (see reference-store.ts); none: in memory. */
+  referenceDir?: string
 }
+
+export const DEFAULT_CPU_CELL_TIMEOUT_S = 60
 
 export const DEFAULT_CPU_MAX_SECONDS = 2.5
 export const CPU_SETUP_FACTOR = 8
@@ -89,7 +100,11 @@ export async function runBackendCells(
         status: 'skipped',
         reason: "not run: the run's time limit (--max-minutes) was reached",
       }
-    else result = await runCell(cell, loaded.backend, adapter, base, settings, references)
+    else {
+      const started = performance.now()
+      result = await runCell(cell, loaded.backend, adapter, base, settings, references)
+      result.wallS = { total: (performance.now() - started) / 1e3, check: result.wallS?.check ?? 0 }
+    }
     noteSweepStop(cell, result, settings.fitMs, stoppedSeries)
     results.push(result)
     await hooks.end(index, result)
@@ -112,14 +127,17 @@ export function progressHooks(
   plan: readonly PlannedCell[],
 ): CellHooks & { finish(): void } {
   let last = -1
+  const labels = new Map<number, string>()
   return {
     begin(index: number, label: string) {
       progress.drop(index - last - 1)
       last = index
+      labels.set(index, label)
       progress.begin(label)
     },
-    end(_index: number, result: CellResult) {
-      progress.end(result)
+    end(index: number, result: CellResult) {
+      progress.end(result, labels.get(index) ?? cellTitle(plan[index], result.backend, result.label))
+      labels.delete(index)
     },
     /** Call when the loop is over, to account for skipped cells at the end. */
     finish() {
@@ -137,7 +155,7 @@ export async function runMatrix(
   settings: RunSettings,
   progress: Progress,
 ): Promise<CellResult[]> {
-  const references = new ReferenceCache()
+  const references = new ReferenceCache(settings.referenceDir)
   const results: CellResult[] = []
   progress.start(plan.length * backends.length)
   for (const loaded of backends) {
@@ -264,6 +282,7 @@ async function runCell(
     }
     if (s.check) {
       stage = 'checking correctness'
+      const checkStarted = performance.now()
       r.correctness = await checkCorrectness(
         adapter,
         cell.variant,
@@ -274,6 +293,7 @@ async function runCell(
         s.seed,
         references,
       )
+      r.wallS = { total: 0, check: (performance.now() - checkStarted) / 1e3 }
     }
     const leaked = memory(backend.name).liveTensors - liveBefore
     if (leaked > 0)

@@ -92,6 +92,11 @@ export interface CellResult {
   kvCacheBytes: number | null
   /** How the mechanism set the cell up, where that matters (e.g. how a decode cache was filled). */
   note?: string
+  /**
+   * Wall-clock seconds the cell took in all (set-up, warm-up, timed runs, correctness check)
+   * and how many of them the correctness check took (the CPU reference included).
+   */
+  wallS?: { total: number; check: number }
   warnings: string[]
 }
 
@@ -270,6 +275,7 @@ const cell = object({
   peakBytes: nullable(finiteNonNeg),
   kvCacheBytes: nullable(finiteNonNeg),
   note: optional(str),
+  wallS: optional(object({ total: finiteNonNeg, check: finiteNonNeg })),
   warnings: arrayOf(str),
 })
 

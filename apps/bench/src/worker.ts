@@ -1,5 +1,7 @@
+import type { DType } from '@attnkit/core'
 import { backendReport, loadBackends } from './backends.js'
-import type { WorkerJob, WorkerMessage } from './isolate.js'
+import { ReferenceCache } from './correctness.js'
+import type { ReferenceJob, WorkerJob, WorkerMessage } from './isolate.js'
 import type { MechanismAdapter } from './mechanisms/adapter.js'
 import { loadMechanisms } from './mechanisms/registry.js'
 import { runBackendCells } from './runner.js'
@@ -50,6 +52,31 @@ export async function workerMain(): Promise<void> {
       end: (k, result) => send({ type: 'end', index: job.todo[k], result }),
     },
     new Set(job.stoppedSeries),
+    new ReferenceCache(job.settings.referenceDir),
   )
   await send({ type: 'done' })
+}
+
+/**
+ * A reference helper: walks the plan computing the CPU float64 references the GPU workers will
+ * check against, into the run's shared store, skipping those another process has or is computing.
+ */
+export async function referenceHelperMain(): Promise<void> {
+  if (!process.send) throw new Error('__references is started by `run`, with an IPC channel')
+  process.on('disconnect', () => process.exit(0))
+  const job = await new Promise<ReferenceJob>((resolve) =>
+    process.once('message', (m) => resolve(m as ReferenceJob)),
+  )
+  const refs = new ReferenceCache(job.settings.referenceDir)
+  const mechanisms = await loadMechanisms([...new Set(job.plan.map((c) => c.mechanism))])
+  for (const cell of job.plan) {
+    const m = mechanisms.find((x) => x.name === cell.mechanism)
+    if (!m || !('adapter' in m)) continue
+    try {
+      const dims = m.adapter.checkDims(cell.dims, cell.mode)
+      await refs.prefetch(m.adapter, cell.variant, cell.mode, dims, cell.dtype as DType, job.settings.seed)
+    } catch {
+      // The worker computing this cell's reference itself reports the error in its cell.
+    }
+  }
 }

@@ -73,4 +73,44 @@ describe('a native crash in one cell', () => {
     )
     expect(r.status).toBe(1)
   })
+
+  it('a CPU cell slower than --cpu-cell-timeout is stopped and reported skipped (too slow for cpu)', async () => {
+    const out = tempDir()
+    const r = await runBuiltCli(
+      await builtCli(),
+      [
+        'run',
+        '--backend',
+        'cpu',
+        '--mechanism',
+        'dense',
+        '--seq',
+        '64',
+        '--repeats',
+        '1',
+        '--cpu-cell-timeout',
+        '2',
+        '--out',
+        out,
+        '--quiet',
+      ],
+      { ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1' },
+    )
+    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
+      ['forward', 'skipped'],
+      ['forward+backward', 'ok'],
+      ['decode', 'ok'],
+    ])
+    expect(results.cells[0].reason).toBe(
+      'too slow for cpu: the cpu worker process was stopped after 2 s on one cell (--cpu-cell-timeout); the run went on in a new process',
+    )
+    // Each cell that ran says how long it took, and how much of that was its correctness check.
+    for (const c of results.cells.slice(1)) {
+      expect(c.wallS?.total, c.key).toBeGreaterThan(0)
+      expect(c.wallS?.check, c.key).toBeGreaterThan(0)
+      expect(c.wallS!.check).toBeLessThanOrEqual(c.wallS!.total)
+    }
+    expect(r.status).toBe(0)
+  })
 })

@@ -16,6 +16,8 @@ const settings: RunSettings = {
   check: true,
   cpuMaxSeconds: 2.5,
   cellTimeoutS: 300,
+  cpuCellTimeoutS: 60,
+  cpuAlongside: false,
 }
 
 /** An adapter whose set-up throws, and one whose output is off by a constant on the backend under test. */

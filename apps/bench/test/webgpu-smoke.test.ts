@@ -19,7 +19,7 @@ const skipReason = !webgpu.backend
 if (skipReason) console.log(`skipping the WebGPU smoke run: ${skipReason}`)
 
 describe.skipIf(skipReason !== null)('run --preset smoke on WebGPU (lavapipe here)', () => {
-  it('runs every available cell, each passing correctness against the CPU reference', async () => {
+  it('runs every available cell, each passing correctness against the CPU reference; the CPU runs alongside', async () => {
     const out = tempDir()
     // A child process per backend, as the CLI runs: a native crash is reported as that cell's error.
     // One timed run per cell keeps this to a minute or two on lavapipe; correctness is the point.
@@ -28,7 +28,10 @@ describe.skipIf(skipReason !== null)('run --preset smoke on WebGPU (lavapipe her
       '--preset',
       'smoke',
       '--backend',
-      'webgpu',
+      'cpu,webgpu',
+      // The CPU backend's worker runs at the same time as WebGPU's, both sharing one reference store.
+      '--cpu-alongside',
+      'on',
       '--out',
       out,
       '--quiet',
@@ -39,13 +42,18 @@ describe.skipIf(skipReason !== null)('run --preset smoke on WebGPU (lavapipe her
     ])
     const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
     expect(validateResults(results)).toEqual([])
-    expect(results.backends[0]).toMatchObject({ name: 'webgpu', status: 'ok' })
+    expect(results.backends.map((b) => [b.name, b.status])).toEqual([
+      ['cpu', 'ok'],
+      ['webgpu', 'ok'],
+    ])
     const ran = results.cells.filter((c) => c.status !== 'unavailable')
+    expect(new Set(ran.map((c) => c.backend))).toEqual(new Set(['cpu', 'webgpu']))
     expect(ran.map((c) => c.mechanism)).toEqual(expect.arrayContaining(['matmul', 'dense']))
     for (const c of ran) {
       expect(c.status, `${c.key}: ${c.reason}`).toBe('ok')
       expect(c.correctness?.passed, c.key).toBe(true)
-      expect(c.timing?.source, c.key).toBe('device')
+      // WebGPU times on the device (timestamp queries); the CPU reference by the host clock.
+      expect(c.timing?.source, c.key).toBe(c.backend === 'webgpu' ? 'device' : 'host')
     }
     expect(r.status, r.stdout).toBe(0)
   })

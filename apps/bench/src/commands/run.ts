@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import type { DType } from '@attnkit/core'
@@ -15,7 +16,13 @@ import { Progress } from '../progress.js'
 import { allCharts } from '../report/charts.js'
 import { markdownReport } from '../report/markdown.js'
 import { terminalReport } from '../report/terminal.js'
-import { CPU_SETUP_FACTOR, DEFAULT_CPU_MAX_SECONDS, type RunSettings, runMatrix } from '../runner.js'
+import {
+  CPU_SETUP_FACTOR,
+  DEFAULT_CPU_CELL_TIMEOUT_S,
+  DEFAULT_CPU_MAX_SECONDS,
+  type RunSettings,
+  runMatrix,
+} from '../runner.js'
 import {
   type BackendReport,
   type BenchResults,
@@ -29,6 +36,9 @@ import {
   validateResults,
 } from '../schema.js'
 import { gitInfo, machineInfo, packageVersions } from '../versions.js'
+
+/** Cores from which `--cpu-alongside auto` runs the CPU backend beside the GPU ones. */
+const CPU_ALONGSIDE_MIN_CORES = 8
 
 export const RUN_HELP = `attnkit-bench run [options]
 
@@ -60,6 +70,10 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
                          reports are written as usual (for fixed device windows)
   --cell-timeout <s>     stop a cell (and its worker process) that runs longer than this; the run
                          goes on in a new process (default 300)
+  --cpu-cell-timeout <s> the same for the CPU reference backend, whose cell is then reported
+                         skipped as too slow for it (default ${DEFAULT_CPU_CELL_TIMEOUT_S})
+  --cpu-alongside <when> auto, on or off: run the CPU backend at the same time as the GPU ones, on
+                         its own core (auto: on with ${CPU_ALONGSIDE_MIN_CORES} or more cores; lavapipe and the CPU share cores)
   --list                 print the cells the preset and filters give, and run nothing
   --quiet                no progress output
   --in-process           run every backend in this process (default: one child process per
@@ -116,6 +130,8 @@ export async function runCommand(
       'in-process': { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       'max-minutes': { type: 'string' },
+      'cpu-cell-timeout': { type: 'string' },
+      'cpu-alongside': { type: 'string', default: 'auto' },
       'cell-timeout': { type: 'string', default: '300' },
     },
   })
@@ -135,6 +151,11 @@ export async function runCommand(
     fitMs: preset.fitMs ?? Number.POSITIVE_INFINITY,
     check: !o['no-check'],
     cellTimeoutS: positiveNumber('cell-timeout', o['cell-timeout']),
+    cpuCellTimeoutS:
+      o['cpu-cell-timeout'] !== undefined
+        ? positiveNumber('cpu-cell-timeout', o['cpu-cell-timeout'])
+        : DEFAULT_CPU_CELL_TIMEOUT_S,
+    cpuAlongside: cpuAlongside(o['cpu-alongside']),
     cpuMaxSeconds:
       o['cpu-max-seconds'] !== undefined
         ? positiveNumber('cpu-max-seconds', o['cpu-max-seconds'])
@@ -189,17 +210,23 @@ export async function runCommand(
   let cells: CellResult[]
   let backendReports: BackendReport[]
   if (options.workerEntry && !o['in-process']) {
-    const run = await runIsolated(
-      options.workerEntry,
-      plan,
-      namedBackends ?? BACKEND_NAMES,
-      adapters,
-      settings,
-      progress,
-      Boolean(namedBackends),
-    )
-    cells = run.cells
-    backendReports = run.backends.map((b) => b.report)
+    // The workers (and reference helpers) share CPU references through this folder.
+    settings.referenceDir = mkdtempSync(path.join(tmpdir(), 'attnkit-bench-references-'))
+    try {
+      const run = await runIsolated(
+        options.workerEntry,
+        plan,
+        namedBackends ?? BACKEND_NAMES,
+        adapters,
+        settings,
+        progress,
+        Boolean(namedBackends),
+      )
+      cells = run.cells
+      backendReports = run.backends.map((b) => b.report)
+    } finally {
+      rmSync(settings.referenceDir, { recursive: true, force: true })
+    }
   } else {
     const loadedAll = await loadBackends(namedBackends ?? BACKEND_NAMES)
     const runOn: LoadedBackend[] = namedBackends ? loadedAll : loadedAll.filter((b) => b.backend)
@@ -326,4 +353,11 @@ function assemble(a: {
     summary: { total: a.cells.length, ...counts },
     notes,
   }
+}
+
+function cpuAlongside(value: string): boolean {
+  if (value === 'on') return true
+  if (value === 'off') return false
+  if (value === 'auto') return availableParallelism() >= CPU_ALONGSIDE_MIN_CORES
+  throw new UsageError(`--cpu-alongside: expected auto, on or off, got '${value}'`)
 }

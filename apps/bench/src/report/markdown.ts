@@ -1,4 +1,4 @@
-import type { BenchResults } from '../schema.js'
+import type { BenchResults, CellResult } from '../schema.js'
 import { CELL_COLUMNS, cellRow, headlineLines, problemLines } from './cells.js'
 import type { Chart } from './charts.js'
 import { fmtBytes } from './format.js'
@@ -66,6 +66,7 @@ export function markdownReport(r: BenchResults, charts: readonly Chart[]): strin
       'at the cell size or a smaller one the CPU can do (see results.json); "in float32": a mechanism with discrete routing or keep decisions, checked computing in float32 since 16-bit rounding flips its decisions; times are medians of device-timed runs after warm-up; ' +
       'FLOP/s and B/s come from the cost model; % of peak where the backend reports its peak.',
     '',
+    ...wallTimeLines(r.cells),
   )
   const shown = r.cells.filter((c) => c.status !== 'unavailable')
   out.push(
@@ -83,4 +84,22 @@ export function markdownReport(r: BenchResults, charts: readonly Chart[]): strin
   }
   if (r.notes.length > 0) out.push('', '## Notes', '', ...r.notes.map((n) => `- ${n}`))
   return `${out.join('\n')}\n`
+}
+
+/** Where a run's minutes went, per backend: its cells' wall time and the correctness checks' share. */
+function wallTimeLines(cells: readonly CellResult[]): string[] {
+  const per = new Map<string, { total: number; check: number }>()
+  for (const c of cells) {
+    if (!c.wallS) continue
+    const t = per.get(c.backend) ?? { total: 0, check: 0 }
+    t.total += c.wallS.total
+    t.check += c.wallS.check
+    per.set(c.backend, t)
+  }
+  if (per.size === 0) return []
+  const parts = [...per].map(
+    ([b, t]) =>
+      `${b} ${t.total.toFixed(1)} s (correctness checks ${t.check.toFixed(1)} s, the CPU reference included)`,
+  )
+  return [`Wall time of the cells: ${parts.join('; ')}.`, '']
 }
