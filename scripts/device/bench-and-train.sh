@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One device call: the bench app's paper preset on CUDA and WebGPU (NVIDIA Vulkan through
-# Dawn), then one training experiment on CUDA, each under a time cap; outputs packed as tarballs.
-# Carry: .carry/node.xz .carry/bench-bundle .gl   (node apps/bench/dist/cli.js bundle; the device README's .gl recipe)
-#   bash scripts/device/bench-and-train.sh [bench_minutes train_seconds experiment]
+# One device call: the bench app's paper preset on all three backends (the CPU reference
+# alongside CUDA and WebGPU on NVIDIA Vulkan through Dawn), and/or training experiments on CUDA,
+# each under a time cap; outputs packed as tarballs under $OUT.
+# Carry: .carry/node.xz .carry/bench-bundle .gl   (attnkit-bench bundle; the device README's .gl recipe)
+#   bash scripts/device/bench-and-train.sh BENCH_MINUTES TRAIN_SECONDS [EXPERIMENT ...]
+#   BENCH_MINUTES 0 skips the bench; TRAIN_SECONDS caps each experiment.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/attnkit-out}"; mkdir -p "$OUT"
@@ -10,13 +12,22 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 xz -dc .carry/node.xz > /tmp/node && chmod +x /tmp/node
 export PATH=/tmp:$PATH ATTNKIT_CUDA_CACHE=/tmp/attnkit-cubins
 [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-bench_min="${1:-4}"; train_s="${2:-250}"; exp="${3:-mosa-vs-dense}"
-t0=$(date +%s)
-timeout --kill-after=5 $(( bench_min * 60 + 40 )) .carry/bench-bundle/run.sh run --preset paper --backend cuda,webgpu \
-  --max-minutes "$bench_min" --cell-timeout 60 --quiet --out "$OUT/paper" > "$OUT/paper.txt" 2>&1
-echo "=== bench rc=$? in $(( $(date +%s) - t0 ))s"; t0=$(date +%s)
-timeout --kill-after=5 "$train_s" .carry/bench-bundle/run.sh train --experiment "$exp" --backend cuda --out "$OUT/train" > "$OUT/train.txt" 2>&1
-echo "=== train rc=$? in $(( $(date +%s) - t0 ))s"
-tar czf "$OUT/paper.tgz" -C "$OUT" paper 2>/dev/null; tar czf "$OUT/train.tgz" -C "$OUT" train 2>/dev/null
-rm -rf "$OUT/paper" "$OUT/train"
-tail -n 25 "$OUT/paper.txt"; echo -----; tail -n 25 "$OUT/train.txt"
+bench_min="${1:-7}"; train_s="${2:-250}"; shift 2 || true
+if [ "$bench_min" != 0 ]; then
+  t0=$(date +%s)
+  # Cells start until bench_min; a cell may then run up to --cell-timeout, and the reports follow.
+  timeout --kill-after=5 $(( bench_min * 60 + 75 )) .carry/bench-bundle/run.sh run --preset paper \
+    --backend cpu,cuda,webgpu --cpu-alongside on --max-minutes "$bench_min" --cell-timeout 60 \
+    --cpu-cell-timeout 45 --quiet --out "$OUT/paper" > "$OUT/paper.txt" 2>&1
+  echo "=== bench rc=$? in $(( $(date +%s) - t0 ))s"
+  tar czf "$OUT/paper.tgz" -C "$OUT" paper 2>/dev/null; rm -rf "$OUT/paper"
+  head -n 3 "$OUT/paper.txt"; grep -E "cells:|Wall time|^Wrote" "$OUT/paper.txt"
+fi
+for exp in "$@"; do
+  t0=$(date +%s)
+  timeout --kill-after=5 "$train_s" .carry/bench-bundle/run.sh train --experiment "$exp" --backend cuda \
+    --out "$OUT/train-$exp" > "$OUT/train-$exp.txt" 2>&1
+  echo "=== train $exp rc=$? in $(( $(date +%s) - t0 ))s"
+  tar czf "$OUT/train-$exp.tgz" -C "$OUT" "train-$exp" 2>/dev/null; rm -rf "$OUT/train-$exp"
+  grep -E "done in|wrote|Error|error" "$OUT/train-$exp.txt" | tail -n 12
+done
