@@ -140,8 +140,12 @@ export async function runIsolated(
   const helpers = startReferenceHelpers(entry, plan, gpus.length > 0 ? settings : null, alongside)
   const done = new Map<string, { report: BackendReport; results: Map<number, CellResult> }>()
   const runLane = async (names: readonly string[]) => {
-    for (const name of names)
-      done.set(name, await runBackend(entry, plan, name, adapters, settings, progress))
+    for (const [i, name] of names.entries()) {
+      // With a time limit, each backend of a lane gets an equal share of what is left, so the
+      // last one is not left with nothing when the first is slow (it gets what the others leave).
+      const deadline = backendDeadline(settings.deadline, Date.now(), names.length - i)
+      done.set(name, await runBackend(entry, plan, name, adapters, { ...settings, deadline }, progress))
+    }
   }
   try {
     if (alongside) await Promise.all([runLane(gpus), runLane(['cpu'])])
@@ -159,6 +163,11 @@ export async function runIsolated(
       cells.push(...[...results.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r))
   }
   return { backends, cells }
+}
+
+/** A backend's share of the run's deadline: an equal part of what is left among `left` backends. */
+export function backendDeadline(deadline: number | undefined, now: number, left: number): number | undefined {
+  return deadline === undefined ? undefined : now + Math.max(0, deadline - now) / left
 }
 
 /** One backend's cells in a worker process, started again after each crash or stopped cell. */

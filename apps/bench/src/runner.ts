@@ -98,7 +98,7 @@ export async function runBackendCells(
       result = {
         ...base,
         status: 'skipped',
-        reason: "not run: the run's time limit (--max-minutes) was reached",
+        reason: "not run: the backend's share of the run's time limit (--max-minutes) was used up",
       }
     else {
       const started = performance.now()

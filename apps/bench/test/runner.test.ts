@@ -1,5 +1,6 @@
 import { add, matmulCost, memory, scalar, backend as startBackend, type Tensor, tidy } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
+import { backendDeadline } from '../src/isolate.js'
 import type { MechanismAdapter } from '../src/mechanisms/adapter.js'
 import { denseAdapter } from '../src/mechanisms/dense.js'
 import type { PlannedCell } from '../src/plan.js'
@@ -185,7 +186,7 @@ describe('runMatrix', () => {
       new Progress({ write: () => true }, true),
     )
     expect(cells.map((c) => [c.status, c.reason, c.timing])).toEqual([
-      ['skipped', "not run: the run's time limit (--max-minutes) was reached", null],
+      ['skipped', "not run: the backend's share of the run's time limit (--max-minutes) was used up", null],
     ])
   })
 
@@ -209,5 +210,17 @@ describe('runMatrix', () => {
     expect(cells.map((c) => [c.status, c.reason])).toEqual([
       ['unavailable', 'backend cuda: no CUDA driver (libcuda.so.1 not found)'],
     ])
+  })
+})
+
+describe('backendDeadline (--max-minutes shared by backends run one after another)', () => {
+  it('gives each backend an equal part of what is left; the last gets all of it', () => {
+    expect(backendDeadline(undefined, 1000, 2)).toBeUndefined()
+    // 600 s left for two GPU backends: the first may start cells for 300 s.
+    expect(backendDeadline(601_000, 1_000, 2)).toBe(301_000)
+    // The first used only 100 s: the second gets the remaining 500 s.
+    expect(backendDeadline(601_000, 101_000, 1)).toBe(601_000)
+    // Past the deadline: no time at all.
+    expect(backendDeadline(500, 1_000, 2)).toBe(1_000)
   })
 })

@@ -67,7 +67,8 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
                          up) are skipped on the CPU (default ${DEFAULT_CPU_MAX_SECONDS})
   --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
   --max-minutes <m>      start no cell after this long; the rest are skipped, saying so, and the
-                         reports are written as usual (for fixed device windows)
+                         reports are written as usual (for fixed device windows). Backends run one
+                         after another share it: each gets an equal part of what those before left
   --cell-timeout <s>     stop a cell (and its worker process) that runs longer than this; the run
                          goes on in a new process (default 300)
   --cpu-cell-timeout <s> the same for the CPU reference backend, whose cell is then reported
