@@ -302,7 +302,25 @@ async function runCell(
       return { ...r, status: 'failed', reason: describeFailure(r.correctness) }
     return r
   } catch (e) {
-    return { ...r, status: 'error', reason: `${stage}: ${firstLine((e as Error).message ?? String(e))}` }
+    const late = await lateBackendErrors(backend)
+    return {
+      ...r,
+      status: 'error',
+      reason: `${stage}: ${firstLine((e as Error).message ?? String(e))}${late ? `; the backend then reported: ${late}` : ''}`,
+    }
+  }
+}
+
+/**
+ * Errors the backend reports after the fact for a failed cell's work (WebGPU's validation errors
+ * arrive asynchronously): collected here so that they are this cell's, not the next one's.
+ */
+async function lateBackendErrors(backend: Backend): Promise<string | null> {
+  try {
+    await backend.synchronize()
+    return null
+  } catch (e) {
+    return firstLine((e as Error).message ?? String(e))
   }
 }
 

@@ -102,6 +102,63 @@ describe('runMatrix', () => {
     expect(memory('cpu').liveTensors).toBe(live)
   })
 
+  it("keeps a backend's late error report with the failed cell, not the next one", async () => {
+    const cpu = await startBackend('cpu')
+    // As WebGPU does: the failed cell's work is reported as an error at the next synchronize.
+    let pending: string | null = null
+    const { synchronize, time } = cpu
+    cpu.synchronize = async () => {
+      const e = pending
+      pending = null
+      if (e) throw new Error(e)
+    }
+    cpu.time = async (fn) => {
+      await cpu.synchronize()
+      return time.call(cpu, fn)
+    }
+    const [, wrong] = brokenAdapters()
+    const failing: MechanismAdapter = {
+      ...wrong,
+      name: 'late',
+      setup: () => {
+        pending = 'webgpu: the GPU reported: binding too large'
+        throw new Error('deliberate failure in set-up')
+      },
+    }
+    const adapters = new Map<string, MechanismAdapter>([
+      ['late', failing],
+      ['dense', denseAdapter],
+    ])
+    const plan: PlannedCell[] = [
+      { mechanism: 'late', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
+      {
+        mechanism: 'dense',
+        variant: 'causal',
+        mode: 'forward',
+        dtype: 'float32',
+        dims: { batch: 1, heads: 2, seqLen: 32, headDim: 16 },
+      },
+    ]
+    const cells = await runMatrix(
+      plan,
+      [{ name: 'cpu', backend: cpu }],
+      adapters,
+      new Map(),
+      settings,
+      new Progress({ write: () => true }, true),
+    ).finally(() => {
+      cpu.synchronize = synchronize
+      cpu.time = time
+    })
+    expect(cells.map((c) => [c.status, c.reason])).toEqual([
+      ['error', expect.any(String)],
+      ['ok', undefined],
+    ])
+    expect(cells[0].reason).toBe(
+      'timing: deliberate failure in set-up; the backend then reported: webgpu: the GPU reported: binding too large',
+    )
+  })
+
   it('skips cells too large for the CPU and stops a sweep at the first size that does not fit', async () => {
     const cpu = await startBackend('cpu')
     const adapters = new Map<string, MechanismAdapter>([['dense', denseAdapter]])

@@ -421,12 +421,7 @@ export class WebGPUBackend implements Backend {
       throw new BackendError(`${this.name}: dtype ${dtype} is not supported (float64 has no WGSL type)`)
     }
     const bytes = bufferBytes(dtype, n)
-    const max = this.limits.maxStorageBufferBindingSize
-    if (bytes > max) {
-      throw new BackendError(
-        `${this.name}: a tensor of ${n} ${dtype} elements needs ${bytes} bytes, above this device's maxStorageBufferBindingSize (${max})`,
-      )
-    }
+    this.assertBindable(bytes, `a tensor of ${n} ${dtype} elements`)
     const d = new GpuData(this, this.pool.acquire(bytes), bytes, n, dtype)
     this.liveBuffers++
     this.liveBytes += n * elementBytes(dtype)
@@ -448,7 +443,20 @@ export class WebGPUBackend implements Backend {
   /** A scratch buffer for one kernel; give it back with releaseTemp once its launches are recorded. */
   temp(bytes: number): GpuBinding {
     const b = Math.max(4, Math.ceil(bytes / 4) * 4)
+    this.assertBindable(b, 'a kernel scratch buffer')
     return { buffer: this.pool.acquire(b), bytes: b }
+  }
+
+  /**
+   * Throws before the GPU sees a binding it would reject: Dawn reports that error only later,
+   * asynchronously, where it would be blamed on whatever work comes next.
+   */
+  private assertBindable(bytes: number, what: string): void {
+    const max = this.limits.maxStorageBufferBindingSize
+    if (bytes > max)
+      throw new BackendError(
+        `${this.name}: ${what} needs ${bytes} bytes, above this device's maxStorageBufferBindingSize (${max})`,
+      )
   }
 
   releaseTemp(t: GpuBinding): void {

@@ -102,6 +102,24 @@ describe.skipIf(!gpu)(
       dispose([a, c!])
     })
 
+    it('refuses a buffer above maxStorageBufferBindingSize before the GPU sees it, leaving no error behind', async () => {
+      const b = gpu!
+      const max = b.limits.maxStorageBufferBindingSize
+      const n = Math.floor(max / 4) + 1
+      expect(() => b.allocData(n, 'float32')).toThrow(
+        `webgpu: a tensor of ${n} float32 elements needs ${n * 4} bytes, above this device's maxStorageBufferBindingSize (${max})`,
+      )
+      expect(() => b.temp(max + 4)).toThrow(
+        `webgpu: a kernel scratch buffer needs ${max + 4} bytes, above this device's maxStorageBufferBindingSize (${max})`,
+      )
+      // Dawn would report a rejected binding asynchronously, blaming the next work: there is none.
+      const x = rand([64], 3)
+      const y = sum(x)
+      await y.data()
+      await expect(b.synchronize()).resolves.toBeUndefined()
+      dispose([x, y])
+    })
+
     it('reports its features, limits and storage choices', () => {
       const info = gpu!.info()
       expect(info.name).toBe('webgpu')
