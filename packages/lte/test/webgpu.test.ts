@@ -1,6 +1,25 @@
-import { type Backend, backend, dispose, memory, runKernel } from '@attnkit/core'
+import {
+  add,
+  affine,
+  type Backend,
+  backend,
+  cast,
+  dispose,
+  memory,
+  mul,
+  runKernel,
+  sum,
+  type Tensor,
+  valueAndGrad,
+} from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { checkFusedGdn, ensureKernelsRegistered, fusedDecodeAttention, KERNELS } from '../src/index.js'
+import {
+  checkFusedGdn,
+  ensureKernelsRegistered,
+  fusedDecodeAttention,
+  gatedDelta,
+  KERNELS,
+} from '../src/index.js'
 import {
   decodeHostInputs,
   gdnHostInputs,
@@ -52,6 +71,52 @@ describe.skipIf(!gpu)(`fused WGSL kernels vs the CPU reference${why ? ` (skipped
     dispose([ref, got, a, b])
     expect(memory('cpu').liveTensors).toBe(live)
     expect(memory('webgpu').liveTensors).toBe(0)
+  })
+
+  it('bfloat16 and float16 inputs take the fused float32 kernel (cast up and back), forward and gradients', async () => {
+    const [B, H, T, Dk, Dv] = [1, 2, 37, 8, 12]
+    const host = gdnHostInputs(43, B, H, T, Dk, Dv)
+    const names = ['q', 'k', 'v', 'g', 'beta'] as const
+    // A scalar loss of out and the final state, so every input gets a gradient.
+    const loss = (x: Record<(typeof names)[number], Tensor>, w: Tensor, kernel: 'fused' | 'portable') => {
+      const { out, state } = gatedDelta(x.q, x.k, x.v, x.g, x.beta, { kernel, chunkSize: 16 })
+      return add(sum(mul(cast(out, w.dtype), w)), affine(sum(state), 0.01))
+    }
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const live = memory('webgpu').liveTensors
+      const on = (b: Backend | undefined, d: 'float64' | typeof dtype) => {
+        const rounded = upload(host, 'float32', b)
+        const x = Object.fromEntries(names.map((n) => [n, cast(rounded[n], d)])) as Record<
+          (typeof names)[number],
+          Tensor
+        >
+        const w = cast(rounded.dout, d === 'float64' ? 'float64' : 'float32')
+        dispose(rounded)
+        return { x, w }
+      }
+      // The reference: the same 16-bit-rounded inputs, in float64 on the CPU.
+      const low = on(undefined, dtype)
+      const ref = {
+        x: Object.fromEntries(names.map((n) => [n, cast(low.x[n], 'float64')])) as typeof low.x,
+        w: cast(low.w, 'float64'),
+      }
+      const gpuIn = on(gpu, dtype)
+      const { value: refLoss, grads: refGrads } = valueAndGrad((x: typeof ref.x) =>
+        loss(x, ref.w, 'portable'),
+      )(ref.x)
+      const { value: gotLoss, grads: gotGrads } = valueAndGrad((x: typeof gpuIn.x) =>
+        loss(x, gpuIn.w, 'fused'),
+      )(gpuIn.x)
+      expect(await relErr(refLoss, gotLoss), `${dtype} loss`).toBeLessThan(dtype === 'bfloat16' ? 3e-2 : 5e-3)
+      for (const n of names) {
+        expect(gotGrads[n].dtype, `${dtype} d${n}`).toBe(dtype)
+        expect(await relErr(refGrads[n], gotGrads[n]), `${dtype} d${n}`).toBeLessThan(
+          dtype === 'bfloat16' ? 3e-2 : 5e-3,
+        )
+      }
+      dispose([low.x, low.w, ref.x, ref.w, gpuIn.x, gpuIn.w, refLoss, refGrads, gotLoss, gotGrads])
+      expect(memory('webgpu').liveTensors).toBe(live)
+    }
   })
 
   it('LTE decode attention over the cache slots plus the new token (GQA, empty slots, N > 256)', async () => {
