@@ -138,7 +138,10 @@ describe('attnkit-bench train', () => {
     const text = readFileSync(doc, 'utf8')
     expect(text.match(/Not yet run at full scale/g)?.length).toBe(3)
     expect(text).toMatch(/train --experiment lalte-niah --backend cuda/)
-    expect(existsSync(path.join(root, 'results', 'lalte-niah-tiny-cpu-loss.svg'))).toBe(true)
+    const chart = path.join(root, 'results', 'lalte-niah-tiny-cpu-loss.svg')
+    expect(existsSync(chart)).toBe(true)
+    // One <title> names the chart (for screen readers), besides the per-point tooltips.
+    expect(readFileSync(chart, 'utf8').match(/^<title>/gm)?.length).toBe(1)
   })
 
   it('sizes a calibrated session to its time budget, with equal steps for every run', async () => {
