@@ -60,20 +60,19 @@ export class ReferenceCache {
     dtype: DType,
     seed: number,
   ): Promise<Map<string, Float64Array>> {
-    const key = referenceKey(adapter.name, variant, mode, dims, dtype, seed)
+    const { key, compute } = reference(adapter, variant, mode, dims, dtype, seed)
     let hit = this.cache.get(key)
     if (!hit) {
-      const compute = () =>
-        startBackend('cpu').then((cpu) =>
-          outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed),
-        )
       hit = this.store ? this.store.getOrCompute(key, compute) : compute()
       this.cache.set(key, hit)
     }
     return hit
   }
 
-  /** Computes (or waits for) a reference unless another process is already on it; for helpers. */
+  /**
+   * Computes a reference into the shared store unless it is there or another process is on it
+   * (then returns false at once); for the helpers that work ahead of the GPU workers.
+   */
   async prefetch(
     adapter: MechanismAdapter,
     variant: string,
@@ -83,22 +82,25 @@ export class ReferenceCache {
     seed: number,
   ): Promise<boolean> {
     if (!this.store) return false
-    const key = referenceKey(adapter.name, variant, mode, dims, dtype, seed)
-    return this.store.computeIfFree(key, () =>
-      startBackend('cpu').then((cpu) => outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed)),
-    )
+    const { key, compute } = reference(adapter, variant, mode, dims, dtype, seed)
+    return this.store.computeIfFree(key, compute)
   }
 }
 
-function referenceKey(
-  mechanism: string,
+/** A reference's cache key (everything that determines it) and how to compute it on the CPU. */
+function reference(
+  adapter: MechanismAdapter,
   variant: string,
   mode: Mode,
   dims: Dims,
   dtype: DType,
   seed: number,
-): string {
-  return JSON.stringify([mechanism, variant, mode, dims, dtype, seed])
+): { key: string; compute: () => Promise<Map<string, Float64Array>> } {
+  return {
+    key: JSON.stringify([adapter.name, variant, mode, dims, dtype, seed]),
+    compute: () =>
+      startBackend('cpu').then((cpu) => outputsOf(adapter, variant, mode, dims, cpu, 'float64', dtype, seed)),
+  }
 }
 
 /** Compares the backend's outputs at the check dims against the CPU float64 reference. */

@@ -4,25 +4,18 @@ import { describe, expect, it } from 'vitest'
 import { type BenchResults, validateResults } from '../src/schema.js'
 import { builtCli, runBuiltCli, tempDir } from './helpers.js'
 
+/** The CLI's dense cells at T=64 on the CPU, in worker processes, with extra options. */
+async function runDense(out: string, extra: string[], env: Record<string, string>) {
+  const common = ['--backend', 'cpu', '--mechanism', 'dense', '--seq', '64', '--repeats', '1']
+  return runBuiltCli(await builtCli(), ['run', ...common, ...extra, '--out', out, '--quiet'], env)
+}
+
 describe('a native crash in one cell', () => {
   it('becomes that cell error; the cells after it run in a new process', async () => {
     const out = tempDir()
-    const r = await runBuiltCli(
-      await builtCli(),
-      [
-        'run',
-        '--backend',
-        'cpu',
-        '--mechanism',
-        'dense',
-        '--seq',
-        '64',
-        '--repeats',
-        '1',
-        '--out',
-        out,
-        '--quiet',
-      ],
+    const r = await runDense(
+      out,
+      [],
       // The worker kills itself with SIGSEGV when it starts the cell with this label.
       { ATTNKIT_BENCH_TEST_CRASH: 'cpu dense/causal forward+backward' },
     )
@@ -42,26 +35,9 @@ describe('a native crash in one cell', () => {
 
   it('a cell that hangs is stopped after --cell-timeout; the run goes on', async () => {
     const out = tempDir()
-    const r = await runBuiltCli(
-      await builtCli(),
-      [
-        'run',
-        '--backend',
-        'cpu',
-        '--mechanism',
-        'dense',
-        '--seq',
-        '64',
-        '--repeats',
-        '1',
-        '--cell-timeout',
-        '2',
-        '--out',
-        out,
-        '--quiet',
-      ],
-      { ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1' },
-    )
+    const r = await runDense(out, ['--cell-timeout', '2'], {
+      ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1',
+    })
     const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
     expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
       ['forward', 'error'],
@@ -76,26 +52,9 @@ describe('a native crash in one cell', () => {
 
   it('a CPU cell slower than --cpu-cell-timeout is stopped and reported skipped (too slow for cpu)', async () => {
     const out = tempDir()
-    const r = await runBuiltCli(
-      await builtCli(),
-      [
-        'run',
-        '--backend',
-        'cpu',
-        '--mechanism',
-        'dense',
-        '--seq',
-        '64',
-        '--repeats',
-        '1',
-        '--cpu-cell-timeout',
-        '2',
-        '--out',
-        out,
-        '--quiet',
-      ],
-      { ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1' },
-    )
+    const r = await runDense(out, ['--cpu-cell-timeout', '2'], {
+      ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1',
+    })
     const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
     expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
       ['forward', 'skipped'],
