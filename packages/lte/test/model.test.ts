@@ -41,7 +41,11 @@ describe('models (float64, CPU)', () => {
     expect(gdnSwaModel(opts).config.layers).toEqual(['gdn', 'swa', 'gdn', 'swa'])
     expect(gdnModel(opts).config.layers).toEqual(['gdn', 'gdn', 'gdn', 'gdn'])
     expect(fullAttentionModel(opts).config.layers).toEqual(['full', 'full', 'full', 'full'])
+    // The default: the paper's reference layout, GDN and LTE alternating (LTE at 1, 3, 5, 7).
     expect(laLTE({ ...opts, attentionEvery: undefined, numLayers: 8 }).config.layers.join(',')).toBe(
+      'gdn,lte,gdn,lte,gdn,lte,gdn,lte',
+    )
+    expect(laLTE({ ...opts, attentionEvery: 4, numLayers: 8 }).config.layers.join(',')).toBe(
       'gdn,gdn,gdn,lte,gdn,gdn,gdn,lte',
     )
   })

@@ -5,7 +5,7 @@ import { disposeCache, laLTE } from '../src/index.js'
 
 it('README example: one training step and one decode step', async () => {
   const live = memory().liveTensors
-  const model = laLTE({ vocabSize: 64, dModel: 32, numLayers: 4, headDim: 16, window: 8 }) // 3 GDN : 1 LTE
+  const model = laLTE({ vocabSize: 64, dModel: 32, numLayers: 4, headDim: 16, window: 8 }) // gdn, lte, gdn, lte
   let params = model.init(new Rng(0))
   const opt = new AdamW<typeof params>({ lr: 1e-3 })
   const batch = new Rng(1).randint([2, 33], 0, 64)

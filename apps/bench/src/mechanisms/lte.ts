@@ -192,7 +192,7 @@ export function gdnAdapter(mod: Record<string, unknown>): MechanismAdapter {
 
 // ------------------------------------------------------------------ laLTE block (and GDN+SWA)
 
-/** A 4-layer block (3 GDN : 1 attention, the paper's ratio) with embeddings, MLPs and logits. */
+/** A 4-layer block (GDN and attention alternating: @attnkit/lte's default, the paper's) with embeddings, MLPs and logits. */
 const LAYERS = 4
 const VOCAB = 512
 

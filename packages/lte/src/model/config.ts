@@ -34,7 +34,11 @@ export interface ModelOptions {
   headDim?: number
   /** GQA key/value heads of the attention layers (default: as many as query heads). */
   numKvHeads?: number
-  /** Hybrids: one attention layer per this many layers, last in each group (default 4: 3 GDN : 1). */
+  /**
+   * Hybrids: one attention layer per this many layers, last in each group. Default 2: GDN and
+   * attention alternate (attention at layers 1, 3, 5, ...), the layout of the paper's reference
+   * configurations (idiap/hybrid-linear-sparse-attention, configs/gated_delta_net_lte_*.json).
+   */
   attentionEvery?: number
   /** s (default 4). */
   sinks?: number
@@ -54,7 +58,7 @@ export interface ModelOptions {
 
 export const MODEL_DEFAULTS = {
   headDim: 64,
-  attentionEvery: 4,
+  attentionEvery: 2,
   sinks: 4,
   window: 64,
   poolSize: 256,
