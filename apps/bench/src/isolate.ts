@@ -182,8 +182,9 @@ async function runBackend(
   const hooks = progressHooks(progress, plan)
   const stopped = new Set<string>()
   const results = new Map<number, CellResult>()
-  const timeoutS =
-    name === 'cpu' ? Math.min(settings.cellTimeoutS, settings.cpuCellTimeoutS) : settings.cellTimeoutS
+  // On the CPU a shorter --cpu-cell-timeout applies, and a cell stopped by it is skipped, not failed.
+  const cpuLimited = name === 'cpu' && settings.cpuCellTimeoutS < settings.cellTimeoutS
+  const timeoutS = cpuLimited ? settings.cpuCellTimeoutS : settings.cellTimeoutS
   let todo = plan.map((_, i) => i)
   let report: BackendReport | undefined
   while (todo.length > 0) {
@@ -203,7 +204,7 @@ async function runBackend(
     }
     if (attempt.done) break
     const why = attempt.timedOut
-      ? `the ${name} worker process was stopped after ${timeoutS} s on one cell (${timeoutS < settings.cellTimeoutS ? '--cpu-cell-timeout' : '--cell-timeout'})`
+      ? `the ${name} worker process was stopped after ${timeoutS} s on one cell (${cpuLimited ? '--cpu-cell-timeout' : '--cell-timeout'})`
       : `the ${name} worker process died (${attempt.exit})${
           lastErrorLine(attempt.stderrTail) ? `: ${lastErrorLine(attempt.stderrTail)}` : ''
         }`
@@ -220,8 +221,7 @@ async function runBackend(
     }
     const i = attempt.crashedAt
     // The CPU reference being slower than its cost model says is no fault: the cell is skipped.
-    const tooSlowOnCpu =
-      name === 'cpu' && attempt.timedOut && settings.cpuCellTimeoutS < settings.cellTimeoutS
+    const tooSlowOnCpu = cpuLimited && attempt.timedOut
     const crashed: CellResult = {
       ...baseResult(plan[i], name, adapters.get(plan[i].mechanism)),
       status: tooSlowOnCpu ? 'skipped' : 'error',
