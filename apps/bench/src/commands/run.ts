@@ -327,7 +327,7 @@ function assemble(a: {
   const s = a.settings
   const notes = [
     `Timing: ${s.warmup} warm-up run(s), then up to ${s.repeats} timed runs (at least ${s.minRepeats}; no more once ${s.cellBudgetMs} ms were spent on a cell); spread is p10..p90.`,
-    `Random inputs larger than ${RANDOM_BLOCK_ELEMENTS} elements repeat a seeded block of that size (timings do not depend on the values; correctness checks run below that size).`,
+    `Random inputs and parameter tensors larger than ${RANDOM_BLOCK_ELEMENTS} elements repeat a seeded block of that size (timings do not depend on the values; the correctness check and its CPU reference draw theirs the same way).`,
     `Correctness tolerance: core's per-dtype base tolerance (float32 3e-5, float16 3e-3, bfloat16 1.6e-2) times a per-mechanism factor (default 4).`,
     `The CPU reference skips cells the cost model says take over ${s.cpuMaxSeconds} s per run (at 2 GFLOP/s and 1 GB/s) or ${CPU_SETUP_FACTOR * s.cpuMaxSeconds} s to set up.`,
     'Dense decode is one query attending over a preallocated cache of seqLen keys (no cache append is timed).',

@@ -14,11 +14,43 @@ import {
 import type { SetupContext } from './adapter.js'
 
 /**
- * Random inputs larger than this many elements repeat a seeded block of this size: drawing
- * hundreds of millions of Philox normals in JavaScript would dominate a GPU run, and timings do
- * not depend on the values. Correctness checks run at sizes below it, so they use fresh values.
+ * Random inputs and parameters larger than this many elements repeat a seeded block of this
+ * size: drawing hundreds of millions of Philox values in JavaScript would dominate a GPU run
+ * (a FLOP-matched MoSA layer has 128 M parameters: 6 s to draw), and timings do not depend on
+ * the values. Correctness checks draw the same way on the backend and for the CPU reference.
  */
 export const RANDOM_BLOCK_ELEMENTS = 1 << 22
+
+/** Fills `out` by repeating its first `block` elements. */
+function repeatBlock<T extends { copyWithin(target: number, start: number, end: number): T; length: number }>(
+  out: T,
+  block: number,
+): T {
+  for (let filled = block; filled < out.length; filled *= 2)
+    out.copyWithin(filled, 0, Math.min(filled, out.length - filled))
+  return out
+}
+
+/**
+ * The context's generator: draws of more than RANDOM_BLOCK_ELEMENTS values repeat a fresh block
+ * of that size (the same rule as the inputs), so that initialising a layer's parameters costs
+ * what drawing 4 M values does. Smaller draws are the plain generator's.
+ */
+export class BlockRepeatingRng extends Rng {
+  override uniformArray(n: number): Float64Array {
+    if (n <= RANDOM_BLOCK_ELEMENTS) return super.uniformArray(n)
+    const out = new Float64Array(n)
+    out.set(super.uniformArray(RANDOM_BLOCK_ELEMENTS))
+    return repeatBlock(out, RANDOM_BLOCK_ELEMENTS)
+  }
+
+  override normalArray(n: number): Float64Array {
+    if (n <= RANDOM_BLOCK_ELEMENTS) return super.normalArray(n)
+    const out = new Float64Array(n)
+    out.set(super.normalArray(RANDOM_BLOCK_ELEMENTS))
+    return repeatBlock(out, RANDOM_BLOCK_ELEMENTS)
+  }
+}
 
 function sizeOf(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1)
@@ -26,7 +58,7 @@ function sizeOf(shape: number[]): number {
 
 /** Uploads values (rounded to inputDtype) as a `dtype` tensor on `backend`, repeating `block` to fill. */
 function upload(
-  block: Float64Array,
+  block: ArrayLike<number>,
   shape: number[],
   inputDtype: DType,
   dtype: DType,
@@ -40,14 +72,13 @@ function upload(
   if (n === rounded.length) host.set(rounded)
   else {
     host.set(rounded.subarray(0, Math.min(n, rounded.length)))
-    for (let filled = rounded.length; filled < n; filled *= 2)
-      host.copyWithin(filled, 0, Math.min(filled, n - filled))
+    repeatBlock(host, rounded.length)
   }
   return tensor(host, shape, { dtype, backend })
 }
 
 export function makeContext(backend: Backend, dtype: DType, inputDtype: DType, seed: number): SetupContext {
-  const rng = new Rng(seed)
+  const rng = new BlockRepeatingRng(seed)
   return {
     backend,
     dtype,
@@ -68,9 +99,7 @@ export function makeContext(backend: Backend, dtype: DType, inputDtype: DType, s
       const u = rng.uniformArray(Math.min(n, RANDOM_BLOCK_ELEMENTS))
       const block = new Int32Array(n)
       for (let i = 0; i < u.length; i++) block[i] = low + Math.floor(u[i] * (high - low))
-      for (let filled = u.length; filled < n; filled *= 2)
-        block.copyWithin(filled, 0, Math.min(filled, n - filled))
-      return tensor(block, shape, { dtype: 'int32', backend })
+      return tensor(repeatBlock(block, u.length), shape, { dtype: 'int32', backend })
     },
     async initOnCpu<T extends TensorTree>(make: () => T): Promise<T> {
       await setBackend(await startBackend('cpu'))
@@ -89,7 +118,7 @@ export function makeContext(backend: Backend, dtype: DType, inputDtype: DType, s
         const values = t.dataSync()
         const isFloatTensor = t.dtype === 'float32' || t.dtype === 'float64' || t.dtype.endsWith('16')
         const out = isFloatTensor
-          ? upload(Float64Array.from(values), [...t.shape], inputDtype, dtype, backend)
+          ? upload(values as ArrayLike<number>, [...t.shape], inputDtype, dtype, backend)
           : tensor(values, [...t.shape], { dtype: t.dtype, backend })
         t.dispose()
         return out
