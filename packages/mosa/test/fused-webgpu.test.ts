@@ -1,4 +1,5 @@
 import {
+  cast,
   dispose,
   listKernels,
   memory,
@@ -52,17 +53,20 @@ async function run(params: MosaParams, x: Tensor, w: Tensor, path: MosaPath) {
   return host
 }
 
-async function toGpu(p: MosaParams): Promise<MosaParams> {
+/** The parameters on the GPU, cast to `dtype` there (default: as they are). */
+async function toGpu(p: MosaParams, dtype?: 'float16' | 'bfloat16'): Promise<MosaParams> {
   const s = p.sparse!
+  const move = async (t: Tensor) => {
+    const g = await toBackend(t, gpu!)
+    if (!dtype) return g
+    const c = cast(g, dtype)
+    g.dispose()
+    return c
+  }
   return {
-    [MOSA_CONFIG]: p[MOSA_CONFIG],
-    router: await toBackend(p.router!, gpu!),
-    sparse: {
-      q: await toBackend(s.q, gpu!),
-      k: await toBackend(s.k, gpu!),
-      v: await toBackend(s.v, gpu!),
-      o: await toBackend(s.o, gpu!),
-    },
+    [MOSA_CONFIG]: { ...p[MOSA_CONFIG]!, ...(dtype ? { dtype } : {}) },
+    router: await move(p.router!),
+    sparse: { q: await move(s.q), k: await move(s.k), v: await move(s.v), o: await move(s.o) },
   }
 }
 
@@ -96,6 +100,43 @@ describe.skipIf(!gpu)(`fused WGSL kernels on WebGPU${reason ? ` (skipped: ${reas
       const errors = Object.fromEntries(Object.keys(ref).map((k) => [k, relError(got[k], ref[k])]))
       for (const [k, e] of Object.entries(errors))
         expect(e, `${k}: ${JSON.stringify(errors)}`).toBeLessThan(5e-5)
+      dispose([p.params, p.x, w, gp, gx, gw])
+    },
+  )
+
+  it.each([
+    ['float16', 1e-2],
+    ['bfloat16', 6e-2],
+  ] as const)(
+    '%s layers run the fused kernels in float32 (cast up), matching the portable path (tolerance %s)',
+    async (dtype, tol) => {
+      await setBackend('cpu')
+      const config = { ...base, sparseHeads: 3 }
+      const B = 2
+      const T = 24
+      const p = problem(config, B, T, 11)
+      const w = tensor(new Rng(12).normalArray(B * T * config.dModel), [B, T, config.dModel], 'float32')
+      const gp = await toGpu(p.params, dtype)
+      const gx = cast(await toBackend(p.x, gpu!), dtype)
+      const gw = cast(await toBackend(w, gpu!), dtype)
+      const live = memory('webgpu').liveTensors
+      const fused = forwardWithRouting(gp, gx)
+      expect([fused.path, fused.fallbackReason, fused.y.dtype, fused.scores!.dtype]).toEqual([
+        'fused',
+        undefined,
+        dtype,
+        dtype,
+      ])
+      dispose([fused.y, fused.indices, fused.scores])
+      // The same router logits (16-bit) on both paths, so the same selection; the portable path
+      // then computes in 16 bits, the fused one in float32: they differ by 16-bit rounding.
+      const got = await run(gp, gx, gw, 'fused')
+      const ref = await run(gp, gx, gw, 'portable')
+      expect(memory('webgpu').liveTensors).toBe(live)
+      expect(Array.from(got.indices)).toEqual(Array.from(ref.indices))
+      const errors = Object.fromEntries(Object.keys(ref).map((k) => [k, relError(got[k], ref[k])]))
+      for (const [k, e] of Object.entries(errors))
+        expect(e, `${k}: ${JSON.stringify(errors)}`).toBeLessThan(tol)
       dispose([p.params, p.x, w, gp, gx, gw])
     },
   )
