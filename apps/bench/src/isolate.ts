@@ -5,10 +5,11 @@
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { availableParallelism } from 'node:os'
+import type { PriorResults, RunRecorder } from './journal.js'
 import type { MechanismAdapter } from './mechanisms/adapter.js'
-import type { PlannedCell } from './plan.js'
+import { cellKey, type PlannedCell } from './plan.js'
 import type { Progress } from './progress.js'
-import { baseResult, noteSweepStop, progressHooks, type RunSettings } from './runner.js'
+import { baseResult, noteSweepStop, priorTest, progressHooks, type RunSettings } from './runner.js'
 import type { BackendReport, CellResult } from './schema.js'
 
 /** What the parent sends a worker. */
@@ -133,6 +134,9 @@ export async function runIsolated(
   progress: Progress,
   /** Cells of a backend that cannot start are kept (marked unavailable) only when it was named. */
   keepUnavailable: boolean,
+  recorder?: RunRecorder,
+  /** What earlier sessions of a resumed run finished: those cells are not run again. */
+  prior?: PriorResults,
 ): Promise<IsolatedRun> {
   progress.start(plan.length * backendNames.length)
   const gpus = backendNames.filter((n) => n !== 'cpu')
@@ -144,7 +148,10 @@ export async function runIsolated(
       // With a time limit, each backend of a lane gets an equal share of what is left, so the
       // last one is not left with nothing when the first is slow (it gets what the others leave).
       const deadline = backendDeadline(settings.deadline, Date.now(), names.length - i)
-      done.set(name, await runBackend(entry, plan, name, adapters, { ...settings, deadline }, progress))
+      done.set(
+        name,
+        await runBackend(entry, plan, name, adapters, { ...settings, deadline }, progress, recorder, prior),
+      )
     }
   }
   try {
@@ -178,15 +185,25 @@ async function runBackend(
   adapters: ReadonlyMap<string, MechanismAdapter>,
   settings: RunSettings,
   progress: Progress,
+  recorder?: RunRecorder,
+  prior?: PriorResults,
 ): Promise<{ report: BackendReport; results: Map<number, CellResult> }> {
-  const hooks = progressHooks(progress, plan)
+  const isPrior = priorTest(plan, name, prior)
+  const hooks = progressHooks(progress, plan, { recorder, isPrior })
   const stopped = new Set<string>()
   const results = new Map<number, CellResult>()
   // On the CPU a shorter --cpu-cell-timeout applies, and a cell stopped by it is skipped, not failed.
   const cpuLimited = name === 'cpu' && settings.cpuCellTimeoutS < settings.cellTimeoutS
   const timeoutS = cpuLimited ? settings.cpuCellTimeoutS : settings.cellTimeoutS
-  let todo = plan.map((_, i) => i)
-  let report: BackendReport | undefined
+  for (const [i, cell] of plan.entries()) {
+    if (!isPrior(i)) continue
+    const r = prior!.cells.get(cellKey({ ...cell, backend: name }))!
+    results.set(i, r)
+    noteSweepStop(cell, { ...r, warnings: [] }, settings.fitMs, stopped)
+  }
+  let todo = plan.map((_, i) => i).filter((i) => !isPrior(i))
+  // A backend all of whose cells an earlier session finished is not started again.
+  let report: BackendReport | undefined = todo.length === 0 ? prior?.backends.get(name) : undefined
   while (todo.length > 0) {
     const attempt = await runWorker(
       entry,
@@ -197,7 +214,10 @@ async function runBackend(
         else if (m.type === 'end') hooks.end(m.index, m.result)
       },
     )
-    report ??= attempt.report
+    if (!report && attempt.report) {
+      report = attempt.report
+      recorder?.backend(name, report)
+    }
     for (const [i, r] of attempt.results) {
       results.set(i, r)
       noteSweepStop(plan[i], { ...r, warnings: [] }, settings.fitMs, stopped)

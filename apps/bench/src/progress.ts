@@ -25,6 +25,11 @@ export class Progress {
     this.done = 0
   }
 
+  /** Cells an earlier session of a resumed run finished. */
+  resumed(n: number): void {
+    this.done += n
+  }
+
   /** Cells that will not run (a sweep stopped early). */
   drop(n: number): void {
     this.total -= n

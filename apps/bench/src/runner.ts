@@ -1,6 +1,7 @@
 import { type Backend, type DType, dispose, memory, resetPeakMemory, setBackend } from '@attnkit/core'
 import type { LoadedBackend } from './backends.js'
 import { checkCorrectness, ReferenceCache } from './correctness.js'
+import { NOT_RUN_PREFIX, type PriorResults, type RunRecorder } from './journal.js'
 import { type MechanismAdapter, requireDims, requireVariant } from './mechanisms/adapter.js'
 import { makeContext } from './mechanisms/context.js'
 import { attentionLabel } from './mechanisms/dense.js'
@@ -78,12 +79,20 @@ export async function runBackendCells(
   hooks: CellHooks,
   stoppedSeries: Set<string> = new Set(),
   references: ReferenceCache = new ReferenceCache(),
+  prior?: PriorResults,
 ): Promise<CellResult[]> {
   const results: CellResult[] = []
   for (const [index, cell] of plan.entries()) {
     if (cell.series && stoppedSeries.has(cell.series)) continue
     const adapter = adapters.get(cell.mechanism)
     const base = baseResult(cell, loaded.name, adapter)
+    const earlier = prior?.cells.get(base.key)
+    if (earlier) {
+      // Finished by an earlier session of a resumed run (see journal.ts).
+      noteSweepStop(cell, { ...earlier, warnings: [] }, settings.fitMs, stoppedSeries)
+      results.push(earlier)
+      continue
+    }
     await hooks.begin(index, cellTitle(cell, loaded.name, base.label))
     let result: CellResult
     if (!loaded.backend)
@@ -98,7 +107,7 @@ export async function runBackendCells(
       result = {
         ...base,
         status: 'skipped',
-        reason: "not run: the backend's share of the run's time limit (--max-minutes) was used up",
+        reason: `${NOT_RUN_PREFIX} the backend's share of the run's time limit (--max-minutes) was used up (--resume runs it)`,
       }
     else {
       const started = performance.now()
@@ -121,29 +130,52 @@ export function noteSweepStop(cell: PlannedCell, r: CellResult, fitMs: number, s
   r.warnings.push(`the sweep stops here: ${why}`)
 }
 
-/** Progress hooks over a whole plan: cells a stopped sweep leaves out shrink the total. */
+/**
+ * Progress hooks over one backend's pass through a plan: cells a stopped sweep leaves out shrink
+ * the total; cells an earlier session finished (`isPrior`, for --resume) count as done from the
+ * start. Every finished cell also goes to the recorder (the run's journal).
+ */
 export function progressHooks(
   progress: Progress,
   plan: readonly PlannedCell[],
+  opts: { recorder?: RunRecorder; isPrior?: (index: number) => boolean } = {},
 ): CellHooks & { finish(): void } {
+  const isPrior = opts.isPrior ?? (() => false)
   let last = -1
   const labels = new Map<number, string>()
+  const dropBetween = (from: number, to: number) => {
+    let n = 0
+    for (let i = from; i < to; i++) if (!isPrior(i)) n++
+    progress.drop(n)
+  }
+  progress.resumed(plan.reduce((n, _, i) => n + (isPrior(i) ? 1 : 0), 0))
   return {
     begin(index: number, label: string) {
-      progress.drop(index - last - 1)
+      dropBetween(last + 1, index)
       last = index
       labels.set(index, label)
       progress.begin(label)
     },
     end(index: number, result: CellResult) {
+      opts.recorder?.cell(result)
       progress.end(result, labels.get(index) ?? cellTitle(plan[index], result.backend, result.label))
       labels.delete(index)
     },
     /** Call when the loop is over, to account for skipped cells at the end. */
     finish() {
-      progress.drop(plan.length - last - 1)
+      dropBetween(last + 1, plan.length)
     },
   }
+}
+
+/** Whether plan cell `index` on `backend` was finished by an earlier session. */
+export function priorTest(
+  plan: readonly PlannedCell[],
+  backend: string,
+  prior?: PriorResults,
+): (index: number) => boolean {
+  if (!prior || prior.cells.size === 0) return () => false
+  return (index) => prior.cells.has(cellKey({ ...plan[index], backend }))
 }
 
 /** Runs every planned cell on every backend, in this process. */
@@ -154,12 +186,14 @@ export async function runMatrix(
   unavailableMechanisms: ReadonlyMap<string, string>,
   settings: RunSettings,
   progress: Progress,
+  recorder?: RunRecorder,
+  prior?: PriorResults,
 ): Promise<CellResult[]> {
   const references = new ReferenceCache(settings.referenceDir)
   const results: CellResult[] = []
   progress.start(plan.length * backends.length)
   for (const loaded of backends) {
-    const hooks = progressHooks(progress, plan)
+    const hooks = progressHooks(progress, plan, { recorder, isPrior: priorTest(plan, loaded.name, prior) })
     results.push(
       ...(await runBackendCells(
         plan,
@@ -170,6 +204,7 @@ export async function runMatrix(
         hooks,
         new Set(),
         references,
+        prior,
       )),
     )
     hooks.finish()

@@ -138,6 +138,16 @@ export interface MachineInfo {
   node: string
 }
 
+export interface RunSession {
+  startedAt: string
+  command: string[]
+  durationS: number
+  /** Cells the session finished. */
+  cells: number
+  /** False when it was stopped before it could write its reports. */
+  completed: boolean
+}
+
 export interface BenchResults {
   schema: typeof RESULTS_SCHEMA
   version: typeof RESULTS_VERSION
@@ -145,6 +155,11 @@ export interface BenchResults {
   /** Seconds the whole run took. */
   durationS: number
   command: string[]
+  /**
+   * A run continued with --resume: each session of the command (durationS above is their sum;
+   * a session that was stopped counts to its last finished cell).
+   */
+  sessions?: RunSession[]
   preset: string
   seed: number
   machine: MachineInfo
@@ -285,6 +300,17 @@ const results = object({
   createdAt: type('an ISO date string', (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v))),
   durationS: finiteNonNeg,
   command: arrayOf(str),
+  sessions: optional(
+    arrayOf(
+      object({
+        startedAt: str,
+        command: arrayOf(str),
+        durationS: finiteNonNeg,
+        cells: finiteNonNeg,
+        completed: bool,
+      }),
+    ),
+  ),
   preset: str,
   seed: num,
   machine: object({

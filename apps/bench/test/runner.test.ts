@@ -243,7 +243,11 @@ describe('runMatrix', () => {
       new Progress({ write: () => true }, true),
     )
     expect(cells.map((c) => [c.status, c.reason, c.timing])).toEqual([
-      ['skipped', "not run: the backend's share of the run's time limit (--max-minutes) was used up", null],
+      [
+        'skipped',
+        "not run: the backend's share of the run's time limit (--max-minutes) was used up (--resume runs it)",
+        null,
+      ],
     ])
   })
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -6,6 +6,14 @@ import type { DType } from '@attnkit/core'
 import { list, oneOfList, positiveInt, positiveInts, positiveNumber, UsageError } from '../args.js'
 import { BACKEND_NAMES, backendReport, type LoadedBackend, loadBackends } from '../backends.js'
 import { runIsolated } from '../isolate.js'
+import {
+  isFinished,
+  JOURNAL_FILE,
+  Journal,
+  type JournalState,
+  planIdentity,
+  readJournal,
+} from '../journal.js'
 import type { MechanismAdapter } from '../mechanisms/adapter.js'
 import { RANDOM_BLOCK_ELEMENTS } from '../mechanisms/context.js'
 import { loadMechanisms, MECHANISMS, mechanismReport } from '../mechanisms/registry.js'
@@ -65,7 +73,12 @@ the cost model, peak memory and KV-cache bytes. Writes results.json, results.md 
   --no-check             skip the correctness checks
   --cpu-max-seconds <s>  cells the cost model says take longer per run (or ${CPU_SETUP_FACTOR}x longer to set
                          up) are skipped on the CPU (default ${DEFAULT_CPU_MAX_SECONDS})
-  --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root)
+  --out <dir>            where to write (default bench-results/<timestamp>/ at the repository root);
+                         each cell is also appended to <dir>/${JOURNAL_FILE} as it finishes
+  --resume               go on with the run in --out: cells its journal holds are kept, the rest
+                         (those a time limit or a stopped process left out) run, and the reports
+                         cover them all (starts afresh when there is no journal yet). Run the same
+                         command again until it says nothing is left
   --max-minutes <m>      start no cell after this long; the rest are skipped, saying so, and the
                          reports are written as usual (for fixed device windows). Backends run one
                          after another share it: each gets an equal part of what those before left
@@ -130,6 +143,7 @@ export async function runCommand(
       quiet: { type: 'boolean', default: false },
       'in-process': { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
+      resume: { type: 'boolean', default: false },
       'max-minutes': { type: 'string' },
       'cpu-cell-timeout': { type: 'string' },
       'cpu-alongside': { type: 'string', default: 'auto' },
@@ -206,6 +220,28 @@ export async function runCommand(
     return { results: null, dir: '', files: [], exitCode: 0 }
   }
 
+  if (o.resume && o.out === undefined)
+    throw new UsageError('--resume: expected --out <dir> too (the folder of the run to go on with)')
+  const dir = path.resolve(o.out ?? defaultResultsDir(startedAt))
+  const identity = planIdentity(plan)
+  const earlier = o.resume ? readJournal(dir, preset.name, settings.seed, identity) : null
+  if (!o.resume && existsSync(path.join(dir, JOURNAL_FILE)))
+    // A fresh run starts a fresh journal: the folder's earlier cells are not mixed into it.
+    rmSync(path.join(dir, JOURNAL_FILE))
+  const prior = earlier ? { cells: earlier.cells, backends: earlier.backends } : undefined
+  if (earlier)
+    io.err.write(
+      `Resuming the run in ${dir}: ${earlier.cells.size} cell(s) finished in ${earlier.sessions.length} earlier session(s).\n`,
+    )
+  else if (o.resume) io.err.write(`Nothing to resume in ${dir} (no ${JOURNAL_FILE}): starting the run.\n`)
+  const journal = new Journal(dir, {
+    startedAt: startedAt.toISOString(),
+    command: ['attnkit-bench', 'run', ...argv],
+    preset: preset.name,
+    seed: settings.seed,
+    plan: identity,
+  })
+
   // Backends: the named ones (all reported, unavailable ones with their cells), or every one that starts.
   const progress = new Progress(io.err, o.quiet)
   let cells: CellResult[]
@@ -222,6 +258,8 @@ export async function runCommand(
         settings,
         progress,
         Boolean(namedBackends),
+        journal,
+        prior,
       )
       cells = run.cells
       backendReports = run.backends.map((b) => b.report)
@@ -231,9 +269,12 @@ export async function runCommand(
   } else {
     const loadedAll = await loadBackends(namedBackends ?? BACKEND_NAMES)
     const runOn: LoadedBackend[] = namedBackends ? loadedAll : loadedAll.filter((b) => b.backend)
-    cells = await runMatrix(plan, runOn, adapters, unavailable, settings, progress)
+    cells = await runMatrix(plan, runOn, adapters, unavailable, settings, progress, journal, prior)
     backendReports = loadedAll.map(backendReport)
+    for (const b of backendReports) journal.backend(b.name, b)
   }
+  const durationS = (performance.now() - t0) / 1e3
+  journal.end(durationS)
 
   const results = assemble({
     cells,
@@ -245,17 +286,22 @@ export async function runCommand(
     argv,
     settings,
     startedAt,
-    durationS: (performance.now() - t0) / 1e3,
+    durationS,
+    earlier,
   })
   const problems = validateResults(results)
   if (problems.length > 0)
     throw new Error(`internal error: the results do not match their schema: ${problems[0]}`)
 
-  const dir = path.resolve(o.out ?? defaultResultsDir(startedAt))
   const files = writeReports(results, dir)
   io.out.write(
     `${terminalReport(results)}\n\nWrote ${files.map((f) => path.basename(f)).join(', ')} to ${dir}\n`,
   )
+  const left = cells.filter((c) => !isFinished(c)).length
+  if (left > 0)
+    io.out.write(
+      `${left} cell(s) were left out by the time limit: the same command with --resume${o.resume ? '' : ` --out ${dir}`} runs them.\n`,
+    )
   const exitCode = results.summary.failed + results.summary.error > 0 ? 1 : 0
   return { results, dir, files, exitCode }
 }
@@ -321,6 +367,8 @@ function assemble(a: {
   settings: RunSettings
   startedAt: Date
   durationS: number
+  /** The journal's earlier sessions, when this run was resumed. */
+  earlier: JournalState | null
 }): BenchResults {
   const counts = Object.fromEntries(CELL_STATUSES.map((s) => [s, 0])) as Record<CellStatus, number>
   for (const c of a.cells) counts[c.status]++
@@ -336,12 +384,22 @@ function assemble(a: {
       : []),
     ...(s.check ? [] : ['Correctness checks were turned off (--no-check).']),
   ]
+  const command = ['attnkit-bench', 'run', ...a.argv]
+  const thisSession = {
+    startedAt: a.startedAt.toISOString(),
+    command,
+    durationS: a.durationS,
+    cells: a.cells.length - (a.earlier?.cells.size ?? 0),
+    completed: true,
+  }
+  const sessions = a.earlier ? [...a.earlier.sessions, thisSession] : []
   return {
     schema: RESULTS_SCHEMA,
     version: RESULTS_VERSION,
-    createdAt: a.startedAt.toISOString(),
-    durationS: a.durationS,
-    command: ['attnkit-bench', 'run', ...a.argv],
+    createdAt: sessions[0]?.startedAt ?? thisSession.startedAt,
+    durationS: sessions.length > 0 ? sessions.reduce((t, x) => t + x.durationS, 0) : a.durationS,
+    command,
+    ...(sessions.length > 0 ? { sessions } : {}),
     preset: a.preset,
     seed: s.seed,
     machine: machineInfo(),

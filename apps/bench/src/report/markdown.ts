@@ -24,6 +24,7 @@ export function markdownReport(r: BenchResults, charts: readonly Chart[]): strin
     `Machine: ${m.cpu} (${m.cpuCount} threads), ${fmtBytes(m.memoryBytes)} RAM, ${m.os} ${m.arch}, Node ${m.node}.  `,
     `Command: \`${r.command.join(' ')}\``,
   )
+  if (r.sessions && r.sessions.length > 1) out[out.length - 1] += `  \n${sessionsLine(r.sessions)}`
   const head = headlineLines(r)
   if (head.length > 0) out.push('', '## Headline', '', ...head.map((h) => `- ${h}`))
   out.push('', '## Backends', '')
@@ -102,4 +103,12 @@ function wallTimeLines(cells: readonly CellResult[]): string[] {
       `${b} ${t.total.toFixed(1)} s (correctness checks ${t.check.toFixed(1)} s, the CPU reference included)`,
   )
   return [`Wall time of the cells: ${parts.join('; ')}.`, '']
+}
+
+/** How a resumed run's time was spent, session by session. */
+export function sessionsLine(sessions: NonNullable<BenchResults['sessions']>): string {
+  const parts = sessions.map(
+    (x) => `${x.durationS.toFixed(1)} s (${x.cells} cells${x.completed ? '' : ', stopped'})`,
+  )
+  return `Ran as ${sessions.length} sessions of the command (continued with --resume): ${parts.join(' + ')}.`
 }

@@ -1,11 +1,13 @@
 import type { BenchResults } from '../schema.js'
 import { CELL_COLUMNS, cellRow, headlineLines, NUMERIC_COLUMNS, problemLines } from './cells.js'
 import { alignColumns } from './format.js'
+import { sessionsLine } from './markdown.js'
 
 /** The run's report for a terminal: backends, the table, what went wrong, the headline numbers. */
 export function terminalReport(r: BenchResults): string {
   const lines: string[] = []
   lines.push(`attnkit bench, preset ${r.preset}: ${r.cells.length} cells in ${r.durationS.toFixed(1)} s`)
+  if (r.sessions && r.sessions.length > 1) lines.push(sessionsLine(r.sessions))
   for (const b of r.backends)
     lines.push(b.status === 'ok' ? `  ${b.name}: ${b.device}` : `  ${b.name}: unavailable (${b.reason})`)
   for (const m of r.mechanisms)
