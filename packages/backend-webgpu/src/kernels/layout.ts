@@ -3,6 +3,7 @@ import type { WebGPUBackend } from '../backend.js'
 import { valueType } from '../wgsl/codec.js'
 import {
   bindingsWgsl,
+  castExpr,
   convert,
   flagWgsl,
   mapInto,
@@ -126,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = (wid.x + wid.y * nwg.x) * ${WG}u + lid;
   if (i >= P(${nAt}u)) { return; }
   let len = P(${lenAt}u);
-  st_y((i / len) * P(${outLenAt}u) + P(${offAt}u) + i % len, ld_x(i));
+  st_y((i / len) * P(${outLenAt}u) + P(${offAt}u) + i % len, ${castExpr('ld_x(i)', x.dtype, out.target.dtype)});
 }`,
           inputs: [xo.binding],
           outputs: [out.target.binding],

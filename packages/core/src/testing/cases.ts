@@ -368,6 +368,20 @@ function cases(): OpCase[] {
     fn: ({ a, b, c }) => [o.concat([a, b, c], 1), o.stack([a, a], 0)],
   })
   add({
+    // Masks and positions are concatenated too (a growing KV cache's keep mask and slots).
+    name: 'concat/int-bool',
+    kernels: ['concat'],
+    dtypes: F32,
+    inputs: {
+      p: { shape: [2, 3, 5], dist: 'bool', dtype: 'bool' },
+      q: { shape: [2, 1, 5], dist: 'bool', dtype: 'bool' },
+      i: { shape: [2, 3, 5], dist: 'int', dtype: 'int32', low: -50, high: 50 },
+      j: { shape: [2, 2, 5], dist: 'int', dtype: 'int32', low: -50, high: 50 },
+    },
+    fn: ({ p, q, i, j }) => [o.concat([p, q, p], 1), o.concat([i, j], 1), o.stack([q, q], 0)],
+    grad: false,
+  })
+  add({
     name: 'pad',
     kernels: ['pad'],
     dtypes: FLOATS,
