@@ -93,10 +93,11 @@ export interface CellResult {
   /** How the mechanism set the cell up, where that matters (e.g. how a decode cache was filled). */
   note?: string
   /**
-   * Wall-clock seconds the cell took in all (set-up, warm-up, timed runs, correctness check)
-   * and how many of them the correctness check took (the CPU reference included).
+   * Wall-clock seconds the cell took in all (set-up, warm-up, timed runs, correctness check),
+   * how many of them the workload's set-up took (parameters, inputs, a decode cache's fill) and
+   * how many the correctness check (the CPU reference included). Older files lack `setup`.
    */
-  wallS?: { total: number; check: number }
+  wallS?: { total: number; setup?: number; check: number }
   warnings: string[]
 }
 
@@ -290,7 +291,7 @@ const cell = object({
   peakBytes: nullable(finiteNonNeg),
   kvCacheBytes: nullable(finiteNonNeg),
   note: optional(str),
-  wallS: optional(object({ total: finiteNonNeg, check: finiteNonNeg })),
+  wallS: optional(object({ total: finiteNonNeg, setup: optional(finiteNonNeg), check: finiteNonNeg })),
   warnings: arrayOf(str),
 })
 

@@ -69,6 +69,8 @@ describe('a native crash in one cell', () => {
       expect(c.wallS?.total, c.key).toBeGreaterThan(0)
       expect(c.wallS?.check, c.key).toBeGreaterThan(0)
       expect(c.wallS!.check).toBeLessThanOrEqual(c.wallS!.total)
+      expect(c.wallS?.setup, c.key).toBeGreaterThan(0)
+      expect(c.wallS!.setup! + c.wallS!.check).toBeLessThanOrEqual(c.wallS!.total)
     }
     expect(r.status).toBe(0)
   })

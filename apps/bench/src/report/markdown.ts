@@ -87,20 +87,21 @@ export function markdownReport(r: BenchResults, charts: readonly Chart[]): strin
   return `${out.join('\n')}\n`
 }
 
-/** Where a run's minutes went, per backend: its cells' wall time and the correctness checks' share. */
+/** Where a run's minutes went, per backend: its cells' wall time, the set-ups' and the correctness checks' shares. */
 function wallTimeLines(cells: readonly CellResult[]): string[] {
-  const per = new Map<string, { total: number; check: number }>()
+  const per = new Map<string, { total: number; setup: number; check: number }>()
   for (const c of cells) {
     if (!c.wallS) continue
-    const t = per.get(c.backend) ?? { total: 0, check: 0 }
+    const t = per.get(c.backend) ?? { total: 0, setup: 0, check: 0 }
     t.total += c.wallS.total
+    t.setup += c.wallS.setup ?? 0
     t.check += c.wallS.check
     per.set(c.backend, t)
   }
   if (per.size === 0) return []
   const parts = [...per].map(
     ([b, t]) =>
-      `${b} ${t.total.toFixed(1)} s (correctness checks ${t.check.toFixed(1)} s, the CPU reference included)`,
+      `${b} ${t.total.toFixed(1)} s (set-up ${t.setup.toFixed(1)} s, correctness checks ${t.check.toFixed(1)} s, the CPU reference included)`,
   )
   return [`Wall time of the cells: ${parts.join('; ')}.`, '']
 }
