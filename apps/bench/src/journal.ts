@@ -15,7 +15,16 @@ export const JOURNAL_FILE = 'journal.jsonl'
 export const NOT_RUN_PREFIX = 'not run:'
 
 export type JournalLine =
-  | { type: 'session'; startedAt: string; command: string[]; preset: string; seed: number; plan: string[] }
+  | {
+      type: 'session'
+      startedAt: string
+      command: string[]
+      /** The code that ran it (sessions of one run may differ). */
+      commit: string | null
+      preset: string
+      seed: number
+      plan: string[]
+    }
   | { type: 'backend'; name: string; report: BackendReport }
   | { type: 'cell'; result: CellResult; atS: number }
   | { type: 'end'; durationS: number }
@@ -67,6 +76,7 @@ export function readJournal(dir: string, preset: string, seed: number, plan: str
       state.sessions.push({
         startedAt: line.startedAt,
         command: line.command,
+        commit: line.commit ?? null,
         durationS: 0,
         cells: 0,
         completed: false,

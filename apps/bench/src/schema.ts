@@ -142,6 +142,8 @@ export interface MachineInfo {
 export interface RunSession {
   startedAt: string
   command: string[]
+  /** The git commit of the code that ran the session. */
+  commit: string | null
   durationS: number
   /** Cells the session finished. */
   cells: number
@@ -306,6 +308,7 @@ const results = object({
       object({
         startedAt: str,
         command: arrayOf(str),
+        commit: nullable(str),
         durationS: finiteNonNeg,
         cells: finiteNonNeg,
         completed: bool,

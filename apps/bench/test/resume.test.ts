@@ -67,7 +67,7 @@ describe('run --resume (the journal of a stopped run)', () => {
       6,
     )
     expect(readFileSync(path.join(out, 'results.md'), 'utf8')).toMatch(
-      /Ran as 2 sessions of the command \(continued with --resume\): [\d.]+ s \(2 cells, stopped\) \+ [\d.]+ s/,
+      /Ran as 2 sessions of the command \(continued with --resume\): [\d.]+ s \(2 cells, stopped, commit [0-9a-f]{10}\) \+ [\d.]+ s/,
     )
 
     // Everything finished: a further --resume runs nothing and writes the same cells.

@@ -237,6 +237,7 @@ export async function runCommand(
   const journal = new Journal(dir, {
     startedAt: startedAt.toISOString(),
     command: ['attnkit-bench', 'run', ...argv],
+    commit: gitInfo().commit,
     preset: preset.name,
     seed: settings.seed,
     plan: identity,
@@ -388,6 +389,7 @@ function assemble(a: {
   const thisSession = {
     startedAt: a.startedAt.toISOString(),
     command,
+    commit: gitInfo().commit,
     durationS: a.durationS,
     cells: a.cells.length - (a.earlier?.cells.size ?? 0),
     completed: true,

@@ -109,7 +109,8 @@ function wallTimeLines(cells: readonly CellResult[]): string[] {
 /** How a resumed run's time was spent, session by session. */
 export function sessionsLine(sessions: NonNullable<BenchResults['sessions']>): string {
   const parts = sessions.map(
-    (x) => `${x.durationS.toFixed(1)} s (${x.cells} cells${x.completed ? '' : ', stopped'})`,
+    (x) =>
+      `${x.durationS.toFixed(1)} s (${x.cells} cells${x.completed ? '' : ', stopped'}${x.commit ? `, commit ${x.commit.slice(0, 10)}` : ''})`,
   )
   return `Ran as ${sessions.length} sessions of the command (continued with --resume): ${parts.join(' + ')}.`
 }
