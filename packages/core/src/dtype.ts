@@ -127,7 +127,8 @@ export function float32ToFloat16Bits(x: number): number {
   return sign | h
 }
 
-export function float16BitsToFloat32(bits: number): number {
+/** IEEE half bits -> value, from the definition (what the lookup table holds). */
+function decodeFloat16Bits(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1
   const exp = (bits >>> 10) & 0x1f
   const mant = bits & 0x3ff
@@ -136,13 +137,30 @@ export function float16BitsToFloat32(bits: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15)
 }
 
+// Every half value, by bits: decoding is a load instead of a power (hundreds of millions of
+// values pass through here when a 16-bit model's weights are placed on a device).
+let float16Values: Float32Array | undefined
+
+function float16Table(): Float32Array {
+  if (!float16Values) {
+    float16Values = new Float32Array(0x10000)
+    for (let b = 0; b < 0x10000; b++) float16Values[b] = decodeFloat16Bits(b)
+  }
+  return float16Values
+}
+
+export function float16BitsToFloat32(bits: number): number {
+  return (float16Values ?? float16Table())[bits & 0xffff]
+}
+
 /** Rounds the values of a float32-held 16-bit tensor to the precision of its dtype. */
 export function roundInPlace(dtype: DType, values: TypedArray): void {
   if (dtype === 'bfloat16') {
     for (let i = 0; i < values.length; i++)
       values[i] = bfloat16BitsToFloat32(float32ToBfloat16Bits(values[i]))
   } else if (dtype === 'float16') {
-    for (let i = 0; i < values.length; i++) values[i] = float16BitsToFloat32(float32ToFloat16Bits(values[i]))
+    const table = float16Table()
+    for (let i = 0; i < values.length; i++) values[i] = table[float32ToFloat16Bits(values[i])]
   }
 }
 

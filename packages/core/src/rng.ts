@@ -83,9 +83,10 @@ export class Rng {
     this.k1 = Math.floor(seed / 2 ** 32) >>> 0
   }
 
-  /** An independent generator (a different stream under the same key). */
-  fork(stream: number): Rng {
-    return new Rng(this.seed, (this.stream + 1) * 0x10000 + stream)
+  /** An independent generator (a different stream under the same key), of this one's class. */
+  fork(stream: number): this {
+    const Kind = this.constructor as new (seed: number, stream: number) => this
+    return new Kind(this.seed, (this.stream + 1) * 0x10000 + stream)
   }
 
   /** `n` raw uint32 values (rounded up to whole blocks internally). */
