@@ -24,4 +24,14 @@ describe('BlockRepeatingRng (parameters and inputs of bench cells)', () => {
     expect(a.normalArray(64)).toEqual(b.normalArray(64))
     expect(new Set(block.subarray(0, 4096)).size).toBeGreaterThan(4000)
   })
+
+  it('forks (per-layer streams, as @attnkit/lte draws its layers) repeat blocks too', () => {
+    const fork = new BlockRepeatingRng(3).fork(2)
+    expect(fork).toBeInstanceOf(BlockRepeatingRng)
+    const plain = new Rng(3).fork(2)
+    const big = fork.normalArray(RANDOM_BLOCK_ELEMENTS + 10)
+    const block = plain.normalArray(RANDOM_BLOCK_ELEMENTS)
+    expect(big.subarray(0, RANDOM_BLOCK_ELEMENTS)).toEqual(block)
+    expect(big.subarray(RANDOM_BLOCK_ELEMENTS)).toEqual(block.subarray(0, 10))
+  })
 })

@@ -16,10 +16,10 @@ import type { SetupContext } from './adapter.js'
 /**
  * Random inputs and parameters larger than this many elements repeat a seeded block of this
  * size: drawing hundreds of millions of Philox values in JavaScript would dominate a GPU run
- * (a FLOP-matched MoSA layer has 128 M parameters: 6 s to draw), and timings do not depend on
+ * (a FLOP-matched MoSA layer has 128 M parameters, a paper-size laLTE block 217 M: 6-10 s to draw), and timings do not depend on
  * the values. Correctness checks draw the same way on the backend and for the CPU reference.
  */
-export const RANDOM_BLOCK_ELEMENTS = 1 << 22
+export const RANDOM_BLOCK_ELEMENTS = 1 << 20
 
 /** Fills `out` by repeating its first `block` elements. */
 function repeatBlock<T extends { copyWithin(target: number, start: number, end: number): T; length: number }>(
@@ -34,7 +34,7 @@ function repeatBlock<T extends { copyWithin(target: number, start: number, end: 
 /**
  * The context's generator: draws of more than RANDOM_BLOCK_ELEMENTS values repeat a fresh block
  * of that size (the same rule as the inputs), so that initialising a layer's parameters costs
- * what drawing 4 M values does. Smaller draws are the plain generator's.
+ * what drawing 1 M values per tensor does. Smaller draws are the plain generator's.
  */
 export class BlockRepeatingRng extends Rng {
   override uniformArray(n: number): Float64Array {
