@@ -85,10 +85,11 @@ export function readJournal(dir: string, preset: string, seed: number, plan: str
       throw new UsageError(`--resume: ${file} does not start with a session line (the journal is damaged)`)
     } else if (line.type === 'backend') state.backends.set(line.name, line.report)
     else if (line.type === 'cell') {
-      session.cells++
       session.durationS = Math.max(session.durationS, line.atS)
-      if (isFinished(line.result)) state.cells.set(line.result.key, line.result)
-      else state.cells.delete(line.result.key)
+      if (isFinished(line.result)) {
+        session.cells++
+        state.cells.set(line.result.key, line.result)
+      } else state.cells.delete(line.result.key)
     } else if (line.type === 'end') {
       session.durationS = line.durationS
       session.completed = true

@@ -145,7 +145,7 @@ export interface RunSession {
   /** The git commit of the code that ran the session. */
   commit: string | null
   durationS: number
-  /** Cells the session finished. */
+  /** Cells the session finished (not counting those its time limit left out). */
   cells: number
   /** False when it was stopped before it could write its reports. */
   completed: boolean

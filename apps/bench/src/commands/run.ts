@@ -391,7 +391,7 @@ function assemble(a: {
     command,
     commit: gitInfo().commit,
     durationS: a.durationS,
-    cells: a.cells.length - (a.earlier?.cells.size ?? 0),
+    cells: a.cells.filter((c) => isFinished(c) && !a.earlier?.cells.has(c.key)).length,
     completed: true,
   }
   const sessions = a.earlier ? [...a.earlier.sessions, thisSession] : []
