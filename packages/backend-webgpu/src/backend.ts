@@ -198,6 +198,7 @@ export class WebGPUBackend implements Backend {
         maxComputeWorkgroupStorageSize: this.limits.maxComputeWorkgroupStorageSize,
       },
       features,
+      maxTensorBytes: this.limits.maxStorageBufferBindingSize,
     }
   }
 

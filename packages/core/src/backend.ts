@@ -32,6 +32,12 @@ export interface BackendInfo {
   features: string[]
   /** Peak rates used to report fractions of peak; measured or from the device's datasheet. */
   peak?: { flopsPerSecond?: Partial<Record<DType, number>>; bytesPerSecond?: number }
+  /**
+   * Bytes one tensor may take at most (WebGPU: the adapter's maxStorageBufferBindingSize);
+   * absent where only device memory limits it. Lets a mechanism pick an implementation whose
+   * intermediates fit.
+   */
+  maxTensorBytes?: number
 }
 
 /** Timing of a region of device work. */

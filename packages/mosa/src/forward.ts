@@ -64,7 +64,16 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
   if (path === 'fused' && support && !support.ok) {
     throw new ArgumentError(`mosa.forward: path 'fused' cannot run here: ${support.reason}`)
   }
-  const useFused = support?.ok === true
+  let useFused = support?.ok === true
+  let fallbackReason = support && !support.ok ? support.reason : undefined
+  if (useFused && path === 'auto' && x.dtype !== 'float32') {
+    const [B, T] = x.shape
+    const why = portableFor16Bit(c, B, T, x.backend.info().maxTensorBytes)
+    if (why) {
+      useFused = false
+      fallbackReason = why
+    }
+  }
   const parts = tidy(() => {
     let y: Tensor | undefined
     let indices: Tensor | undefined
@@ -88,8 +97,31 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
   return {
     ...parts,
     path: useFused ? 'fused' : 'portable',
-    fallbackReason: support && !support.ok ? support.reason : undefined,
+    fallbackReason: useFused ? undefined : fallbackReason,
   }
+}
+
+/** Bytes of the portable path's largest tensor: its scatter's [B·Hs·k, dModel] int32 row indices. */
+export function portableLargestBytes(c: ResolvedConfig, batch: number, seqLen: number): number {
+  return batch * c.sparseHeads * selectedTokens(seqLen, c.sparsity) * c.dModel * 4
+}
+
+/**
+ * Why 'auto' runs a 16-bit layer's MoSA heads on the portable path (null: it takes the fused
+ * kernels). The fused kernels compute in float32 on cast copies; the portable path's projections
+ * run in 16 bits on tensor cores, faster for training on CUDA (H100, T = 8192, fwd+bwd: 92-110 ms
+ * against 128-144 ms) though 4-6x larger in memory, so it is preferred wherever its largest
+ * tensor fits in one buffer of the backend (WebGPU: 2 GiB, which the paper's T = 8192 layers pass).
+ */
+export function portableFor16Bit(
+  c: ResolvedConfig,
+  batch: number,
+  seqLen: number,
+  maxTensorBytes: number | undefined,
+): string | null {
+  const need = portableLargestBytes(c, batch, seqLen)
+  if (maxTensorBytes !== undefined && need > maxTensorBytes) return null
+  return `16-bit layers take the portable path where it fits (its projections run in 16 bits; the fused kernels compute in float32): its largest tensor, ${need} bytes, fits ${maxTensorBytes === undefined ? 'this backend' : `this backend's ${maxTensorBytes}-byte limit`}`
 }
 
 /** The MoSA layer's output [B, T, dModel] (see forwardWithRouting). */

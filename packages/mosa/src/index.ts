@@ -39,6 +39,8 @@ export {
   forward,
   forwardWithRouting,
   type MosaPath,
+  portableFor16Bit,
+  portableLargestBytes,
 } from './forward.js'
 export { type FusedSupport, fusedSupport } from './fused/layer.js'
 export { KERNELS } from './fused/names.js'

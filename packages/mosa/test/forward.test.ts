@@ -1,6 +1,13 @@
 import { dispose, memory } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { forward, forwardWithRouting, type MosaConfig } from '../src/index.js'
+import {
+  forward,
+  forwardWithRouting,
+  type MosaConfig,
+  portableFor16Bit,
+  portableLargestBytes,
+  resolveConfig,
+} from '../src/index.js'
 import { problem, relError } from './helpers.js'
 import { hostParams, referenceForward } from './reference.js'
 
@@ -86,5 +93,21 @@ describe('forward', () => {
     const y = forward(p.params, p.x, { path: 'portable' })
     expect(memory().liveTensors).toBe(before + 1)
     dispose([y, p.params, p.x])
+  })
+})
+
+describe("'auto' path for 16-bit layers", () => {
+  // The paper's FLOP-matched s4 layer at T = 8192: 94 MoSA heads of k = 2048 over dModel 1024.
+  const paper = resolveConfig({ dModel: 1024, headDim: 64, denseHeads: 4, sparseHeads: 94, sparsity: 4 })
+
+  it('sizes the portable path by its [B·Hs·k, dModel] int32 scatter indices', () => {
+    expect(portableLargestBytes(paper, 4, 8192)).toBe(4 * 94 * 2048 * 1024 * 4)
+  })
+
+  it('keeps the portable path where it fits, the fused kernels where it does not', () => {
+    const webgpuLimit = 2 ** 31 - 4
+    expect(portableFor16Bit(paper, 4, 1024, webgpuLimit)).toMatch(/fits this backend's 2147483644-byte limit/)
+    expect(portableFor16Bit(paper, 4, 8192, webgpuLimit)).toBeNull()
+    expect(portableFor16Bit(paper, 4, 8192, undefined)).toMatch(/fits this backend/)
   })
 })

@@ -120,14 +120,18 @@ describe.skipIf(!gpu)(`fused WGSL kernels on WebGPU${reason ? ` (skipped: ${reas
       const gx = cast(await toBackend(p.x, gpu!), dtype)
       const gw = cast(await toBackend(w, gpu!), dtype)
       const live = memory('webgpu').liveTensors
-      const fused = forwardWithRouting(gp, gx)
+      // 'auto' keeps a 16-bit layer on the portable path while its tensors fit the 2 GiB binding.
+      const auto = forwardWithRouting(gp, gx)
+      expect(auto.path).toBe('portable')
+      expect(auto.fallbackReason).toMatch(/16-bit layers take the portable path where it fits/)
+      const fused = forwardWithRouting(gp, gx, { path: 'fused' })
       expect([fused.path, fused.fallbackReason, fused.y.dtype, fused.scores!.dtype]).toEqual([
         'fused',
         undefined,
         dtype,
         dtype,
       ])
-      dispose([fused.y, fused.indices, fused.scores])
+      dispose([auto.y, auto.indices, auto.scores, fused.y, fused.indices, fused.scores])
       // The same router logits (16-bit) on both paths, so the same selection; the portable path
       // then computes in 16 bits, the fused one in float32: they differ by 16-bit rounding.
       const got = await run(gp, gx, gw, 'fused')
