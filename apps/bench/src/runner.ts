@@ -271,11 +271,12 @@ function defaultLabel(dims: Record<string, number>): string {
     .join(' ')
 }
 
-function tooLargeForCpu(cost: CellResult['cost'], limit: number, what: string): string | null {
+function tooLargeForCpu(cost: CellResult['cost'], limit: number, what: string, slowdown = 1): string | null {
   if (!cost) return null
-  const est = cpuSeconds(cost)
+  const est = cpuSeconds(cost) * slowdown
   if (est <= limit) return null
-  return `too large for cpu: ${what} would take about ${est.toFixed(1)} s by the cost model (${(cost.flops / 1e9).toFixed(1)} GFLOP, ${(cost.bytes / 2 ** 20).toFixed(0)} MiB moved) > ${limit.toFixed(1)} s (raise with --cpu-max-seconds)`
+  const measured = slowdown !== 1 ? `, ${slowdown}x its rates as measured for this mechanism` : ''
+  return `too large for cpu: ${what} would take about ${est.toFixed(1)} s by the cost model (${(cost.flops / 1e9).toFixed(1)} GFLOP, ${(cost.bytes / 2 ** 20).toFixed(0)} MiB moved${measured}) > ${limit.toFixed(1)} s (raise with --cpu-max-seconds)`
 }
 
 async function runCell(
@@ -296,7 +297,7 @@ async function runCell(
     if (backend.name === 'cpu') {
       const setup = adapter.setupCost?.(cell.dims, cell.variant, cell.mode, cell.dtype)
       const why =
-        tooLargeForCpu(r.cost, s.cpuMaxSeconds, 'a run') ??
+        tooLargeForCpu(r.cost, s.cpuMaxSeconds, 'a run', adapter.cpuSlowdown?.(cell.mode)) ??
         (setup ? tooLargeForCpu(setup, s.cpuMaxSeconds * CPU_SETUP_FACTOR, 'set-up') : null)
       if (why) return { ...r, status: 'skipped', reason: why }
     }

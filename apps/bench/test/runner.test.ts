@@ -193,6 +193,34 @@ describe('runMatrix', () => {
     expect(cells[0].correctness).toBeNull()
   })
 
+  it("an adapter's measured CPU slowdown scales the estimate the limit is checked against", async () => {
+    const cpu = await startBackend('cpu')
+    const slow: MechanismAdapter = { ...denseAdapter, cpuSlowdown: (mode) => (mode === 'forward' ? 10 : 1) }
+    const dims = { batch: 1, heads: 1, seqLen: 64, headDim: 16 }
+    const cell: PlannedCell = {
+      mechanism: 'dense',
+      variant: 'causal',
+      mode: 'forward',
+      dtype: 'float32',
+      dims,
+    }
+    // The limit lies between the plain estimate and 10x it.
+    const limit = 3 * cpuSeconds(denseAdapter.cost(dims, 'causal', 'forward', 'float32'))
+    const run = (adapter: MechanismAdapter) =>
+      runMatrix(
+        [cell],
+        [{ name: 'cpu', backend: cpu }],
+        new Map([['dense', adapter]]),
+        new Map(),
+        { ...settings, check: false, cpuMaxSeconds: limit },
+        new Progress({ write: () => true }, true),
+      )
+    expect((await run(denseAdapter))[0].status).toBe('ok')
+    const [skipped] = await run(slow)
+    expect(skipped.status).toBe('skipped')
+    expect(skipped.reason).toMatch(/^too large for cpu: .*10x its rates as measured for this mechanism\) > /)
+  })
+
   it('warns about tensors a cell leaves alive', async () => {
     const cpu = await startBackend('cpu')
     const leaky: MechanismAdapter = {

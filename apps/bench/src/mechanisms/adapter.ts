@@ -81,6 +81,12 @@ export interface MechanismAdapter {
   checkDType?(dtype: DType): DType
   /** Correctness tolerance factor over the dtype's base tolerance (long chains of ops drift more). */
   toleranceFactor?(mode: Mode): number
+  /**
+   * How many times slower than the cost model's rates the CPU reference runs this mode, where it
+   * was measured to differ (default 1): the CPU's size limit then skips such cells up front
+   * rather than `--cpu-cell-timeout` stopping them after the fact.
+   */
+  cpuSlowdown?(mode: Mode): number
 }
 
 export function requireDims(adapter: MechanismAdapter, dims: Dims): void {

@@ -116,6 +116,9 @@ export function tpaAdapter(mod: Record<string, unknown>): MechanismAdapter {
         : mode === 'forward+backward'
           ? 'cost: 3x the forward FLOPs and 2x its bytes (no training estimate from the package)'
           : undefined,
+    // The CPU reference's decode (batched products of tiny factor matrices) ran 9-19x slower than
+    // the cost model's rates on the H100 host's CPU (paper preset, 2026-11-23).
+    cpuSlowdown: (mode) => (mode === 'decode' ? 15 : 1),
     kvCacheBytes: (d, variant, dtype, context) =>
       tpa.cost(config(variant, d, dtype), { seqLen: context, batch: d.batch, dtype }).kvCache.bytes.tpa,
     toleranceFactor: () => 16,
