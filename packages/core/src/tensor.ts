@@ -127,7 +127,13 @@ export function mapTree<T>(tree: unknown, fn: (t: Tensor) => T): unknown {
   if (tree instanceof Tensor) return fn(tree)
   if (Array.isArray(tree)) return tree.map((t) => mapTree(t, fn))
   if (tree !== null && typeof tree === 'object' && Object.getPrototypeOf(tree) === Object.prototype) {
-    return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, mapTree(v, fn)]))
+    const out: Record<string | symbol, unknown> = Object.fromEntries(
+      Object.entries(tree).map(([k, v]) => [k, mapTree(v, fn)]),
+    )
+    // Symbol keys hold metadata beside the tensors (e.g. a layer's config): kept as they are.
+    for (const k of Object.getOwnPropertySymbols(tree))
+      if (Object.prototype.propertyIsEnumerable.call(tree, k)) out[k] = (tree as Record<symbol, unknown>)[k]
+    return out
   }
   return tree
 }

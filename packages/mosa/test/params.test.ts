@@ -1,4 +1,4 @@
-import { dispose, memory, Rng, serializeHostTensors } from '@attnkit/core'
+import { add, dispose, mapTree, memory, Rng, serializeHostTensors, type Tensor } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
 import {
   configOf,
@@ -27,6 +27,16 @@ describe('parameters', () => {
       ['sparse.v.weight', [8, 6]],
       ['sparse.o.weight', [6, 8]],
     ])
+  })
+
+  it('the config survives a tree map of the parameters (moving or transforming them)', () => {
+    const p = problem(config, 2, 8, 3)
+    const mapped = mapTree(p.params, (t: Tensor) => add(t, 0)) as typeof p.params
+    expect(configOf(mapped)).toEqual(configOf(p.params))
+    const a = forward(p.params, p.x)
+    const b = forward(mapped, p.x)
+    expect(relError(b.dataSync(), a.dataSync())).toBe(0)
+    dispose([a, b, mapped, p.params, p.x])
   })
 
   it('save then load gives the same layer (config from the metadata)', async () => {
