@@ -39,7 +39,7 @@ export function gdnCudaSource(d: GdnDims, kernel?: GdnKernelName): string {
   return `#define C ${d.C}u\n#define DK ${d.DK}u\n#define DV ${d.DV}u\n#define BV ${d.BV}u\n${prelude}${body}`
 }
 
-const GDN_CUDA_BODY = String.raw`
+const GDN_CUDA_BODY = `
 #define NT 256u
 #define LTE_MIN(a, b) ((a) < (b) ? (a) : (b))
 // Indices past 2^32 elements; NVRTC has no standard headers (no size_t).
