@@ -52,15 +52,8 @@ export class ReferenceCache {
     this.store = dir ? new ReferenceStore(dir) : null
   }
 
-  get(
-    adapter: MechanismAdapter,
-    variant: string,
-    mode: Mode,
-    dims: Dims,
-    dtype: DType,
-    seed: number,
-  ): Promise<Map<string, Float64Array>> {
-    const { key, compute } = reference(adapter, variant, mode, dims, dtype, seed)
+  get(request: ReferenceRequest): Promise<Map<string, Float64Array>> {
+    const { key, compute } = reference(request)
     let hit = this.cache.get(key)
     if (!hit) {
       hit = this.store ? this.store.getOrCompute(key, compute) : compute()
@@ -73,29 +66,30 @@ export class ReferenceCache {
    * Computes a reference into the shared store unless it is there or another process is on it
    * (then returns false at once); for the helpers that work ahead of the GPU workers.
    */
-  async prefetch(
-    adapter: MechanismAdapter,
-    variant: string,
-    mode: Mode,
-    dims: Dims,
-    dtype: DType,
-    seed: number,
-  ): Promise<boolean> {
+  async prefetch(request: ReferenceRequest): Promise<boolean> {
     if (!this.store) return false
-    const { key, compute } = reference(adapter, variant, mode, dims, dtype, seed)
+    const { key, compute } = reference(request)
     return this.store.computeIfFree(key, compute)
   }
 }
 
+/** Everything that determines a CPU reference: the workload, at the check's dims, and its inputs. */
+export interface ReferenceRequest {
+  adapter: MechanismAdapter
+  variant: string
+  mode: Mode
+  /** The check's dims (adapter.checkDims of the cell's). */
+  dims: Dims
+  /** The cell's dtype: inputs are drawn rounded to it. */
+  dtype: DType
+  seed: number
+}
+
 /** A reference's cache key (everything that determines it) and how to compute it on the CPU. */
-function reference(
-  adapter: MechanismAdapter,
-  variant: string,
-  mode: Mode,
-  dims: Dims,
-  dtype: DType,
-  seed: number,
-): { key: string; compute: () => Promise<Map<string, Float64Array>> } {
+function reference({ adapter, variant, mode, dims, dtype, seed }: ReferenceRequest): {
+  key: string
+  compute: () => Promise<Map<string, Float64Array>>
+} {
   return {
     key: JSON.stringify([adapter.name, variant, mode, dims, dtype, seed]),
     compute: () =>
@@ -116,7 +110,7 @@ export async function checkCorrectness(
 ): Promise<Correctness> {
   const checkDims = adapter.checkDims(dims, mode)
   const computeDType = adapter.checkDType?.(dtype) ?? dtype
-  const expected = await references.get(adapter, variant, mode, checkDims, dtype, seed)
+  const expected = await references.get({ adapter, variant, mode, dims: checkDims, dtype, seed })
   const actual = await outputsOf(adapter, variant, mode, checkDims, backend, computeDType, dtype, seed)
   const tol = tolerance(adapter, mode, computeDType)
   let worst = 0

@@ -74,7 +74,14 @@ export async function referenceHelperMain(): Promise<void> {
     if (!m || !('adapter' in m)) continue
     try {
       const dims = m.adapter.checkDims(cell.dims, cell.mode)
-      await refs.prefetch(m.adapter, cell.variant, cell.mode, dims, cell.dtype as DType, job.settings.seed)
+      await refs.prefetch({
+        adapter: m.adapter,
+        variant: cell.variant,
+        mode: cell.mode,
+        dims,
+        dtype: cell.dtype as DType,
+        seed: job.settings.seed,
+      })
     } catch {
       // The worker computing this cell's reference itself reports the error in its cell.
     }
