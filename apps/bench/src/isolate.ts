@@ -196,12 +196,12 @@ async function runBackend(
   const cpuLimited = name === 'cpu' && settings.cpuCellTimeoutS < settings.cellTimeoutS
   const timeoutS = cpuLimited ? settings.cpuCellTimeoutS : settings.cellTimeoutS
   for (const [i, cell] of plan.entries()) {
-    if (!isPrior(i)) continue
-    const r = prior!.cells.get(cellKey({ ...cell, backend: name }))!
+    const r = prior?.cells.get(cellKey({ ...cell, backend: name }))
+    if (!r) continue
     results.set(i, r)
     noteSweepStop(cell, { ...r, warnings: [] }, settings.fitMs, stopped)
   }
-  let todo = plan.map((_, i) => i).filter((i) => !isPrior(i))
+  let todo = plan.map((_, i) => i).filter((i) => !results.has(i))
   // A backend all of whose cells an earlier session finished is not started again.
   let report: BackendReport | undefined = todo.length === 0 ? prior?.backends.get(name) : undefined
   while (todo.length > 0) {

@@ -15,9 +15,10 @@ import type { SetupContext } from './adapter.js'
 
 /**
  * Random inputs and parameters larger than this many elements repeat a seeded block of this
- * size: drawing hundreds of millions of Philox values in JavaScript would dominate a GPU run
- * (a FLOP-matched MoSA layer has 128 M parameters, a paper-size laLTE block 217 M: 6-10 s to draw), and timings do not depend on
- * the values. Correctness checks draw the same way on the backend and for the CPU reference.
+ * size: drawing hundreds of millions of Philox values in JavaScript would dominate a GPU run (a
+ * FLOP-matched MoSA layer has 128 M parameters, a paper-size laLTE block 217 M: 6-10 s to draw),
+ * and timings do not depend on the values. Correctness checks draw the same way on the backend
+ * and for the CPU reference.
  */
 export const RANDOM_BLOCK_ELEMENTS = 1 << 20
 
@@ -38,18 +39,20 @@ function repeatBlock<T extends { copyWithin(target: number, start: number, end: 
  */
 export class BlockRepeatingRng extends Rng {
   override uniformArray(n: number): Float64Array {
-    if (n <= RANDOM_BLOCK_ELEMENTS) return super.uniformArray(n)
-    const out = new Float64Array(n)
-    out.set(super.uniformArray(RANDOM_BLOCK_ELEMENTS))
-    return repeatBlock(out, RANDOM_BLOCK_ELEMENTS)
+    return repeated(n, (k) => super.uniformArray(k))
   }
 
   override normalArray(n: number): Float64Array {
-    if (n <= RANDOM_BLOCK_ELEMENTS) return super.normalArray(n)
-    const out = new Float64Array(n)
-    out.set(super.normalArray(RANDOM_BLOCK_ELEMENTS))
-    return repeatBlock(out, RANDOM_BLOCK_ELEMENTS)
+    return repeated(n, (k) => super.normalArray(k))
   }
+}
+
+/** `n` values from `draw`: a fresh block of at most RANDOM_BLOCK_ELEMENTS, repeated to fill. */
+function repeated(n: number, draw: (count: number) => Float64Array): Float64Array {
+  if (n <= RANDOM_BLOCK_ELEMENTS) return draw(n)
+  const out = new Float64Array(n)
+  out.set(draw(RANDOM_BLOCK_ELEMENTS))
+  return repeatBlock(out, RANDOM_BLOCK_ELEMENTS)
 }
 
 function sizeOf(shape: number[]): number {
