@@ -3,8 +3,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { buildBundle } from '../src/commands/bundle.js'
-import { type BenchResults, validateResults } from '../src/schema.js'
-import { tempDir } from './helpers.js'
+import { validateResults } from '../src/schema.js'
+import { readResults, tempDir } from './helpers.js'
 
 /** Every file under dir, relative, sorted. */
 function listFiles(dir: string, prefix = ''): string[] {
@@ -70,7 +70,7 @@ describe('bench bundle', () => {
     )
     // Dawn writes its own warnings to stderr; a crash of the bench would start with its name.
     expect(run.stderr).not.toContain('attnkit-bench:')
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(validateResults(results)).toEqual([])
     // Exit 1 exactly when a cell failed or errored (WebGPU cells can, while its kernels are written).
     expect(run.status).toBe(results.summary.failed + results.summary.error > 0 ? 1 : 0)

@@ -1,9 +1,15 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
 import { main } from '../src/main.js'
+import type { BenchResults } from '../src/schema.js'
+
+/** The results.json a run wrote to `dir`. */
+export function readResults(dir: string): BenchResults {
+  return JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as BenchResults
+}
 
 export function tempDir(prefix = 'attnkit-bench-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix))

@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs'
-import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { type BenchResults, validateResults } from '../src/schema.js'
-import { builtCli, runBuiltCli, tempDir } from './helpers.js'
+import { validateResults } from '../src/schema.js'
+import { builtCli, readResults, runBuiltCli, tempDir } from './helpers.js'
 
 /** The CLI's dense cells at T=64 on the CPU, in worker processes, with extra options. */
 async function runDense(out: string, extra: string[], env: Record<string, string>) {
@@ -20,7 +18,7 @@ describe('a native crash in one cell', () => {
       { ATTNKIT_BENCH_TEST_CRASH: 'cpu dense/causal forward+backward' },
     )
     expect(r.status).toBe(1)
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(validateResults(results)).toEqual([])
     expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
       ['forward', 'ok'],
@@ -38,7 +36,7 @@ describe('a native crash in one cell', () => {
     const r = await runDense(out, ['--cell-timeout', '2'], {
       ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1',
     })
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
       ['forward', 'error'],
       ['forward+backward', 'ok'],
@@ -55,7 +53,7 @@ describe('a native crash in one cell', () => {
     const r = await runDense(out, ['--cpu-cell-timeout', '2'], {
       ATTNKIT_BENCH_TEST_HANG: 'cpu dense/causal forward B1',
     })
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(results.cells.map((c) => [c.mode, c.status])).toEqual([
       ['forward', 'skipped'],
       ['forward+backward', 'ok'],

@@ -2,8 +2,8 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { JOURNAL_FILE, type JournalLine } from '../src/journal.js'
-import { type BenchResults, validateResults } from '../src/schema.js'
-import { builtCli, runBuiltCli, runCli, tempDir } from './helpers.js'
+import { validateResults } from '../src/schema.js'
+import { builtCli, readResults, runBuiltCli, runCli, tempDir } from './helpers.js'
 
 const SMALL = [
   '--preset',
@@ -18,8 +18,6 @@ const SMALL = [
   '2',
 ]
 
-const readResults = (dir: string) =>
-  JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as BenchResults
 const journalLines = (dir: string) =>
   readFileSync(path.join(dir, JOURNAL_FILE), 'utf8')
     .split('\n')

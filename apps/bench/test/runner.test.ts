@@ -22,6 +22,16 @@ const settings: RunSettings = {
 }
 
 /** An adapter whose set-up throws, and one whose output is off by a constant on the backend under test. */
+/** A dense causal forward cell in float32 (the runner's tests vary only its dims). */
+const denseCell = (dims: PlannedCell['dims'], extra: Partial<PlannedCell> = {}): PlannedCell => ({
+  mechanism: 'dense',
+  variant: 'causal',
+  mode: 'forward',
+  dtype: 'float32',
+  dims,
+  ...extra,
+})
+
 function brokenAdapters(): MechanismAdapter[] {
   const base = {
     variants: [{ name: 'v', description: '' }],
@@ -67,20 +77,8 @@ describe('runMatrix', () => {
       { mechanism: 'throws', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
       { mechanism: 'wrong', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
       { mechanism: 'missing', variant: 'default', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
-      {
-        mechanism: 'dense',
-        variant: 'causal',
-        mode: 'forward',
-        dtype: 'float32',
-        dims: { batch: 1, heads: 2, seqLen: 32, headDim: 16 },
-      },
-      {
-        mechanism: 'dense',
-        variant: 'causal',
-        mode: 'forward',
-        dtype: 'float32',
-        dims: { batch: 1, heads: 2, seqLen: 32 },
-      },
+      denseCell({ batch: 1, heads: 2, seqLen: 32, headDim: 16 }),
+      denseCell({ batch: 1, heads: 2, seqLen: 32 }),
     ]
     const live = memory('cpu').liveTensors
     const cells = await runMatrix(
@@ -131,13 +129,7 @@ describe('runMatrix', () => {
     ])
     const plan: PlannedCell[] = [
       { mechanism: 'late', variant: 'v', mode: 'forward', dtype: 'float32', dims: { n: 8 } },
-      {
-        mechanism: 'dense',
-        variant: 'causal',
-        mode: 'forward',
-        dtype: 'float32',
-        dims: { batch: 1, heads: 2, seqLen: 32, headDim: 16 },
-      },
+      denseCell({ batch: 1, heads: 2, seqLen: 32, headDim: 16 }),
     ]
     const cells = await runMatrix(
       plan,
@@ -163,16 +155,7 @@ describe('runMatrix', () => {
     const cpu = await startBackend('cpu')
     const adapters = new Map<string, MechanismAdapter>([['dense', denseAdapter]])
     const dims = (seqLen: number) => ({ batch: 1, heads: 1, seqLen, headDim: 16 })
-    const sweep = [64, 128, 256, 512].map(
-      (t): PlannedCell => ({
-        mechanism: 'dense',
-        variant: 'causal',
-        mode: 'forward',
-        dtype: 'float32',
-        dims: dims(t),
-        series: 's',
-      }),
-    )
+    const sweep = [64, 128, 256, 512].map((t) => denseCell(dims(t), { series: 's' }))
     // 128 fits under the limit, 256 does not: the sweep keeps 64, 128 and the skipped 256, and drops 512.
     const limit = cpuSeconds(denseAdapter.cost(dims(200), 'causal', 'forward', 'float32'))
     const cells = await runMatrix(
@@ -197,13 +180,7 @@ describe('runMatrix', () => {
     const cpu = await startBackend('cpu')
     const slow: MechanismAdapter = { ...denseAdapter, cpuSlowdown: (mode) => (mode === 'forward' ? 10 : 1) }
     const dims = { batch: 1, heads: 1, seqLen: 64, headDim: 16 }
-    const cell: PlannedCell = {
-      mechanism: 'dense',
-      variant: 'causal',
-      mode: 'forward',
-      dtype: 'float32',
-      dims,
-    }
+    const cell = denseCell(dims)
     // The limit lies between the plain estimate and 10x it.
     const limit = 3 * cpuSeconds(denseAdapter.cost(dims, 'causal', 'forward', 'float32'))
     const run = (adapter: MechanismAdapter) =>
@@ -255,15 +232,7 @@ describe('runMatrix', () => {
   it('skips every cell once the time limit has passed, and says why', async () => {
     const cpu = await startBackend('cpu')
     const cells = await runMatrix(
-      [
-        {
-          mechanism: 'dense',
-          variant: 'causal',
-          mode: 'forward',
-          dtype: 'float32',
-          dims: { batch: 1, heads: 1, seqLen: 8, headDim: 8 },
-        },
-      ],
+      [denseCell({ batch: 1, heads: 1, seqLen: 8, headDim: 8 })],
       [{ name: 'cpu', backend: cpu }],
       new Map([['dense', denseAdapter]]),
       new Map(),
@@ -281,15 +250,7 @@ describe('runMatrix', () => {
 
   it('marks every cell of an unavailable backend with its reason', async () => {
     const cells = await runMatrix(
-      [
-        {
-          mechanism: 'dense',
-          variant: 'causal',
-          mode: 'forward',
-          dtype: 'float32',
-          dims: { batch: 1, heads: 1, seqLen: 8, headDim: 8 },
-        },
-      ],
+      [denseCell({ batch: 1, heads: 1, seqLen: 8, headDim: 8 })],
       [{ name: 'cuda', reason: 'no CUDA driver (libcuda.so.1 not found)' }],
       new Map([['dense', denseAdapter]]),
       new Map(),

@@ -2,15 +2,15 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { memory } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
-import { type BenchResults, validateResults } from '../src/schema.js'
-import { runCli, tempDir } from './helpers.js'
+import { validateResults } from '../src/schema.js'
+import { readResults, runCli, tempDir } from './helpers.js'
 
 describe('run --preset smoke on the CPU', () => {
   it('writes valid JSON, Markdown and charts; the headline cells run and pass correctness', async () => {
     const out = tempDir()
     const live = memory('cpu').liveTensors
     const r = await runCli(['run', '--preset', 'smoke', '--backend', 'cpu', '--out', out])
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(validateResults(results)).toEqual([])
     expect(r.code, r.out).toBe(0)
     expect(results.preset).toBe('smoke')

@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs'
-import path from 'node:path'
 import { hasKernel } from '@attnkit/core'
 import { describe, expect, it } from 'vitest'
 import { loadBackends } from '../src/backends.js'
-import { type BenchResults, validateResults } from '../src/schema.js'
-import { builtCli, runBuiltCli, tempDir } from './helpers.js'
+import { validateResults } from '../src/schema.js'
+import { builtCli, readResults, runBuiltCli, tempDir } from './helpers.js'
 
 // The core ops the smoke preset's dense and matmul cells need from a backend.
 const NEEDED_KERNELS = ['matmul', 'attention', 'attentionBackward']
@@ -40,7 +38,7 @@ describe.skipIf(skipReason !== null)('run --preset smoke on WebGPU (lavapipe her
       '--repeats',
       '1',
     ])
-    const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as BenchResults
+    const results = readResults(out)
     expect(validateResults(results)).toEqual([])
     expect(results.backends.map((b) => [b.name, b.status])).toEqual([
       ['cpu', 'ok'],
