@@ -7,12 +7,14 @@ import {
   IGNORE,
   needleText,
   niahBatch,
+  niahDigitHits,
   niahExactMatch,
   niahLossWeights,
   niahOverhead,
   niahSample,
   questionText,
 } from '../src/train/data/niah.js'
+import { curriculumLength } from '../src/train/tasks.js'
 import { decodeBytes, encodeBytes } from '../src/train/tokenizer.js'
 import { tempDir } from './helpers.js'
 
@@ -139,6 +141,8 @@ describe('S-NIAH generator', () => {
     const wrong = perfect.slice()
     wrong[6 + 5] = wrong[6 + 5] === 48 ? 49 : 48 // last digit of row 1
     expect(niahExactMatch(b, wrong, from)).toEqual([true, false, true])
+    expect(niahDigitHits(b, perfect, from)).toBe(18)
+    expect(niahDigitHits(b, wrong, from)).toBe(17)
   })
 
   it('weights the answer digits and the haystack separately', () => {
@@ -162,5 +166,42 @@ describe('S-NIAH generator', () => {
       /argument 'length' expected an integer >=/,
     )
     expect(() => niahSample(new Rng(0), filler.subarray(0, 50), { length: 400 })).toThrow(/argument 'filler'/)
+  })
+})
+
+describe('S-NIAH length curriculum', () => {
+  const lengths = [1024, 128, 512, 256]
+  const drawn = (step: number, steps: number, fraction: number) => {
+    const rng = new Rng(3)
+    return new Set(
+      Array.from({ length: 400 }, (_, i) =>
+        curriculumLength(lengths, step, steps, fraction, rng.fork(i).uniformArray(2)),
+      ),
+    )
+  }
+
+  it('opens the lengths shortest first, evenly over the ramp, then keeps them all', () => {
+    // Ramp 0.5 x 1000 = 500 steps over 3 openings: a new length at steps 167, 334 and 500.
+    expect([...drawn(0, 1000, 0.5)]).toEqual([128])
+    expect([...drawn(166, 1000, 0.5)].sort((a, b) => a - b)).toEqual([128])
+    expect([...drawn(167, 1000, 0.5)].sort((a, b) => a - b)).toEqual([128, 256])
+    expect([...drawn(400, 1000, 0.5)].sort((a, b) => a - b)).toEqual([128, 256, 512])
+    expect([...drawn(500, 1000, 0.5)].sort((a, b) => a - b)).toEqual([128, 256, 512, 1024])
+    expect([...drawn(999, 1000, 0.5)].sort((a, b) => a - b)).toEqual([128, 256, 512, 1024])
+  })
+
+  it('takes the longest open length half of the time', () => {
+    const rng = new Rng(4)
+    const picks = Array.from({ length: 4000 }, (_, i) =>
+      curriculumLength(lengths, 700, 1000, 0.5, rng.fork(i).uniformArray(2)),
+    )
+    const longest = picks.filter((L) => L === 1024).length / picks.length
+    // 1/2 + 1/2 x 1/4 = 0.625, within sampling noise.
+    expect(longest).toBeGreaterThan(0.59)
+    expect(longest).toBeLessThan(0.66)
+  })
+
+  it('without a curriculum, draws every length uniformly from the first step', () => {
+    expect([...drawn(0, 1000, 0)].sort((a, b) => a - b)).toEqual([128, 256, 512, 1024])
   })
 })

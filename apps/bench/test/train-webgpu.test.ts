@@ -16,7 +16,7 @@ async function losses(backend: 'cpu' | 'webgpu', config: TrainConfig, steps: num
   const corpus = loadBrown()
   const t = await Trainer.create(
     config,
-    createTask(config.data, { batch: config.batch, seqLen: config.seqLen, seed: config.seed }, corpus, 1),
+    createTask(config.data, config, corpus, 1),
   )
   const out: number[] = []
   for (let i = 0; i < steps; i++) out.push((await t.trainStep()).loss)

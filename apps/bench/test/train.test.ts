@@ -41,7 +41,7 @@ async function tinyConfig(
 }
 
 function tinyTrainer(c: TrainConfig): Promise<Trainer> {
-  return Trainer.create(c, createTask(c.data, { batch: c.batch, seqLen: c.seqLen, seed: c.seed }, brown(), 2))
+  return Trainer.create(c, createTask(c.data, c, brown(), 2))
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
@@ -87,7 +87,7 @@ describe('training on the CPU', () => {
     const after = await a.trainStep()
 
     const b = await loadCheckpoint(file, (c) =>
-      createTask(c.data, { batch: c.batch, seqLen: c.seqLen, seed: c.seed }, brown(), 2),
+      createTask(c.data, c, brown(), 2),
     )
     expect(b.step).toBe(3)
     expect(b.tokens).toBe(3 * 8 * 32)
@@ -114,7 +114,7 @@ describe('training on the CPU', () => {
     const live = memory().liveTensors
     await expect(
       loadCheckpoint(file, (c) =>
-        createTask(c.data, { batch: c.batch, seqLen: c.seqLen, seed: c.seed }, brown(), 2),
+        createTask(c.data, c, brown(), 2),
       ),
     ).rejects.toThrow(
       /tensor 'params.blocks.0.mlp.gate' expected float32 \[136, 32\], got float32 \[128, 32\]/,

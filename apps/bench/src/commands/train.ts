@@ -37,7 +37,9 @@ ${MODEL_NAMES.map((n) => `                            ${n}: ${MODEL_DESCRIPTIONS
                           --niah-samples <n> (default 32); --niah-filler-weight <x>: weight of the
                           haystack's next-byte loss beside the answer's (default 0: answer only);
                           --niah-needles <n>: key-value needles per training sample, all asked
-                          for (default 1; evaluation is always single-needle)
+                          for (default 1; evaluation is always single-needle);
+                          --niah-curriculum <f>: the longest training length opens over the first
+                          f of the steps, shortest first (default 0: all lengths from the start)
   --lr <x>, --warmup <n>, --weight-decay <x>, --clip <x>   (defaults ${OPTIM_DEFAULTS.lr}, ${OPTIM_DEFAULTS.warmup}, ${OPTIM_DEFAULTS.weightDecay}, ${OPTIM_DEFAULTS.clip})
   --eval-every <n>, --eval-batches <n>   (default: at the end only; 8 batches)
   --save-every <n>        checkpoint every n steps as well as at the end (<out>/<model>.safetensors)
@@ -108,6 +110,12 @@ const nonNegative = (name: string, v: string | undefined) => {
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name}: expected a number >= 0, got '${v}'`)
   return n
 }
+const fraction = (name: string, v: string | undefined) => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!(n >= 0 && n <= 1)) throw new UsageError(`--${name}: expected a fraction in [0, 1], got '${v}'`)
+  return n
+}
 const intList = (name: string, v: string | undefined) => list(name, v)?.map((x) => positiveInt(name, x))
 
 /** Curves from results.json files or checkpoints. */
@@ -162,6 +170,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
       'niah-samples': { type: 'string' },
       'niah-filler-weight': { type: 'string' },
       'niah-needles': { type: 'string' },
+      'niah-curriculum': { type: 'string' },
       lr: { type: 'string' },
       warmup: { type: 'string' },
       'weight-decay': { type: 'string' },
@@ -276,6 +285,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
             valueDigits: 6,
             trainNeedles: intOpt('niah-needles', o['niah-needles']) ?? 1,
             fillerWeight: nonNegative('niah-filler-weight', o['niah-filler-weight']) ?? 0,
+            curriculum: fraction('niah-curriculum', o['niah-curriculum']),
           }
     const runSteps = tokens ? Math.ceil(tokens / (batch * seqLen)) : (steps ?? 200)
     const lr = numOpt('lr', o.lr) ?? OPTIM_DEFAULTS.lr

@@ -197,13 +197,15 @@ function niahTable(r: TrainResults): string[] {
         : '-'
     return [
       ...commonColumns(run),
-      // Accuracy, and the answer digits' mean loss (ln 10 = 2.303 is chance), which still
-      // separates models while none retrieves whole values.
-      ...lengths.map((L) =>
-        f[`niah_acc@${L}`] === undefined
-          ? '-'
-          : `${(f[`niah_acc@${L}`] * 100).toFixed(0)}% / ${num(f[`answer_loss@${L}`], 2)}`,
-      ),
+      // Exact match, the fraction of digits right (10% is chance) and the answer digits' mean
+      // loss (ln 10 = 2.303 is chance): the last two still separate models that retrieve
+      // parts of values. Runs recorded before digit accuracy existed show '-' for it.
+      ...lengths.map((L) => {
+        if (f[`niah_acc@${L}`] === undefined) return '-'
+        const digits = f[`digit_acc@${L}`]
+        const pctOf = (x: number) => `${(x * 100).toFixed(0)}%`
+        return `${pctOf(f[`niah_acc@${L}`])} / ${digits === undefined ? '-' : pctOf(digits)} / ${num(f[`answer_loss@${L}`], 2)}`
+      }),
       ...bytes,
       answers,
     ]
@@ -213,7 +215,7 @@ function niahTable(r: TrainResults): string[] {
     markdownTable(
       [
         ...COMMON_HEADER,
-        ...lengths.map((L) => `S-NIAH @${kb(L)}: acc / answer loss`),
+        ...lengths.map((L) => `S-NIAH @${kb(L)}: exact / digits / answer loss`),
         ...lengths.map((L) => `decode state @${kb(L)} / seq`),
         'decode-path answers',
       ],
@@ -297,7 +299,7 @@ function readings(r: TrainResults): string[] {
     if (evals.length > 1)
       for (const k of Object.keys(evals[0].metrics).filter((m) => !m.endsWith('_ppl') && !m.endsWith('_bpb')))
         out.push(
-          `${run.id}, ${k} by step: ${evals.map((e) => `${e.step}: ${e.metrics[k]?.toFixed(k.startsWith('niah_acc') ? 2 : 3)}`).join(', ')}.`,
+          `${run.id}, ${k} by step: ${evals.map((e) => `${e.step}: ${e.metrics[k]?.toFixed(k.startsWith('niah_acc') || k.startsWith('digit_acc') ? 2 : 3)}`).join(', ')}.`,
         )
     if (run.error) out.push(`${run.id} failed: ${run.error}`)
     if (run.measurements.precisionFallback) out.push(`${run.id}: ${run.measurements.precisionFallback}.`)

@@ -85,7 +85,7 @@ async function openTrainer(
   say: (s: string) => void,
 ): Promise<Opened> {
   const start = (c: TrainConfig) => {
-    const task = createTask(c.data, { batch: c.batch, seqLen: c.seqLen, seed: c.seed }, corpus, c.evalBatches)
+    const task = createTask(c.data, c, corpus, c.evalBatches)
     return run.resumeFrom
       ? loadCheckpoint(run.resumeFrom, () => task, { steps: c.steps })
       : Trainer.create(c, task)
@@ -174,13 +174,7 @@ export async function runSession(plan: PlannedSession, o: SessionOptions): Promi
     runs: [],
   }
   const first = plan.runs[0]?.config
-  if (first)
-    results.task = createTask(
-      first.data,
-      { batch: first.batch, seqLen: first.seqLen, seed: first.seed },
-      o.corpus,
-      first.evalBatches,
-    ).describe()
+  if (first) results.task = createTask(first.data, first, o.corpus, first.evalBatches).describe()
   if (plan.calibrate) {
     results.calibration = await calibrate(plan, plan.calibrate, o.corpus, say)
     results.calibrationSeconds = (performance.now() - started) / 1e3

@@ -1,7 +1,7 @@
 import { Rng, type Tensor } from '@attnkit/core'
 import type { BrownCorpus } from './data/brown.js'
 import { evenWindows, randomWindows, windowsAt } from './data/lm.js'
-import { niahBatch, niahExactMatch, niahLossWeights, niahOverhead } from './data/niah.js'
+import { niahBatch, niahDigitHits, niahExactMatch, niahLossWeights, niahOverhead } from './data/niah.js'
 import { type ForwardContext, type Model, type ModelParams, tokensTensor } from './model.js'
 
 /** What a run trains on; JSON (stored in checkpoints). */
@@ -24,6 +24,13 @@ export type DataConfig =
        * position (language modelling of the haystack, which teaches copying from context).
        */
       fillerWeight: number
+      /**
+       * Length curriculum: over this fraction of the run's steps the longest training length
+       * grows from the shortest to the longest (0 or absent: every length from the start).
+       * Retrieval is learned first where the haystack is short (attention to the needle starts
+       * at 1/length, so the answer's gradient reaching it does too), then extended.
+       */
+      curriculum?: number
     }
 
 export interface Batch {
@@ -40,6 +47,8 @@ export interface TaskShape {
   batch: number
   seqLen: number
   seed: number
+  /** The run's total steps (the NIAH length curriculum is a fraction of them). */
+  steps: number
 }
 
 /** Metric name -> value, e.g. val_loss, val_ppl, or niah_acc@1024. */
@@ -121,10 +130,13 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
   const dataRng = new Rng(shape.seed).fork(2)
   return {
     describe: () =>
-      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; trained on ${data.trainNeedles > 1 ? `${data.trainNeedles}-needle, ${data.trainNeedles}-question samples` : 'single-needle samples'} of lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
+      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; trained on ${data.trainNeedles > 1 ? `${data.trainNeedles}-needle, ${data.trainNeedles}-question samples` : 'single-needle samples'} of lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step${data.curriculum ? `; length curriculum: the longest length grows over the first ${Math.round(data.curriculum * 100)}% of the steps, and each step takes the longest length open with probability 1/2, else one of the open lengths uniformly` : ''}), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits (and the fraction of digits right) at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
     batch: (step) => {
       const rng = dataRng.fork(step)
-      const L = data.lengths[Math.floor(rng.uniformArray(1)[0] * data.lengths.length)]
+      const curriculum = data.curriculum ?? 0
+      // One draw without a curriculum, as before it existed (so earlier runs' batches replay).
+      const u = rng.uniformArray(curriculum > 0 ? 2 : 1)
+      const L = curriculumLength(data.lengths, step, shape.steps, curriculum, u)
       const b = niahBatch(rng, corpus.train, rowsFor(L), { length: L, ...opts, needles: data.trainNeedles })
       if (!(data.fillerWeight > 0)) return b
       return { ...b, targets: b.nextTokens, weights: niahLossWeights(b, data.fillerWeight) }
@@ -136,6 +148,7 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
         const rng = new Rng(EVAL_SEED).fork(L)
         const rows = rowsFor(L)
         let correct = 0
+        let digits = 0
         let answerLoss = 0
         for (let done = 0, i = 0; done < data.evalSamples; i++) {
           const b = niahBatch(rng.fork(i), corpus.validation, Math.min(rows, data.evalSamples - done), {
@@ -148,7 +161,9 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
           let r: { argmax: Tensor; loss: Tensor } | undefined
           try {
             r = model.predict(params, inputs, targets, from, { ...ctx, training: false })
-            correct += niahExactMatch(b, await r.argmax.data(), from).filter(Boolean).length
+            const predicted = await r.argmax.data()
+            correct += niahExactMatch(b, predicted, from).filter(Boolean).length
+            digits += niahDigitHits(b, predicted, from)
             answerLoss += (await r.loss.data())[0] * b.batch
           } finally {
             for (const t of [inputs, targets, r?.argmax, r?.loss]) t?.dispose()
@@ -156,9 +171,31 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
           done += b.batch
         }
         out[`niah_acc@${L}`] = correct / data.evalSamples
+        out[`digit_acc@${L}`] = digits / (data.evalSamples * data.valueDigits)
         out[`answer_loss@${L}`] = answerLoss / data.evalSamples
       }
       return out
     },
   }
+}
+
+/**
+ * The training length of a step. Without a curriculum, one of `lengths` uniformly. With one
+ * (fraction f of `steps`), the sorted lengths open one by one, evenly over the first f x steps;
+ * a step takes the longest open length with probability 1/2, else one of the open lengths
+ * uniformly, so every newly opened length is trained at once while the shorter ones stay in the
+ * mix. `u`: uniform draws in [0, 1), two with a curriculum.
+ */
+export function curriculumLength(
+  lengths: readonly number[],
+  step: number,
+  steps: number,
+  fraction: number,
+  u: ArrayLike<number>,
+): number {
+  const sorted = [...lengths].sort((a, b) => a - b)
+  if (!(fraction > 0) || sorted.length === 1) return lengths[Math.floor(u[0] * lengths.length)]
+  const ramp = fraction * steps
+  const open = Math.min(sorted.length, 1 + Math.floor((step / ramp) * (sorted.length - 1)))
+  return u[1] < 0.5 ? sorted[open - 1] : sorted[Math.floor(u[0] * open)]
 }

@@ -203,3 +203,14 @@ export function niahExactMatch(batch: NiahBatch, predicted: ArrayLike<number>, f
     return s.answerPositions.every((i) => predicted[b * W + i - from] === s.tokens[i + 1])
   })
 }
+
+/** Answer digits whose argmax is right, over the batch (`predicted` as for niahExactMatch). */
+export function niahDigitHits(batch: NiahBatch, predicted: ArrayLike<number>, from: number): number {
+  const W = batch.length - from
+  let hits = 0
+  batch.samples.forEach((s, b) => {
+    for (const i of s.answerPositions)
+      if (i >= from && predicted[b * W + i - from] === s.tokens[i + 1]) hits++
+  })
+  return hits
+}
