@@ -392,9 +392,11 @@ export function assembleResults(files: string[], outPath: string): string {
       'copied from the papers. Perplexities are per byte, so they are not comparable with per-word ' +
       'or per-BPE-token perplexities.',
     '',
-    'Full-scale presets are sized for one H100: each run is timed for a few steps first, then every ' +
-      "run gets the same number of steps, chosen to fit the preset's training time (printed when it " +
-      'starts); a run that takes twice its estimate is stopped and marked. `attnkit-bench` is ' +
+    'Full-scale presets are sized for one H100, and every run of a preset gets the same number of ' +
+      'steps: mosa-vs-dense and tpa-vs-mha time each run for a few steps first and choose the step ' +
+      "count that fits the preset's training time (printed when it starts; a run that takes twice its " +
+      'estimate is stopped and marked); lalte-niah has a fixed step count (its length curriculum makes ' +
+      'the first steps unrepresentative) and a time cap per run. `attnkit-bench` is ' +
       '`node apps/bench/dist/cli.js` in a checkout (after `pnpm --filter @attnkit/bench build`), or ' +
       '`run.sh` in a bundle: `attnkit-bench bundle` writes one (.carry/bench-bundle), and ' +
       '`attnkit-bench train --export-brown .carry/bench-bundle/brown.json.gz` puts the corpus beside ' +
