@@ -1,4 +1,4 @@
-import { runKernel, type Tensor } from '@attnkit/core'
+import { type Backend, runKernel, type Tensor } from '@attnkit/core'
 import type { TpaCache } from '../cache.js'
 import { fusedLanguage } from './languages.js'
 import { CACHE_WRITE_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
@@ -26,6 +26,21 @@ export function decodeShapeOf(cache: TpaCache): DecodeShape {
     tailLen: cache.tailLength,
     dtype: c.dtype,
   }
+}
+
+const multiprocessorCounts = new WeakMap<Backend, number | undefined>()
+
+/**
+ * The backend's multiprocessor (SM) count where its info reports one (the CUDA backend's
+ * details.multiprocessors), looked up once per backend: info() queries the device, which a
+ * decode step should not pay for.
+ */
+export function multiprocessorsOf(backend: Backend): number | undefined {
+  if (multiprocessorCounts.has(backend)) return multiprocessorCounts.get(backend)
+  const reported = backend.info().details?.multiprocessors
+  const count = typeof reported === 'number' && reported > 0 ? reported : undefined
+  multiprocessorCounts.set(backend, count)
+  return count
 }
 
 /** The decode kernel for a cache on its backend: its tile, and on CUDA which kernel; or why none fits. */
@@ -63,6 +78,7 @@ export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
     s.batch,
     choice.tile,
     decodeTuning(cache.backend.name),
+    multiprocessorsOf(cache.backend),
   )
   const inputs: Record<string, Tensor> = { q, store: cache.store, tail: cache.tail ?? cache.store }
   if (cache.aKConst) inputs.aKc = cache.aKConst

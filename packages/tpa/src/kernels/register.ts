@@ -11,7 +11,14 @@ import {
 } from '@attnkit/core'
 import { fusedBackends, fusedLanguage, type Language, setFusedLanguage } from './languages.js'
 import { CACHE_WRITE_KERNEL, COPY_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
-import { CUDA_SUB, cudaDecodeLayout, cudaMmaLayout, type DecodeShape, wgslDecodeLayout } from './plan.js'
+import {
+  CUDA_COMBINE,
+  CUDA_SUB,
+  cudaDecodeLayout,
+  cudaMmaLayout,
+  type DecodeShape,
+  wgslDecodeLayout,
+} from './plan.js'
 import { cudaSource } from './tpa.cu.js'
 import { wgslCacheWrite, wgslCopy, wgslDecodeCombine, wgslDecodePartial } from './tpa.wgsl.js'
 
@@ -189,13 +196,24 @@ function decodeCombine(
       source: wgslDecodeCombine(s),
       entryPoint: 'main',
     })[0]
-  const source = cudaSource({ ...dtypeDefine(s.dtype), TPA_COMBINE: 1, H: s.heads, D: s.headDim })
+  const { chunk, threads } = CUDA_COMBINE
+  if (s.headDim % chunk !== 0)
+    throw new BackendError(`tpa.decodeCombine (cuda): headDim ${s.headDim} is not a multiple of ${chunk}`)
+  const source = cudaSource({
+    ...dtypeDefine(s.dtype),
+    TPA_COMBINE: 1,
+    H: s.heads,
+    D: s.headDim,
+    COMBINE_CHUNK: chunk,
+    COMBINE_THREADS: threads,
+  })
   return runProgram(backend, {
     ...base,
     language: 'cuda',
     source,
     entryPoint: 'tpa_decode_combine',
-    block: [64, 1, 1],
+    grid: [s.heads * (s.headDim / chunk), s.batch, 1],
+    block: [threads, 1, 1],
   })[0]
 }
 
