@@ -58,6 +58,22 @@ export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma'
   return typeof l === 'string' ? l : { tile: l.tile, kernel: 'fma' }
 }
 
+/** The fused decode's launch plan for a cache as it stands: kernel, tile and split-K split; or why none fits. */
+export function decodePlanFor(
+  cache: TpaCache,
+): { tile: number; kernel?: 'fma' | 'mma'; splits: number; tokensPerSplit: number } | string {
+  const choice = decodeKernelFor(cache)
+  if (typeof choice === 'string') return choice
+  const split = planSplits(
+    cache.storeLength + cache.tailLength,
+    cache.batch,
+    choice.tile,
+    decodeTuning(cache.backend.name),
+    multiprocessorsOf(cache.backend),
+  )
+  return { ...choice, ...split }
+}
+
 /** Why the fused decode cannot take this cache on this backend, or null when it can. */
 export function fusedDecodeUnsupported(cache: TpaCache): string | null {
   const k = decodeKernelFor(cache)
@@ -71,22 +87,16 @@ export function fusedDecodeUnsupported(cache: TpaCache): string | null {
  */
 export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   const s = decodeShapeOf(cache)
-  const choice = decodeKernelFor(cache)
-  if (typeof choice === 'string') throw new Error(`tpa fused decode: ${choice}`)
-  const { splits, tokensPerSplit } = planSplits(
-    s.storeLen + s.tailLen,
-    s.batch,
-    choice.tile,
-    decodeTuning(cache.backend.name),
-    multiprocessorsOf(cache.backend),
-  )
+  const plan = decodePlanFor(cache)
+  if (typeof plan === 'string') throw new Error(`tpa fused decode: ${plan}`)
+  const { splits, tokensPerSplit } = plan
   const inputs: Record<string, Tensor> = { q, store: cache.store, tail: cache.tail ?? cache.store }
   if (cache.aKConst) inputs.aKc = cache.aKConst
   if (cache.aVConst) inputs.aVc = cache.aVConst
   const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
   const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
     shape: s,
-    kernel: choice.kernel,
+    kernel: plan.kernel,
     splits,
     tokensPerSplit,
     scoreScale,

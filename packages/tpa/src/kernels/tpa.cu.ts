@@ -7,6 +7,7 @@
  * Defines: DT_F32 | DT_F16 | DT_BF16. TPA_DECODE (decode kernels): H, D, RK, RV, REC, OFF_AK,
  * OFF_BK, OFF_AV, OFF_BV, SO_AK, SO_BK, SO_AV, SO_BV, REC_PAD, TILE, SUB, NT, WS_STRIDE, VEC,
  * AK_FIXED, AV_FIXED. TPA_COMBINE: H, D, COMBINE_CHUNK, COMBINE_THREADS. TPA_CACHE_WRITE: ROW_UNITS, CW_VEC.
+ * TPA_DEVICE_DELAY: the bench's delay kernel (inline PTX that the CPU emulation has no stand-in for).
  */
 export const TPA_CUDA_SOURCE = /* cuda */ `
 #define NEG_BIG (-1.0e30f)
@@ -658,6 +659,20 @@ extern "C" __global__ void tpa_cache_write(const unit_t* __restrict__ store, con
     out[rowBase + e] = row < offset ? store[rowBase + e]
                                     : src[(b * n + (row - offset)) * ROW_UNITS + (e - row * ROW_UNITS)];
   }
+}
+#endif
+
+#ifdef TPA_DEVICE_DELAY
+// The bench's launch-queue filler: one thread spins for micros microseconds of the GPU's global
+// timer. Timed launches queued behind it start back to back when it ends, so events around them
+// time the GPU alone, not how fast the host issues launches. Writes the time it spun (us).
+extern "C" __global__ void tpa_device_delay(float* __restrict__ out, unsigned int micros) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < 1000ull * micros);
+  if (threadIdx.x == 0) out[0] = (float)((t - t0) / 1000ull);
 }
 #endif
 
