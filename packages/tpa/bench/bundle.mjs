@@ -11,7 +11,9 @@ const repo = join(pkg, '..', '..')
 const out = join(repo, '.carry', 'tpa')
 rmSync(out, { recursive: true, force: true })
 mkdirSync(join(out, 'node_modules', '@koromix'), { recursive: true })
-const esbuild = join(repo, 'node_modules', '.pnpm', 'node_modules', '.bin', 'esbuild')
+// esbuild's own executable: after its install step bin/esbuild is the native binary, which the
+// package manager's .bin shim would hand to node as a script.
+const esbuild = join(repo, 'node_modules', '.pnpm', 'node_modules', 'esbuild', 'bin', 'esbuild')
 execFileSync(
   esbuild,
   [

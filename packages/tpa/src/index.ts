@@ -42,6 +42,7 @@ export {
   COPY_KERNEL,
   DECODE_COMBINE_KERNEL,
   DECODE_PARTIAL_KERNEL,
+  DEVICE_DELAY_KERNEL,
 } from './kernels/names.js'
 export { type DecodeTuning, decodeTuning, setDecodeTuning } from './kernels/plan.js'
 export { ensureKernelsRegistered, fusedDTypes, registerFusedKernels } from './kernels/register.js'

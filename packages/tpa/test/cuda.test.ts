@@ -10,6 +10,7 @@ import {
   COPY_KERNEL,
   DECODE_COMBINE_KERNEL,
   DECODE_PARTIAL_KERNEL,
+  DEVICE_DELAY_KERNEL,
   ensureKernelsRegistered,
   recordLayout,
   resolveConfig,
@@ -110,6 +111,7 @@ describe.skipIf(!nvcc)('CUDA sources compile with nvcc for sm_90a', () => {
         attrs: {},
         backend,
       })
+      getKernel(DEVICE_DELAY_KERNEL, 'cuda')!.kernelFunc({ inputs: {}, attrs: { micros: 100 }, backend })
       // The tensor-core kernel fits the two shapes with h % 16 == 0 and R_K == R_V in {2, 4} (16-bit only).
       expect(mmaShapes).toBe(dtype === 'float32' ? 0 : 2)
       const unique = new Map<string, ProgramSpec>()

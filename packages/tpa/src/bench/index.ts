@@ -26,8 +26,8 @@ import { cost } from '../cost.js'
 import { decode, factorAttention } from '../decode.js'
 import { forward } from '../forward.js'
 import type { Impl } from '../impl.js'
-import { decodeKernelFor } from '../kernels/fused.js'
-import { COPY_KERNEL, DECODE_PARTIAL_KERNEL } from '../kernels/names.js'
+import { decodePlanFor } from '../kernels/fused.js'
+import { COPY_KERNEL, DECODE_PARTIAL_KERNEL, DEVICE_DELAY_KERNEL } from '../kernels/names.js'
 import { ensureKernelsRegistered } from '../kernels/register.js'
 import { init } from '../params.js'
 
@@ -51,6 +51,74 @@ export async function timeSteps(
     for (let i = 0; i < iterations; i++) step()?.dispose()
   })
   return { ms: t.deviceMs / iterations, source: t.source, iterations }
+}
+
+/** A timing of calls queued ahead of the GPU (timeQueuedAhead): the GPU's own time per call. */
+export interface KernelTiming extends Timing {
+  /**
+   * Every timed call was queued before the delay kernel released the GPU, so the calls ran back
+   * to back and the time is the GPU's alone; false: the host still bounded it (as in Timing).
+   */
+  hostHidden: boolean
+  /** Host milliseconds to issue one call (an untimed pass before). */
+  hostIssueMs: number
+  /** Distinct inputs the calls cycle through. */
+  rotation: number
+}
+
+/**
+ * Bytes the inputs of a kernel timing cycle through: several times the largest L2 cache in use
+ * (50 MiB on an H100), so every call reads its inputs from device memory as a decode step does
+ * (between two steps of one layer, every other layer's cache and weights pass through L2).
+ */
+export const L2_DEFEAT_BYTES = 256 * 2 ** 20
+/** At most this many copies of small inputs (a 4K-token cache at batch 1 is 2.6 MB). */
+const MAX_ROTATION = 64
+
+/** How many copies of `bytes` of inputs make up L2_DEFEAT_BYTES. */
+export function rotationCount(bytes: number): number {
+  return Math.max(1, Math.min(MAX_ROTATION, Math.ceil(L2_DEFEAT_BYTES / Math.max(1, bytes))))
+}
+
+/**
+ * The GPU's own time per call, where the backend has the delay kernel (CUDA): a pass measures
+ * how long the host takes to issue a call, a delay kernel then holds the GPU for twice as long
+ * as issuing all the timed calls takes, the calls are queued behind it between two events, and
+ * so run back to back with no host gaps (nvbench's blocking-kernel method). `steps` are called
+ * in turn (call i runs steps[i % n]), so inputs rotated over several copies are read from
+ * memory, not L2. Null where the backend has no delay kernel.
+ */
+export async function timeQueuedAhead(
+  backend: Backend,
+  steps: (() => Tensor | undefined)[],
+  iterations = 20,
+  warmup = 3,
+): Promise<KernelTiming | null> {
+  if (!hasKernel(DEVICE_DELAY_KERNEL, backend.name) || !backend.runProgram) return null
+  const call = (i: number) => steps[i % steps.length]()?.dispose()
+  for (let i = 0; i < Math.max(warmup, steps.length); i++) call(i)
+  await backend.synchronize()
+  const issueStart = performance.now()
+  for (let i = 0; i < iterations; i++) call(i)
+  const hostIssueMs = (performance.now() - issueStart) / iterations
+  await backend.synchronize()
+  const micros = Math.min(500_000, Math.ceil(2000 * iterations * hostIssueMs) + 1000)
+  const queuedAt = performance.now()
+  const delay = runKernel(DEVICE_DELAY_KERNEL, {}, { micros })[0]
+  let issuedAfterMs = Number.POSITIVE_INFINITY
+  const t = await backend.time(() => {
+    for (let i = 0; i < iterations; i++) call(i)
+    issuedAfterMs = performance.now() - queuedAt
+  })
+  delay.dispose()
+  return {
+    ms: t.deviceMs / iterations,
+    source: t.source,
+    iterations,
+    hostHidden: issuedAfterMs < micros / 1000,
+    hostIssueMs,
+    rotation: steps.length,
+  }
 }
 
 /** Random normal values (never zeros) of `shape`, generated on the host in blocks and tiled along `axis`. */
@@ -130,31 +198,79 @@ export interface DecodeAttentionResult {
   impl: 'fused' | 'portable' | 'flash'
   /** CUDA fused decode: 'fma' (CUDA cores) or 'mma' (tensor cores). */
   kernel?: string
+  /** Fused decode: the split-K plan (splits per batch row, tokens per split). */
+  splits?: number
+  tokensPerSplit?: number
+  /**
+   * Calls timed back to back as the host issues them, on one cache: where the host issues
+   * slower than the GPU runs (small caches), this is the host's launch rate, not the kernels'.
+   */
   timing: Timing
+  /** The GPU's own time per call, the calls queued ahead and the inputs rotated (timeQueuedAhead); null where the backend cannot. */
+  kernelTiming: KernelTiming | null
   /** KV-cache bytes one call reads (the whole cache once). */
   cacheBytes: number
-  /** cacheBytes / time. */
+  /** cacheBytes / timing. */
   bytesPerSecond: number
+  /** cacheBytes / kernelTiming: the rate the kernels read the cache at. */
+  kernelBytesPerSecond: number | null
 }
 
-/** TPA's factor-space decode attention alone (one query token over the cache). */
+/**
+ * Caches of `context` random tokens for a decode timing: the first for the as-issued timing,
+ * and as many in all as rotationCount gives where the backend can queue calls ahead (CUDA).
+ */
+export function decodeBenchCaches(
+  config: TpaConfig | ResolvedTpaConfig,
+  o: { batch: number; context: number },
+): TpaCache[] {
+  const c = resolveConfig(config)
+  const backend = getBackend()
+  ensureKernelsRegistered()
+  const bytes = cost(c, { seqLen: 1 }).kvCache.bytesPerToken.tpa * o.batch * o.context
+  const n = hasKernel(DEVICE_DELAY_KERNEL, backend.name) ? rotationCount(bytes) : 1
+  const caches: TpaCache[] = []
+  try {
+    for (let i = 0; i < n; i++)
+      caches.push(filledCache(c, { batch: o.batch, context: o.context, seed: 1 + i }))
+  } catch (e) {
+    for (const cache of caches) cache.dispose()
+    throw e
+  }
+  return caches
+}
+
+/**
+ * TPA's factor-space decode attention alone (one query token over the cache). `caches` (from
+ * decodeBenchCaches, left to the caller) lets several timings share them; else they are made
+ * here and freed.
+ */
 export async function benchTpaDecodeAttention(o: {
   config: TpaConfig
   batch: number
   context: number
   impl?: Impl
   iterations?: number
+  caches?: TpaCache[]
 }): Promise<DecodeAttentionResult> {
   const c = resolveConfig(o.config)
   const backend = getBackend()
   ensureKernelsRegistered()
   const impl = o.impl ?? 'auto'
-  const cache = filledCache(c, { batch: o.batch, context: o.context })
+  const caches = o.caches ?? decodeBenchCaches(c, { batch: o.batch, context: o.context })
+  const cache = caches[0]
   const q = new Rng(2).normal([o.batch, c.heads, c.headDim], 0, 1, { dtype: c.dtype })
   try {
-    const timing = await timeSteps(backend, () => factorAttention(q, cache, { impl }), o.iterations ?? 20)
+    const iterations = o.iterations ?? 20
+    const timing = await timeSteps(backend, () => factorAttention(q, cache, { impl }), iterations)
+    const kernelTiming = await timeQueuedAhead(
+      backend,
+      caches.map((k) => () => factorAttention(q, k, { impl })),
+      iterations,
+    )
     const fused = impl === 'fused' || (impl === 'auto' && hasKernel(DECODE_PARTIAL_KERNEL, backend.name))
-    const choice = fused ? decodeKernelFor(cache) : undefined
+    const plan = fused ? decodePlanFor(cache) : undefined
+    const planned = typeof plan === 'object' ? plan : undefined
     const cacheBytes = cache.bytes().used
     return {
       what: 'tpa decode attention',
@@ -164,14 +280,18 @@ export async function benchTpaDecodeAttention(o: {
       batch: o.batch,
       context: o.context,
       impl: fused ? 'fused' : 'portable',
-      kernel: typeof choice === 'object' ? choice.kernel : undefined,
+      kernel: planned?.kernel,
+      splits: planned?.splits,
+      tokensPerSplit: planned?.tokensPerSplit,
       timing,
+      kernelTiming,
       cacheBytes,
       bytesPerSecond: cacheBytes / (timing.ms / 1e3),
+      kernelBytesPerSecond: kernelTiming ? cacheBytes / (kernelTiming.ms / 1e3) : null,
     }
   } finally {
     q.dispose()
-    cache.dispose()
+    if (!o.caches) for (const k of caches) k.dispose()
   }
 }
 
@@ -188,12 +308,25 @@ export async function benchDenseDecodeAttention(o: {
   const backend = getBackend()
   const rng = new Rng(3)
   const shape = [o.batch, o.kvHeads, o.context, o.headDim]
-  const k = tiledNormal(shape, 2, o.dtype, rng)
-  const v = tiledNormal(shape, 2, o.dtype, rng)
+  const cacheBytes = 2 * o.batch * o.kvHeads * o.context * o.headDim * byteSize(o.dtype)
+  const copies = hasKernel(DEVICE_DELAY_KERNEL, backend.name) ? rotationCount(cacheBytes) : 1
+  const kv: [Tensor, Tensor][] = []
   const q = rng.normal([o.batch, o.heads, 1, o.headDim], 0, 1, { dtype: o.dtype })
   try {
-    const timing = await timeSteps(backend, () => attention(q, k, v, { causal: true }), o.iterations ?? 20)
-    const cacheBytes = 2 * o.batch * o.kvHeads * o.context * o.headDim * byteSize(o.dtype)
+    for (let i = 0; i < copies; i++)
+      kv.push([tiledNormal(shape, 2, o.dtype, rng), tiledNormal(shape, 2, o.dtype, rng)])
+    const [k, v] = kv[0]
+    const iterations = o.iterations ?? 20
+    const timing = await timeSteps(backend, () => attention(q, k, v, { causal: true }), iterations)
+    const kernelTiming = await timeQueuedAhead(
+      backend,
+      kv.map(
+        ([kk, vv]) =>
+          () =>
+            attention(q, kk, vv, { causal: true }),
+      ),
+      iterations,
+    )
     return {
       what: o.kvHeads === o.heads ? 'mha decode attention' : `gqa(${o.kvHeads}) decode attention`,
       backend: backend.name,
@@ -203,11 +336,13 @@ export async function benchDenseDecodeAttention(o: {
       context: o.context,
       impl: 'flash',
       timing,
+      kernelTiming,
       cacheBytes,
       bytesPerSecond: cacheBytes / (timing.ms / 1e3),
+      kernelBytesPerSecond: kernelTiming ? cacheBytes / (kernelTiming.ms / 1e3) : null,
     }
   } finally {
-    dispose([q, k, v])
+    dispose([q, ...kv.flat()])
   }
 }
 

@@ -1,4 +1,4 @@
-import { runKernel, type Tensor } from '@attnkit/core'
+import { type Backend, runKernel, type Tensor } from '@attnkit/core'
 import type { TpaCache } from '../cache.js'
 import { fusedLanguage } from './languages.js'
 import { CACHE_WRITE_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
@@ -28,6 +28,21 @@ export function decodeShapeOf(cache: TpaCache): DecodeShape {
   }
 }
 
+const multiprocessorCounts = new WeakMap<Backend, number | undefined>()
+
+/**
+ * The backend's multiprocessor (SM) count where its info reports one (the CUDA backend's
+ * details.multiprocessors), looked up once per backend: info() queries the device, which a
+ * decode step should not pay for.
+ */
+export function multiprocessorsOf(backend: Backend): number | undefined {
+  if (multiprocessorCounts.has(backend)) return multiprocessorCounts.get(backend)
+  const reported = backend.info().details?.multiprocessors
+  const count = typeof reported === 'number' && reported > 0 ? reported : undefined
+  multiprocessorCounts.set(backend, count)
+  return count
+}
+
 /** The decode kernel for a cache on its backend: its tile, and on CUDA which kernel; or why none fits. */
 export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma' | 'mma' } | string {
   const s = decodeShapeOf(cache)
@@ -43,6 +58,22 @@ export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma'
   return typeof l === 'string' ? l : { tile: l.tile, kernel: 'fma' }
 }
 
+/** The fused decode's launch plan for a cache as it stands: kernel, tile and split-K split; or why none fits. */
+export function decodePlanFor(
+  cache: TpaCache,
+): { tile: number; kernel?: 'fma' | 'mma'; splits: number; tokensPerSplit: number } | string {
+  const choice = decodeKernelFor(cache)
+  if (typeof choice === 'string') return choice
+  const split = planSplits(
+    cache.storeLength + cache.tailLength,
+    cache.batch,
+    choice.tile,
+    decodeTuning(cache.backend.name),
+    multiprocessorsOf(cache.backend),
+  )
+  return { ...choice, ...split }
+}
+
 /** Why the fused decode cannot take this cache on this backend, or null when it can. */
 export function fusedDecodeUnsupported(cache: TpaCache): string | null {
   const k = decodeKernelFor(cache)
@@ -56,21 +87,16 @@ export function fusedDecodeUnsupported(cache: TpaCache): string | null {
  */
 export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   const s = decodeShapeOf(cache)
-  const choice = decodeKernelFor(cache)
-  if (typeof choice === 'string') throw new Error(`tpa fused decode: ${choice}`)
-  const { splits, tokensPerSplit } = planSplits(
-    s.storeLen + s.tailLen,
-    s.batch,
-    choice.tile,
-    decodeTuning(cache.backend.name),
-  )
+  const plan = decodePlanFor(cache)
+  if (typeof plan === 'string') throw new Error(`tpa fused decode: ${plan}`)
+  const { splits, tokensPerSplit } = plan
   const inputs: Record<string, Tensor> = { q, store: cache.store, tail: cache.tail ?? cache.store }
   if (cache.aKConst) inputs.aKc = cache.aKConst
   if (cache.aVConst) inputs.aVc = cache.aVConst
   const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
   const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
     shape: s,
-    kernel: choice.kernel,
+    kernel: plan.kernel,
     splits,
     tokensPerSplit,
     scoreScale,

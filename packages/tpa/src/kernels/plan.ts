@@ -25,8 +25,15 @@ export interface DecodeShape {
  * partials' traffic small.
  */
 export interface DecodeTuning {
-  /** Aim for about this many workgroups / blocks in total. */
+  /** Aim for about this many workgroups / blocks in total (when blocksPerSm does not apply). */
   targetBlocks: number
+  /**
+   * Where set and the backend reports its multiprocessor count, aim for at most
+   * multiprocessors x blocksPerSm blocks instead of targetBlocks: one wave of resident blocks,
+   * so no partly filled last wave idles most of the GPU while a few blocks finish. Keep it at or
+   * below the blocks one SM holds at once. Setting targetBlocks alone (setDecodeTuning) clears it.
+   */
+  blocksPerSm: number | null
   /** Never give a split fewer tokens than this. */
   minTokensPerSplit: number
   /**
@@ -37,8 +44,12 @@ export interface DecodeTuning {
 }
 
 const TUNING: Record<string, DecodeTuning> = {
-  cuda: { targetBlocks: 1024, minTokensPerSplit: 128, tensorCores: true },
-  webgpu: { targetBlocks: 64, minTokensPerSplit: 64, tensorCores: false },
+  // Four blocks per SM: at h = 16, d_h = 64 on sm_90a (ptxas -v) the tensor-core kernel takes
+  // 95 registers x 128 threads and 42 KiB of shared memory (5 blocks fit an SM), the FMA kernel
+  // 128 registers and 44.6 KiB (4 fit); four resident blocks keep about 4 record tiles (86 KiB)
+  // in flight per SM, where the split count allows.
+  cuda: { targetBlocks: 1024, blocksPerSm: 4, minTokensPerSplit: 128, tensorCores: true },
+  webgpu: { targetBlocks: 64, blocksPerSm: null, minTokensPerSplit: 64, tensorCores: false },
 }
 
 export function decodeTuning(backendName: string): DecodeTuning {
@@ -47,24 +58,41 @@ export function decodeTuning(backendName: string): DecodeTuning {
 
 /** Overrides the split heuristics for one backend (the bench sweeps them). */
 export function setDecodeTuning(backendName: string, tuning: Partial<DecodeTuning>): DecodeTuning {
-  const next = { ...decodeTuning(backendName), ...tuning }
+  // An explicit block target without a per-SM one means that target, not the SM-derived one.
+  const perSm = tuning.targetBlocks !== undefined && !('blocksPerSm' in tuning) ? { blocksPerSm: null } : {}
+  const next = { ...decodeTuning(backendName), ...perSm, ...tuning }
   for (const k of ['targetBlocks', 'minTokensPerSplit'] as const)
     if (!Number.isInteger(next[k]) || next[k] <= 0)
       throw new RangeError(`setDecodeTuning: '${k}' expected a positive integer, got ${next[k]}`)
+  if (next.blocksPerSm !== null && (!Number.isInteger(next.blocksPerSm) || next.blocksPerSm <= 0))
+    throw new RangeError(
+      `setDecodeTuning: 'blocksPerSm' expected a positive integer or null, got ${next.blocksPerSm}`,
+    )
   if (typeof next.tensorCores !== 'boolean')
     throw new RangeError(`setDecodeTuning: 'tensorCores' expected a boolean, got ${String(next.tensorCores)}`)
   TUNING[backendName] = next
   return next
 }
 
+/**
+ * How to split `total` tokens of each of `batch` rows: as many splits as the block target allows
+ * (multiprocessors x blocksPerSm where both are known, else targetBlocks), never fewer than
+ * minTokensPerSplit tokens each, every split a whole number of `tile`-token tiles. The splits
+ * only shrink from the wanted count when rounded to tiles, so an SM-derived target is never
+ * exceeded and the blocks run as one wave (or, past one block per batch row, whole rows per wave).
+ */
 export function planSplits(
   total: number,
   batch: number,
   tile: number,
   tuning: DecodeTuning,
+  multiprocessors?: number,
 ): { splits: number; tokensPerSplit: number } {
   if (total === 0) return { splits: 1, tokensPerSplit: tile }
-  const wanted = Math.max(1, Math.ceil(tuning.targetBlocks / batch))
+  const wanted =
+    tuning.blocksPerSm !== null && multiprocessors
+      ? Math.max(1, Math.floor((multiprocessors * tuning.blocksPerSm) / batch))
+      : Math.max(1, Math.ceil(tuning.targetBlocks / batch))
   const most = Math.max(1, Math.ceil(total / tuning.minTokensPerSplit))
   let splits = Math.min(wanted, most)
   const tokensPerSplit = Math.ceil(Math.ceil(total / splits) / tile) * tile
@@ -108,6 +136,13 @@ export interface CudaDecodeLayout {
 }
 
 export const CUDA_SUB = 8
+
+/**
+ * The CUDA split merge: one block per (head, chunk of 16 features, batch row), 256 threads in
+ * 64 groups of 4 lanes (16 bytes each), the splits spread over the groups. Both decode kernels
+ * need d_h % 16 == 0, so every head divides into whole chunks.
+ */
+export const CUDA_COMBINE = { chunk: 16, threads: 256 } as const
 export const CUDA_STATIC_SMEM = 48 * 1024
 
 export function cudaDecodeLayout(s: DecodeShape): CudaDecodeLayout | string {

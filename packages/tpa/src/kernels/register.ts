@@ -10,8 +10,21 @@ import {
   type TensorInfo,
 } from '@attnkit/core'
 import { fusedBackends, fusedLanguage, type Language, setFusedLanguage } from './languages.js'
-import { CACHE_WRITE_KERNEL, COPY_KERNEL, DECODE_COMBINE_KERNEL, DECODE_PARTIAL_KERNEL } from './names.js'
-import { CUDA_SUB, cudaDecodeLayout, cudaMmaLayout, type DecodeShape, wgslDecodeLayout } from './plan.js'
+import {
+  CACHE_WRITE_KERNEL,
+  COPY_KERNEL,
+  DECODE_COMBINE_KERNEL,
+  DECODE_PARTIAL_KERNEL,
+  DEVICE_DELAY_KERNEL,
+} from './names.js'
+import {
+  CUDA_COMBINE,
+  CUDA_SUB,
+  cudaDecodeLayout,
+  cudaMmaLayout,
+  type DecodeShape,
+  wgslDecodeLayout,
+} from './plan.js'
 import { cudaSource } from './tpa.cu.js'
 import { wgslCacheWrite, wgslCopy, wgslDecodeCombine, wgslDecodePartial } from './tpa.wgsl.js'
 
@@ -189,13 +202,24 @@ function decodeCombine(
       source: wgslDecodeCombine(s),
       entryPoint: 'main',
     })[0]
-  const source = cudaSource({ ...dtypeDefine(s.dtype), TPA_COMBINE: 1, H: s.heads, D: s.headDim })
+  const { chunk, threads } = CUDA_COMBINE
+  if (s.headDim % chunk !== 0)
+    throw new BackendError(`tpa.decodeCombine (cuda): headDim ${s.headDim} is not a multiple of ${chunk}`)
+  const source = cudaSource({
+    ...dtypeDefine(s.dtype),
+    TPA_COMBINE: 1,
+    H: s.heads,
+    D: s.headDim,
+    COMBINE_CHUNK: chunk,
+    COMBINE_THREADS: threads,
+  })
   return runProgram(backend, {
     ...base,
     language: 'cuda',
     source,
     entryPoint: 'tpa_decode_combine',
-    block: [64, 1, 1],
+    grid: [s.heads * (s.headDim / chunk), s.batch, 1],
+    block: [threads, 1, 1],
   })[0]
 }
 
@@ -275,10 +299,28 @@ function copy(
   })[0]
 }
 
+/** CUDA: spins one thread for `micros` microseconds of GPU time (the bench queues timed work behind it). */
+function deviceDelay(backend: Backend, micros: number): TensorInfo {
+  if (!Number.isInteger(micros) || micros < 0 || micros > 0xffffffff)
+    throw new BackendError(`tpa.deviceDelay: micros expected an unsigned 32-bit integer, got ${micros}`)
+  return runProgram(backend, {
+    name: DEVICE_DELAY_KERNEL,
+    language: 'cuda',
+    source: cudaSource({ DT_F32: 1, TPA_DEVICE_DELAY: 1 }),
+    entryPoint: 'tpa_device_delay',
+    inputs: [],
+    outputs: [{ shape: [1], dtype: 'float32' }],
+    scalars: [u32(micros)],
+    grid: [1, 1, 1],
+    block: [1, 1, 1],
+  })[0]
+}
+
 const registered = new Set<string>()
 
 /**
- * Registers the fused kernels (tpa.decodePartial, tpa.decodeCombine, tpa.cacheWrite, tpa.copy)
+ * Registers the fused kernels (tpa.decodePartial, tpa.decodeCombine, tpa.cacheWrite, tpa.copy;
+ * tpa.deviceDelay for CUDA)
  * for a backend name running `language` programs through runProgram: 'webgpu' and 'cuda' are
  * built in; this adds others (e.g. a second CUDA backend registered under its own name).
  */
@@ -307,7 +349,20 @@ export function registerFusedKernels(backendName: string, language: Language): v
     backendName,
     kernelFunc: (args) => copy(lang, args),
   })
-  registerNonDifferentiable(DECODE_PARTIAL_KERNEL, DECODE_COMBINE_KERNEL, CACHE_WRITE_KERNEL, COPY_KERNEL)
+  // WGSL has no clock to spin on: the bench times WebGPU as issued.
+  if (lang === 'cuda')
+    registerKernel<Backend, { micros: number }, Record<string, never>>({
+      kernelName: DEVICE_DELAY_KERNEL,
+      backendName,
+      kernelFunc: ({ attrs, backend }) => deviceDelay(backend, attrs.micros),
+    })
+  registerNonDifferentiable(
+    DECODE_PARTIAL_KERNEL,
+    DECODE_COMBINE_KERNEL,
+    CACHE_WRITE_KERNEL,
+    COPY_KERNEL,
+    DEVICE_DELAY_KERNEL,
+  )
 }
 
 /** Registers the fused kernels for every known backend name (idempotent; called before first use). */

@@ -6,7 +6,8 @@
  *
  * Defines: DT_F32 | DT_F16 | DT_BF16. TPA_DECODE (decode kernels): H, D, RK, RV, REC, OFF_AK,
  * OFF_BK, OFF_AV, OFF_BV, SO_AK, SO_BK, SO_AV, SO_BV, REC_PAD, TILE, SUB, NT, WS_STRIDE, VEC,
- * AK_FIXED, AV_FIXED. TPA_COMBINE: H, D. TPA_CACHE_WRITE: ROW_UNITS, CW_VEC.
+ * AK_FIXED, AV_FIXED. TPA_COMBINE: H, D, COMBINE_CHUNK, COMBINE_THREADS. TPA_CACHE_WRITE: ROW_UNITS, CW_VEC.
+ * TPA_DEVICE_DELAY: the bench's delay kernel (inline PTX that the CPU emulation has no stand-in for).
  */
 export const TPA_CUDA_SOURCE = /* cuda */ `
 #define NEG_BIG (-1.0e30f)
@@ -549,25 +550,91 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
 
 #ifdef TPA_COMBINE
 // Merges the splits of one (head, batch row): o = outScale * sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s.
-extern "C" __global__ void tpa_decode_combine(const float* __restrict__ partO, const float* __restrict__ partML,
-                                              elem_t* __restrict__ out, unsigned int splits, float outScale) {
-  const int i = blockIdx.x;
-  const unsigned int b = blockIdx.y;
-  float m = NEG_BIG;
-  for (unsigned int s = 0; s < splits; ++s) m = fmaxf(m, partML[(((tpa_idx)b * splits + s) * H + i) * 2]);
-  float l = 0.f;
-  for (unsigned int s = 0; s < splits; ++s) {
-    const tpa_idx k = ((tpa_idx)b * splits + s) * H + i;
-    l += exp2f(partML[k * 2] - m) * partML[k * 2 + 1];
+// One block per (head i, COMBINE_CHUNK-feature chunk, batch row b), COMBINE_THREADS threads in
+// groups of COMBINE_CHUNK / 4 lanes: a lane owns 4 features (one 16-byte load) and its group the
+// splits g, g + groups, ... The splits are spread over the threads, not looped over by each,
+// so at batch 1 with hundreds of splits the merge costs a few memory round trips rather than
+// one per split, and the chunks give the merge more blocks than heads x batch rows.
+#define COMBINE_LANES (COMBINE_CHUNK / 4)
+#define COMBINE_GROUPS (COMBINE_THREADS / COMBINE_LANES)
+#define COMBINE_WARPS (COMBINE_THREADS / 32)
+
+// Max (isMax) or sum over the block; every thread gets the result. scratch: COMBINE_WARPS floats.
+__device__ __forceinline__ float combine_block_reduce(float v, bool isMax, float* scratch) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = isMax ? fmaxf(v, o) : v + o;
   }
-  const float inv = l > 0.f ? outScale / l : 0.f;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0.f;
-    for (unsigned int s = 0; s < splits; ++s) {
-      const tpa_idx k = ((tpa_idx)b * splits + s) * H + i;
-      o += exp2f(partML[k * 2] - m) * partO[k * D + d];
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = scratch[0];
+  for (int w = 1; w < COMBINE_WARPS; ++w) r = isMax ? fmaxf(r, scratch[w]) : r + scratch[w];
+  // Everyone has read scratch before the next reduction writes it.
+  __syncthreads();
+  return r;
+}
+
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) tpa_decode_combine(
+    const float* __restrict__ partO, const float* __restrict__ partML, elem_t* __restrict__ out,
+    unsigned int splits, float outScale) {
+  __shared__ float scratch[COMBINE_WARPS];
+  __shared__ float4 warpSums[COMBINE_WARPS][COMBINE_LANES];
+  const int tid = threadIdx.x;
+  const unsigned int i = blockIdx.x / (D / COMBINE_CHUNK);
+  const unsigned int chunk = blockIdx.x - i * (D / COMBINE_CHUNK);
+  const unsigned int b = blockIdx.y;
+  const tpa_idx row0 = (tpa_idx)b * splits;
+  const float2* ml = reinterpret_cast<const float2*>(partML);
+
+  float m = NEG_BIG;
+  for (unsigned int s = tid; s < splits; s += COMBINE_THREADS) m = fmaxf(m, ml[(row0 + s) * H + i].x);
+  m = combine_block_reduce(m, true, scratch);
+  float l = 0.f;
+  for (unsigned int s = tid; s < splits; s += COMBINE_THREADS) {
+    const float2 v = ml[(row0 + s) * H + i];
+    l += exp2f(v.x - m) * v.y;
+  }
+  l = combine_block_reduce(l, false, scratch);
+
+  const int lane = tid % COMBINE_LANES;
+  const int group = tid / COMBINE_LANES;
+  const float4* o4 = reinterpret_cast<const float4*>(partO);
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+  for (unsigned int s = group; s < splits; s += COMBINE_GROUPS) {
+    const tpa_idx k = (row0 + s) * H + i;
+    const float w = exp2f(ml[k].x - m);
+    const float4 v = o4[(k * D + chunk * COMBINE_CHUNK) / 4 + lane];
+    acc.x += w * v.x;
+    acc.y += w * v.y;
+    acc.z += w * v.z;
+    acc.w += w * v.w;
+  }
+  // The groups of a warp differ in the lane bits above log2(COMBINE_LANES): fold them, then the warps.
+#pragma unroll
+  for (int off = COMBINE_LANES; off < 32; off <<= 1) {
+    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+  }
+  if ((tid & 31) < COMBINE_LANES) warpSums[tid >> 5][lane] = acc;
+  __syncthreads();
+  if (tid < COMBINE_LANES) {
+    float4 sum = warpSums[0][tid];
+    for (int w = 1; w < COMBINE_WARPS; ++w) {
+      sum.x += warpSums[w][tid].x;
+      sum.y += warpSums[w][tid].y;
+      sum.z += warpSums[w][tid].z;
+      sum.w += warpSums[w][tid].w;
     }
-    out[((tpa_idx)b * H + i) * D + d] = from_f32(o * inv);
+    const float inv = l > 0.f ? outScale / l : 0.f;
+    elem_t* dst = out + ((tpa_idx)b * H + i) * D + chunk * COMBINE_CHUNK + tid * 4;
+    dst[0] = from_f32(sum.x * inv);
+    dst[1] = from_f32(sum.y * inv);
+    dst[2] = from_f32(sum.z * inv);
+    dst[3] = from_f32(sum.w * inv);
   }
 }
 #endif
@@ -592,6 +659,20 @@ extern "C" __global__ void tpa_cache_write(const unit_t* __restrict__ store, con
     out[rowBase + e] = row < offset ? store[rowBase + e]
                                     : src[(b * n + (row - offset)) * ROW_UNITS + (e - row * ROW_UNITS)];
   }
+}
+#endif
+
+#ifdef TPA_DEVICE_DELAY
+// The bench's launch-queue filler: one thread spins for micros microseconds of the GPU's global
+// timer. Timed launches queued behind it start back to back when it ends, so events around them
+// time the GPU alone, not how fast the host issues launches. Writes the time it spun (us).
+extern "C" __global__ void tpa_device_delay(float* __restrict__ out, unsigned int micros) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < 1000ull * micros);
+  if (threadIdx.x == 0) out[0] = (float)((t - t0) / 1000ull);
 }
 #endif
 

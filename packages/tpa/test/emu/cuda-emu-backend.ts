@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  type BackendInfo,
   bfloat16BitsToFloat32,
   byteSize,
   CpuBackend,
@@ -28,6 +29,7 @@ import {
 } from '@attnkit/core'
 
 export const EMU_NAME = 'cuda-emu'
+export const EMU_MULTIPROCESSORS = 4
 const HEADER = join(import.meta.dirname, 'tpa_emu.h')
 
 export function gxxAvailable(): boolean {
@@ -121,6 +123,15 @@ export class CudaEmuBackend extends CpuBackend {
       const k = getKernel(kernelName, 'cpu')!
       registerKernel({ kernelName, backendName: EMU_NAME, kernelFunc: k.kernelFunc })
     }
+  }
+
+  /**
+   * Reports a small GPU (EMU_MULTIPROCESSORS SMs), so the decode's SM-derived split plan runs
+   * here as it does on a real device, with split counts small enough to emulate.
+   */
+  override info(): BackendInfo {
+    const cpu = super.info()
+    return { ...cpu, details: { ...cpu.details, multiprocessors: EMU_MULTIPROCESSORS } }
   }
 
   runProgram(spec: ProgramSpec): TensorInfo[] {
