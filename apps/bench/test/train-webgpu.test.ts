@@ -14,10 +14,7 @@ async function losses(backend: 'cpu' | 'webgpu', config: TrainConfig, steps: num
   await setBackend(backend)
   const live = memory(backend).liveTensors
   const corpus = loadBrown()
-  const t = await Trainer.create(
-    config,
-    createTask(config.data, config, corpus, 1),
-  )
+  const t = await Trainer.create(config, createTask(config.data, config, corpus, 1))
   const out: number[] = []
   for (let i = 0; i < steps; i++) out.push((await t.trainStep()).loss)
   out.push((await t.evaluate()).metrics.val_loss)

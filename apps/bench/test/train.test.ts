@@ -86,9 +86,7 @@ describe('training on the CPU', () => {
     const next = await a.trainStep()
     const after = await a.trainStep()
 
-    const b = await loadCheckpoint(file, (c) =>
-      createTask(c.data, c, brown(), 2),
-    )
+    const b = await loadCheckpoint(file, (c) => createTask(c.data, c, brown(), 2))
     expect(b.step).toBe(3)
     expect(b.tokens).toBe(3 * 8 * 32)
     const resumed = await b.trainStep()
@@ -112,11 +110,7 @@ describe('training on the CPU', () => {
     await saveCheckpoint(file, { params, optimizer, tokens, history, evals, config: wider })
     t.dispose()
     const live = memory().liveTensors
-    await expect(
-      loadCheckpoint(file, (c) =>
-        createTask(c.data, c, brown(), 2),
-      ),
-    ).rejects.toThrow(
+    await expect(loadCheckpoint(file, (c) => createTask(c.data, c, brown(), 2))).rejects.toThrow(
       /tensor 'params.blocks.0.mlp.gate' expected float32 \[136, 32\], got float32 \[128, 32\]/,
     )
     expect(memory().liveTensors).toBe(live)

@@ -259,6 +259,36 @@ function chanceReading(r: TrainResults, lengths: readonly number[]): string | nu
   return `No run learned the retrieval: every answer loss is at chance (ln 10 = ${DIGIT_CHANCE_LOSS.toFixed(3)} nats per digit) after ${steps} steps, so this table compares untrained models and says nothing about the paper's claim; the decode-memory columns stand on their own.`
 }
 
+/**
+ * Whether the run separates laLTE from its baselines at the longest length: the paper's claim
+ * is that laLTE retrieves where GDN and GDN+SWA fail, which a run can only show if they fail.
+ */
+function niahSeparationReading(r: TrainResults, lengths: readonly number[]): string | null {
+  if (lengths.length === 0) return null
+  const L = Math.max(...lengths)
+  const acc = (id: string) => r.runs.find((x) => x.id === id)?.summary?.final[`niah_acc@${L}`]
+  const [lalte, gdn, swa, full] = ['lalte', 'gdn', 'gdn-swa', 'full'].map(acc)
+  if (lalte === undefined || gdn === undefined || swa === undefined) return null
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`
+  const out: string[] = []
+  if (Math.min(gdn, swa) >= SOLVED_ACCURACY)
+    out.push(
+      `At ${L} tokens GDN alone retrieves the needle (${pct(gdn)}; GDN+SWA ${pct(swa)}, laLTE ${pct(lalte)}): a single key-value needle fits in GDN's state, so this run does not separate laLTE from its GDN baselines; the paper's gains need retrieval the baselines fail (more needles, longer contexts).`,
+    )
+  else
+    out.push(
+      `At ${L} tokens laLTE ${pct(lalte)} vs GDN ${pct(gdn)} and GDN+SWA ${pct(swa)}: ${lalte > Math.max(gdn, swa) ? "laLTE retrieves best (the paper's direction)" : "laLTE does not retrieve best (against the paper's direction)"}.`,
+    )
+  if (full !== undefined && full < Math.min(lalte, gdn, swa))
+    out.push(
+      `Full attention learned the retrieval slowest at equal steps (${pct(full)} at ${L}): its answer loss was still falling, so this compares learning speed at this budget, not what full attention can retrieve.`,
+    )
+  return out.join(' ')
+}
+
+/** Exact match from which a run counts as having solved S-NIAH at a length. */
+const SOLVED_ACCURACY = 0.9
+
 function readings(r: TrainResults): string[] {
   const by = (id: string) => r.runs.find((x) => x.id === id)?.summary
   const out: string[] = []
@@ -293,6 +323,10 @@ function readings(r: TrainResults): string[] {
     }
     const atChance = chanceReading(r, lengths)
     if (atChance) out.push(atChance)
+    else if (r.scale !== 'tiny') {
+      const separation = niahSeparationReading(r, lengths)
+      if (separation) out.push(separation)
+    }
   }
   for (const run of r.runs) {
     const evals = run.summary?.evals ?? []
@@ -309,12 +343,29 @@ function readings(r: TrainResults): string[] {
   return out
 }
 
+/**
+ * A `train --model` run's heading from what it trained (their stored titles say only
+ * 'Training: <model>'), e.g. "full on S-NIAH 128..4096 with a length curriculum, 2500 steps (cuda)".
+ */
+function customHeading(r: TrainResults): string {
+  const c = r.runs[0]?.config
+  if (!c) return r.title
+  const models = r.runs.map((x) => x.id).join(', ')
+  const d = c.data
+  const data =
+    d.kind === 'niah'
+      ? `S-NIAH ${d.lengths.length > 1 ? `${Math.min(...d.lengths)}..${Math.max(...d.lengths)}` : d.lengths[0]}${d.trainNeedles > 1 ? `, ${d.trainNeedles} needles` : ''}${d.fillerWeight > 0 ? `, filler weight ${d.fillerWeight}` : ''}${d.curriculum ? ' with a length curriculum' : ''}`
+      : 'Brown'
+  const steps = Math.max(...r.runs.map((x) => x.summary?.stepsDone ?? x.config.steps))
+  return `${r.title.startsWith('Resumed') ? 'Resumed: ' : ''}${models} on ${data}, ${steps} steps (${r.backend.name})`
+}
+
 /** The Markdown section of one results file; `chartPath` is the SVG's path relative to the document. */
-export function resultsMarkdown(r: TrainResults, chartPath: string, heading = '###'): string {
+export function resultsMarkdown(r: TrainResults, chartPath: string, heading = '###', note = ''): string {
   const commit = r.git.commit
     ? `${r.git.commit.slice(0, 10)}${r.git.dirty ? ' (uncommitted changes)' : ''}`
     : 'unknown'
-  const label = r.scale === 'tiny' ? ' (CPU smoke run: tiny models, not the paper comparison)' : ''
+  const label = (r.scale === 'tiny' ? ' (CPU smoke run: tiny models, not the paper comparison)' : '') + note
   const table =
     r.experiment === 'mosa-vs-dense'
       ? mosaTable(r)
@@ -324,7 +375,7 @@ export function resultsMarkdown(r: TrainResults, chartPath: string, heading = '#
           ? niahTable(r)
           : customTable(r)
   const out = [
-    `${heading} ${r.title}${label}`,
+    `${heading} ${r.experiment === 'custom' ? customHeading(r) : r.title}${label}`,
     '',
     `- Measured ${r.createdAt} on backend \`${r.backend.name}\`${r.backend.device ? ` (${r.backend.device})` : ''}, ${r.precision}; host ${r.machine.cpu} x${r.machine.cpuCount}, Node ${r.machine.node}; commit ${commit}.`,
     `- Command: \`${r.command}\``,
@@ -417,7 +468,21 @@ export function assembleResults(files: string[], outPath: string): string {
         `Not yet run at full scale. Command (H100, ~${Math.round(e.budgetSeconds / 60)} min): \`${H100_COMMANDS[name]}\``,
         '',
       )
-    for (const r of [...full, ...runs.filter((x) => x.scale !== 'full')]) {
+    // The newest full-scale run is the preset's result; older ones stay, marked as superseded.
+    full.sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+    full.forEach((r, i) => {
+      const chart = `${name}-full-${r.backend.name}${i > 0 ? `-earlier-${i}` : ''}-loss.svg`
+      writeFileSync(path.join(chartDir, chart), resultsChart(r))
+      out.push(
+        resultsMarkdown(
+          r,
+          `results/${chart}`,
+          '###',
+          i > 0 ? ' (an earlier run, superseded: the preset changed since)' : '',
+        ),
+      )
+    })
+    for (const r of runs.filter((x) => x.scale !== 'full')) {
       const chart = `${name}-${r.scale ?? 'custom'}-${r.backend.name}-loss.svg`
       writeFileSync(path.join(chartDir, chart), resultsChart(r))
       out.push(resultsMarkdown(r, `results/${chart}`))
@@ -428,7 +493,7 @@ export function assembleResults(files: string[], outPath: string): string {
     out.push(
       '## Other runs',
       '',
-      'Runs of `train --model` (for instance the CPU trials that chose the S-NIAH training setup of the laLTE preset).',
+      'Runs of `train --model`: the CPU and H100 trials behind the S-NIAH setup of the laLTE preset (answer-only loss, the length curriculum, the step count).',
       '',
     )
     custom.forEach((r, i) => {
