@@ -3,7 +3,7 @@
  * attention (batch 1, 16 heads, seq 4096, head dim 64), device-timed with timestamp queries,
  * after checking both kernels against the CPU reference at a smaller size in the same run.
  *
- *   node speed.mjs [--sweep] [--dawn=<option>]... [--json=<file>]
+ *   node speed.mjs [--sweep] [--small] [--specialised] [--dawn=<option>]... [--json=<file>]
  */
 import { writeFileSync } from 'node:fs'
 import { attention, backend, dispose, matmul, Rng, type Tensor, tensor } from '@attnkit/core'
@@ -24,6 +24,8 @@ const dawnOptions = args.filter((a) => a.startsWith('--dawn=')).map((a) => a.sli
 const jsonOut = args.find((a) => a.startsWith('--json='))?.slice(7)
 // --small: a quick smoke run of the same code at 512 (CPU adapters), not the speed figures.
 const small = args.includes('--small')
+// --specialised: compile as for GPUs (constant loop bounds) even on a CPU adapter (as conformance.ts).
+const lean = args.includes('--specialised') ? false : undefined
 
 function randn(
   b: WebGPUBackend | Awaited<ReturnType<typeof backend>>,
@@ -61,7 +63,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const gpu = await createWebGPUBackend({ dawnOptions })
+  const gpu = await createWebGPUBackend({ dawnOptions, lean })
   const info = gpu.info()
   console.log(
     `device: ${info.device}; features: ${info.features.join(', ')}; ${JSON.stringify(info.details)}`,

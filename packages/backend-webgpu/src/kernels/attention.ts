@@ -141,6 +141,9 @@ interface HeadDims {
   /** Register / workgroup array lengths in vec4s. */
   aD4: number
   aDV4: number
+  /** Counts for `repeat`: numbers on GPUs (written out), the WGSL names on lean adapters (loops). */
+  countD4: number | string
+  countDV4: number | string
   key: string
 }
 
@@ -148,7 +151,17 @@ function headDims(b: WebGPUBackend, D: number, Dv: number): HeadDims {
   const D4 = Math.ceil(D / 4)
   const DV4 = Math.ceil(Dv / 4)
   if (!b.lean)
-    return { D: `${D}u`, Dv: `${Dv}u`, D4: `${D4}u`, DV4: `${DV4}u`, aD4: D4, aDV4: DV4, key: `${D}/${Dv}` }
+    return {
+      D: `${D}u`,
+      Dv: `${Dv}u`,
+      D4: `${D4}u`,
+      DV4: `${DV4}u`,
+      aD4: D4,
+      aDV4: DV4,
+      countD4: D4,
+      countDV4: DV4,
+      key: `${D}/${Dv}`,
+    }
   const bucket = (n: number) => Math.max(2, 2 ** Math.ceil(Math.log2(n)))
   return {
     D: 'P(13u)',
@@ -157,8 +170,35 @@ function headDims(b: WebGPUBackend, D: number, Dv: number): HeadDims {
     DV4: 'P(16u)',
     aD4: bucket(D4),
     aDV4: bucket(DV4),
+    countD4: 'D4',
+    countDV4: 'DV4',
     key: `lean/${bucket(D4)}/${bucket(DV4)}`,
   }
+}
+
+/**
+ * WGSL declaring D, Dv, D4, DV4 and the tile bound `tileName`: `const` on GPUs, so that
+ * indices built from them and literal indices (see `repeat`) are constant expressions, which
+ * Dawn's robustness transform leaves unclamped; `let` of uniform words on lean adapters.
+ */
+function declareDims(b: WebGPUBackend, hd: HeadDims, tileName: string, tile: string): string {
+  const kw = b.lean ? 'let' : 'const'
+  return `${kw} D = ${hd.D}; ${kw} Dv = ${hd.Dv}; ${kw} D4 = ${hd.D4}; ${kw} DV4 = ${hd.DV4}; ${kw} ${tileName} = ${tile};`
+}
+
+/**
+ * WGSL running `body(i)` for i = 0 .. count - 1. A numeric count (GPUs) writes the copies out,
+ * each in its own block with the literal index `i`, so per-invocation arrays are only ever
+ * indexed by constants: they stay in registers, and Dawn's robustness transform has no index
+ * to clamp. (As loops with clamped dynamic indices, q, the output accumulator and the scores
+ * of the forward kernel apparently left registers on the H100: 5x slower than unclamped.)
+ * A WGSL count (lean CPU adapters, whose compilers should not unroll) keeps one loop over
+ * `index`.
+ */
+function repeat(count: number | string, index: string, body: (i: string) => string): string {
+  if (typeof count === 'string')
+    return `for (var ${index} = 0u; ${index} < ${count}; ${index}++) {${body(index)}}`
+  return Array.from({ length: count }, (_, i) => `{${body(`${i}u`)}}`).join('\n')
 }
 
 /** Whether a q/k/v-like tensor is read as vec4 rows (float32 with a width divisible by 4). */
@@ -304,6 +344,7 @@ export function attentionForward(
   const lse = b.allocData(s.B * s.Hq * s.Tq, 'float32')
   const hd = headDims(b, s.D, s.Dv)
   const BC = tileBound(b, Bc)
+  const countKeys = b.lean ? 'BC' : Bc
   const ins: Input[] = [
     { op: operand(b, 'q', q), vec: vec4Rows(q.dtype, s.D) },
     { op: operand(b, 'k', k), vec: vec4Rows(k.dtype, s.D) },
@@ -330,7 +371,7 @@ var<workgroup> Kk: array<u32, ${Bc}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
-  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BC = ${BC};
+  ${declareDims(b, hd, 'BC', BC)}
   let blk = wid.x + wid.y * nwg.x;
   let bh = blk / nQB;
   // The last query blocks see the most keys under a causal mask: start them first.
@@ -340,8 +381,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = qb * BR + lid;
   let valid = i < Tq;
   let row = bh * Tq + min(i, Tq - 1u);
+  // Registers q, o and sc are indexed only through repeat(): by literals on GPUs.
   var qv: array<vec4<f32>, ${hd.aD4}>;
-  for (var c = 0u; c < D4; c++) { qv[c] = ${load4('q', ins[0].vec, 'row * D', 'c', 'D')} * scale; }
+  ${repeat(hd.countD4, 'c', (c) => ` qv[${c}] = ${load4('q', ins[0].vec, 'row * D', c, 'D')} * scale; `)}
   let qp = ld_qpos(row);
   var o: array<vec4<f32>, ${hd.aDV4}>;
   var mx = -inf_f();
@@ -378,38 +420,48 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
     var sc: array<f32, ${Bc}>;
     var mt = -inf_f();
-    for (var j = 0u; j < BC; j++) {
+    ${repeat(
+      countKeys,
+      'j',
+      (j) => `
       var acc = vec4<f32>(0.0);
-      for (var c = 0u; c < D4; c++) { acc = fma(qv[c], Ks[j * D4 + c], acc); }
+      ${repeat(hd.countD4, 'c', (c) => ` acc = fma(qv[${c}], Ks[${j} * D4 + ${c}], acc); `)}
       var x = acc.x + acc.y + acc.z + acc.w;
       if (!full) {
-        if (kt * BC + j >= Tk || !visible(qp, Kp[j], Kk[j])) { x = -inf_f(); }
+        if (kt * BC + ${j} >= Tk || !visible(qp, Kp[${j}], Kk[${j}])) { x = -inf_f(); }
       }
-      sc[j] = x;
+      sc[${j}] = x;
       mt = max(mt, x);
-    }
+    `,
+    )}
     let mnew = max(mx, mt);
     if (mnew > -inf_f()) {
       let alpha = exp(mx - mnew);
       l = l * alpha;
-      for (var c = 0u; c < DV4; c++) { o[c] = o[c] * alpha; }
-      for (var j = 0u; j < BC; j++) {
-        let p = exp(sc[j] - mnew);
+      ${repeat(hd.countDV4, 'c', (c) => ` o[${c}] = o[${c}] * alpha; `)}
+      ${repeat(
+        countKeys,
+        'j',
+        (j) => `
+        let p = exp(sc[${j}] - mnew);
         l = l + p;
-        for (var c = 0u; c < DV4; c++) { o[c] = fma(vec4<f32>(p), Vs[j * DV4 + c], o[c]); }
-      }
+        ${repeat(hd.countDV4, 'c', (c) => ` o[${c}] = fma(vec4<f32>(p), Vs[${j} * DV4 + ${c}], o[${c}]); `)}
+      `,
+      )}
       mx = mnew;
     }
     workgroupBarrier();
   }
   if (!valid) { return; }
   let inv = select(0.0, 1.0 / l, l > 0.0);
-  for (var c = 0u; c < DV4; c++) {
-    let w = o[c] * inv;
-    for (var t = 0u; t < 4u; t++) {
-      if (c * 4u + t < Dv) { st_o(row * Dv + c * 4u + t, w[t]); }
-    }
-  }
+  ${repeat(
+    hd.countDV4,
+    'c',
+    (c) => `
+    let w = o[${c}] * inv;
+    ${[0, 1, 2, 3].map((t) => `if (${c} * 4u + ${t}u < Dv) { st_o(row * Dv + ${c} * 4u + ${t}u, w[${t}]); }`).join('\n    ')}
+  `,
+  )}
   st_lse(row, select(-inf_f(), mx + log(l), l > 0.0));
 }`,
     inputs: ins.map((x) => x.op.binding),
@@ -514,7 +566,7 @@ var<workgroup> Kk: array<u32, ${Bc}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
-  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BC = ${BC};
+  ${declareDims(b, hd, 'BC', BC)}
   let blk = wid.x + wid.y * nwg.x;
   let bh = blk / nQB;
   let qb = nQB - 1u - blk % nQB;
@@ -631,7 +683,7 @@ var<workgroup> Qp: array<i32, ${Bq}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   ${PARAM_DECLS}
-  let D = ${hd.D}; let Dv = ${hd.Dv}; let D4 = ${hd.D4}; let DV4 = ${hd.DV4}; let BQ = ${BQ};
+  ${declareDims(b, hd, 'BQ', BQ)}
   let blk = wid.x + wid.y * nwg.x;
   let kvHead = blk / nKT;
   let kb = blk % nKT;
