@@ -108,8 +108,11 @@ async function main(): Promise<void> {
   const q = randn(gpu, [1, H, T, D], 20)
   const k = randn(gpu, [1, H, T, D], 21)
   const v = randn(gpu, [1, H, T, D], 22)
-  for (const keyTile of sweep ? [32, 16, 64] : [undefined]) {
-    attentionTuning.keyTile = keyTile
+  const attentionConfigs: { keyTile?: number; queryRows?: number }[] = sweep
+    ? [16, 32].flatMap((keyTile) => [32, 64, 128].map((queryRows) => ({ keyTile, queryRows })))
+    : [{}]
+  for (const config of attentionConfigs) {
+    Object.assign(attentionTuning, config)
     const t = await timeKernel(gpu, () => attention(q, k, v, { causal: true }), {
       warmup: 2,
       repetitions: 5,
@@ -117,13 +120,14 @@ async function main(): Promise<void> {
     })
     rows.push({
       what: `flash attention f32 causal [1,${H},${T},${D}]`,
-      config: `key tile ${keyTile ?? 'default'}`,
+      config: sweep ? `key tile ${config.keyTile}, ${config.queryRows} queries per workgroup` : 'default',
       ms: t.medianMs,
       tflops: (2 * 2 * T * T * D * H) / 2 / (t.medianMs * 1e-3) / 1e12,
       source: t.source,
     })
+    attentionTuning.keyTile = undefined
+    attentionTuning.queryRows = undefined
   }
-  attentionTuning.keyTile = undefined
   dispose([q, k, v])
   console.log('\n| kernel | config | ms (median) | TFLOP/s | timer |\n| --- | --- | --- | --- | --- |')
   for (const r of rows)

@@ -2,6 +2,7 @@ import { attention, dispose, Rng, sum, type Tensor, tensor, valueAndGrad } from 
 import { allCases, compareArrays, runCase } from '@attnkit/core/testing'
 import { describe, expect, it } from 'vitest'
 import { createWebGPUBackend } from '../src/index.js'
+import { attentionTuning } from '../src/kernels/attention.js'
 import { startWebGPU } from './helpers.js'
 
 const { gpu, cpu, reason } = await startWebGPU()
@@ -74,5 +75,35 @@ describe.skipIf(!specialised)(
         }
       }
     })
+
+    it('the forward with other tunings (key tile 16 with 32 / 128 queries per workgroup, 32 with 64) matches the CPU', async () => {
+      const rng = new Rng(22)
+      const [T, D] = [150, 8] // head dim 8: lavapipe compiles each written-out kernel in seconds
+      const data = (shape: number[]) => Float32Array.from(rng.normalArray(shape.reduce((a, b) => a * b, 1)))
+      const [qv, kv, vv] = [data([1, 4, T, D]), data([1, 2, T, D]), data([1, 2, T, D])]
+      const on = (backend: typeof cpu, dtype: 'float32' | 'float64') =>
+        [qv, kv, vv].map((x, i) => tensor(x, i === 0 ? [1, 4, T, D] : [1, 2, T, D], { backend, dtype }))
+      const [qc, kc, vc] = on(cpu, 'float64')
+      const want = attention(qc, kc, vc, { causal: true, window: 41, sinks: 2 })
+      const [qg, kg, vg] = on(specialised!, 'float32')
+      try {
+        for (const [keyTile, queryRows] of [
+          [16, 32],
+          [16, 128],
+          [32, 64],
+        ]) {
+          Object.assign(attentionTuning, { keyTile, queryRows })
+          const got = attention(qg, kg, vg, { causal: true, window: 41, sinks: 2 })
+          const cmp = compareArrays(await got.data(), await want.data())
+          got.dispose()
+          expect(cmp.problem, `key tile ${keyTile}, ${queryRows} rows`).toBeUndefined()
+          expect(cmp.error, `key tile ${keyTile}, ${queryRows} rows`).toBeLessThanOrEqual(6e-5)
+        }
+      } finally {
+        attentionTuning.keyTile = undefined
+        attentionTuning.queryRows = undefined
+        dispose([qc, kc, vc, want, qg, kg, vg])
+      }
+    }, 300_000)
   },
 )
