@@ -11,6 +11,7 @@ import {
   niahExactMatch,
   niahLossWeights,
   niahOverhead,
+  niahQuestionHits,
   niahSample,
   questionText,
 } from '../src/train/data/niah.js'
@@ -143,6 +144,29 @@ describe('S-NIAH generator', () => {
     expect(niahExactMatch(b, wrong, from)).toEqual([true, false, true])
     expect(niahDigitHits(b, perfect, from)).toBe(18)
     expect(niahDigitHits(b, wrong, from)).toBe(17)
+    expect(niahQuestionHits(b, perfect, from)).toBe(3)
+    expect(niahQuestionHits(b, wrong, from)).toBe(2)
+  })
+
+  it('scores each question of a multi-needle sample on its own', () => {
+    const b = niahBatch(new Rng(12), filler, 2, { length: 600, needles: 3 })
+    const from = Math.min(...b.samples.map((s) => s.answerPositions[0]))
+    const W = 600 - from
+    const perfect = new Int32Array(2 * W)
+    b.samples.forEach((s, r) => {
+      for (const i of s.answerPositions) perfect[r * W + i - from] = s.tokens[i + 1]
+    })
+    expect(niahQuestionHits(b, perfect, from)).toBe(6)
+    // One wrong digit in the second question of sample 1, two in the first of sample 0.
+    const wrong = perfect.slice()
+    const flip = (r: number, i: number) => {
+      wrong[r * W + i - from] = wrong[r * W + i - from] === 48 ? 49 : 48
+    }
+    flip(1, b.samples[1].answerPositions[6 + 2])
+    flip(0, b.samples[0].answerPositions[0])
+    flip(0, b.samples[0].answerPositions[5])
+    expect(niahQuestionHits(b, wrong, from)).toBe(4)
+    expect(niahDigitHits(b, wrong, from)).toBe(36 - 3)
   })
 
   it('weights the answer digits and the haystack separately', () => {

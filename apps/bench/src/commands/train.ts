@@ -39,7 +39,9 @@ ${MODEL_NAMES.map((n) => `                            ${n}: ${MODEL_DESCRIPTIONS
                           --niah-needles <n>: key-value needles per training sample, all asked
                           for (default 1; evaluation is always single-needle);
                           --niah-curriculum <f>: the longest training length opens over the first
-                          f of the steps, shortest first (default 0: all lengths from the start)
+                          f of the steps, shortest first (default 0: all lengths from the start);
+                          --niah-eval-needles <n>: needles per evaluation sample, all asked for,
+                          each question scored on its own (default 1: S-NIAH)
   --lr <x>, --warmup <n>, --weight-decay <x>, --clip <x>   (defaults ${OPTIM_DEFAULTS.lr}, ${OPTIM_DEFAULTS.warmup}, ${OPTIM_DEFAULTS.weightDecay}, ${OPTIM_DEFAULTS.clip})
   --eval-every <n>, --eval-batches <n>   (default: at the end only; 8 batches)
   --save-every <n>        checkpoint every n steps as well as at the end (<out>/<model>.safetensors)
@@ -171,6 +173,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
       'niah-filler-weight': { type: 'string' },
       'niah-needles': { type: 'string' },
       'niah-curriculum': { type: 'string' },
+      'niah-eval-needles': { type: 'string' },
       lr: { type: 'string' },
       warmup: { type: 'string' },
       'weight-decay': { type: 'string' },
@@ -286,6 +289,7 @@ export async function trainCommand(argv: string[], io: Io): Promise<number> {
             trainNeedles: intOpt('niah-needles', o['niah-needles']) ?? 1,
             fillerWeight: nonNegative('niah-filler-weight', o['niah-filler-weight']) ?? 0,
             curriculum: fraction('niah-curriculum', o['niah-curriculum']),
+            evalNeedles: intOpt('niah-eval-needles', o['niah-eval-needles']),
           }
     const runSteps = tokens ? Math.ceil(tokens / (batch * seqLen)) : (steps ?? 200)
     const lr = numOpt('lr', o.lr) ?? OPTIM_DEFAULTS.lr

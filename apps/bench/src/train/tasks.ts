@@ -1,7 +1,7 @@
 import { Rng, type Tensor } from '@attnkit/core'
 import type { BrownCorpus } from './data/brown.js'
 import { evenWindows, randomWindows, windowsAt } from './data/lm.js'
-import { niahBatch, niahDigitHits, niahExactMatch, niahLossWeights, niahOverhead } from './data/niah.js'
+import { niahBatch, niahDigitHits, niahLossWeights, niahOverhead, niahQuestionHits } from './data/niah.js'
 import { type ForwardContext, type Model, type ModelParams, tokensTensor } from './model.js'
 
 /** What a run trains on; JSON (stored in checkpoints). */
@@ -31,6 +31,11 @@ export type DataConfig =
        * at 1/length, so the answer's gradient reaching it does too), then extended.
        */
       curriculum?: number
+      /**
+       * Needles per evaluation sample, each asked for (default 1: S-NIAH). More is the
+       * multi-key, multi-query variant; accuracy then counts each question on its own.
+       */
+      evalNeedles?: number
     }
 
 export interface Batch {
@@ -124,13 +129,14 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
       )
   }
   for (const L of data.lengths) check(L, data.trainNeedles)
-  for (const L of data.evalLengths) check(L, 1)
+  const evalNeedles = data.evalNeedles ?? 1
+  for (const L of data.evalLengths) check(L, evalNeedles)
   const tokensPerStep = shape.batch * shape.seqLen
   const rowsFor = (L: number) => Math.max(1, Math.round(tokensPerStep / L))
   const dataRng = new Rng(shape.seed).fork(2)
   return {
     describe: () =>
-      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; trained on ${data.trainNeedles > 1 ? `${data.trainNeedles}-needle, ${data.trainNeedles}-question samples` : 'single-needle samples'} of lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step${data.curriculum ? `; length curriculum: the longest length grows over the first ${Math.round(data.curriculum * 100)}% of the steps, and each step takes the longest length open with probability 1/2, else one of the open lengths uniformly` : ''}), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits (and the fraction of digits right) at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler)`,
+      `S-NIAH (key ${data.keyLength} letters, value ${data.valueDigits} digits) in Brown filler; trained on ${data.trainNeedles > 1 ? `${data.trainNeedles}-needle, ${data.trainNeedles}-question samples` : 'single-needle samples'} of lengths ${data.lengths.join('/')} (${tokensPerStep} tokens per step${data.curriculum ? `; length curriculum: the longest length grows over the first ${Math.round(data.curriculum * 100)}% of the steps, and each step takes the longest length open with probability 1/2, else one of the open lengths uniformly` : ''}), training loss = mean over the answer digits${data.fillerWeight > 0 ? ` + ${data.fillerWeight} x mean over the other positions` : ' only'}; accuracy = exact match of the ${data.valueDigits} digits (and the fraction of digits right) at ${data.evalLengths.join('/')} over ${data.evalSamples} held-out samples each (validation-split filler${evalNeedles > 1 ? `; ${evalNeedles} needles per sample, all asked for, each question scored on its own` : ''})`,
     batch: (step) => {
       const rng = dataRng.fork(step)
       const curriculum = data.curriculum ?? 0
@@ -154,15 +160,17 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
           const b = niahBatch(rng.fork(i), corpus.validation, Math.min(rows, data.evalSamples - done), {
             length: L,
             ...opts,
+            needles: evalNeedles,
           })
-          const from = L - data.valueDigits
+          // The questions and answers end every sample alike: the first answer digit's position.
+          const from = b.samples[0].answerPositions[0]
           const inputs = tokensTensor(b.inputs, b.batch, L)
           const targets = tokensTensor(b.targets, b.batch, L)
           let r: { argmax: Tensor; loss: Tensor } | undefined
           try {
             r = model.predict(params, inputs, targets, from, { ...ctx, training: false })
             const predicted = await r.argmax.data()
-            correct += niahExactMatch(b, predicted, from).filter(Boolean).length
+            correct += niahQuestionHits(b, predicted, from)
             digits += niahDigitHits(b, predicted, from)
             answerLoss += (await r.loss.data())[0] * b.batch
           } finally {
@@ -170,8 +178,8 @@ function niahTask(data: Extract<DataConfig, { kind: 'niah' }>, shape: TaskShape,
           }
           done += b.batch
         }
-        out[`niah_acc@${L}`] = correct / data.evalSamples
-        out[`digit_acc@${L}`] = digits / (data.evalSamples * data.valueDigits)
+        out[`niah_acc@${L}`] = correct / (data.evalSamples * evalNeedles)
+        out[`digit_acc@${L}`] = digits / (data.evalSamples * evalNeedles * data.valueDigits)
         out[`answer_loss@${L}`] = answerLoss / data.evalSamples
       }
       return out

@@ -214,3 +214,21 @@ export function niahDigitHits(batch: NiahBatch, predicted: ArrayLike<number>, fr
   })
   return hits
 }
+
+/**
+ * Questions answered exactly (all of a needle's digits right), over the batch: with one needle
+ * per sample the same count as niahExactMatch's true entries; with several (multi-key,
+ * multi-query) each question counts on its own.
+ */
+export function niahQuestionHits(batch: NiahBatch, predicted: ArrayLike<number>, from: number): number {
+  const W = batch.length - from
+  let hits = 0
+  batch.samples.forEach((s, b) => {
+    const digits = s.answerPositions.length / s.needles.length
+    for (let q = 0; q < s.needles.length; q++) {
+      const positions = s.answerPositions.slice(q * digits, (q + 1) * digits)
+      if (positions.every((i) => i >= from && predicted[b * W + i - from] === s.tokens[i + 1])) hits++
+    }
+  })
+  return hits
+}
