@@ -493,7 +493,7 @@ export function assembleResults(files: string[], outPath: string): string {
     out.push(
       '## Other runs',
       '',
-      'Runs of `train --model`: the CPU and H100 trials behind the S-NIAH setup of the laLTE preset (answer-only loss, the length curriculum, the step count).',
+      'Runs of `train --model`: the CPU and H100 trials behind the S-NIAH setup of the laLTE preset (answer-only loss, the length curriculum, the step count), and a multi-key follow-up on the H100 (8 needles per sample, all asked for: harder for the fixed-size state of GDN).',
       '',
     )
     custom.forEach((r, i) => {
