@@ -190,29 +190,29 @@ export function niahLossWeights(b: NiahBatch, fillerWeight: number): Float32Arra
 }
 
 /**
- * Exact match per sample: every answer position's argmax equals the value's digit. The earlier
- * digits are in the input (teacher forcing), so this is the same event as greedy decoding
- * writing the whole value: greedy's first wrong digit is the first position that fails here.
- * `predicted` holds the argmax at positions from..length-1 of each row, [batch, length - from].
+ * Per sample, whether each answer digit's argmax is right (in answerPositions order). The
+ * earlier digits are in the input (teacher forcing), so a sample's digits all being right is
+ * the same event as greedy decoding writing its values: greedy's first wrong digit is the first
+ * position that fails here. `predicted` holds the argmax at positions from..length-1 of each
+ * row, [batch, length - from].
  */
-export function niahExactMatch(batch: NiahBatch, predicted: ArrayLike<number>, from: number): boolean[] {
+function answerDigitsRight(batch: NiahBatch, predicted: ArrayLike<number>, from: number): boolean[][] {
   const W = batch.length - from
   return batch.samples.map((s, b) => {
     if (s.answerPositions[0] < from)
-      throw new RangeError(`niahExactMatch: argument 'from' expected <= ${s.answerPositions[0]}, got ${from}`)
-    return s.answerPositions.every((i) => predicted[b * W + i - from] === s.tokens[i + 1])
+      throw new RangeError(`niah scoring: argument 'from' expected <= ${s.answerPositions[0]}, got ${from}`)
+    return s.answerPositions.map((i) => predicted[b * W + i - from] === s.tokens[i + 1])
   })
 }
 
-/** Answer digits whose argmax is right, over the batch (`predicted` as for niahExactMatch). */
+/** Exact match per sample: every answer digit right (see answerDigitsRight). */
+export function niahExactMatch(batch: NiahBatch, predicted: ArrayLike<number>, from: number): boolean[] {
+  return answerDigitsRight(batch, predicted, from).map((digits) => digits.every(Boolean))
+}
+
+/** Answer digits whose argmax is right, over the batch. */
 export function niahDigitHits(batch: NiahBatch, predicted: ArrayLike<number>, from: number): number {
-  const W = batch.length - from
-  let hits = 0
-  batch.samples.forEach((s, b) => {
-    for (const i of s.answerPositions)
-      if (i >= from && predicted[b * W + i - from] === s.tokens[i + 1]) hits++
-  })
-  return hits
+  return answerDigitsRight(batch, predicted, from).reduce((n, digits) => n + digits.filter(Boolean).length, 0)
 }
 
 /**
@@ -221,14 +221,10 @@ export function niahDigitHits(batch: NiahBatch, predicted: ArrayLike<number>, fr
  * multi-query) each question counts on its own.
  */
 export function niahQuestionHits(batch: NiahBatch, predicted: ArrayLike<number>, from: number): number {
-  const W = batch.length - from
-  let hits = 0
-  batch.samples.forEach((s, b) => {
-    const digits = s.answerPositions.length / s.needles.length
-    for (let q = 0; q < s.needles.length; q++) {
-      const positions = s.answerPositions.slice(q * digits, (q + 1) * digits)
-      if (positions.every((i) => i >= from && predicted[b * W + i - from] === s.tokens[i + 1])) hits++
-    }
-  })
-  return hits
+  return answerDigitsRight(batch, predicted, from).reduce((n, digits, b) => {
+    const perQuestion = digits.length / batch.samples[b].needles.length
+    for (let q = 0; q < digits.length; q += perQuestion)
+      if (digits.slice(q, q + perQuestion).every(Boolean)) n++
+    return n
+  }, 0)
 }
