@@ -43,7 +43,7 @@ function keyTile(D: number, Dv: number, b: WebGPUBackend, preferred = 32): numbe
   return 4
 }
 
-const BR = 64 // queries (one per invocation) per forward / dQ workgroup
+const BR = 64 // queries (one per invocation) per dQ workgroup (the forward: FORWARD_ROWS)
 /**
  * The forward's tile: 16 keys, 128 queries (one per invocation) per workgroup. On the H100
  * through Dawn ([1,16,4096,64] causal float32, robustness on; bench/results) 12.9 TFLOP/s,
