@@ -3,7 +3,16 @@
  * output folder as it ends, so that a run stopped part-way (a device window that closes, a killed
  * process, --max-minutes) loses nothing, and `run --resume` goes on from where it stopped.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs'
 import path from 'node:path'
 import { UsageError } from './args.js'
 import { cellKey, type PlannedCell } from './plan.js'
@@ -98,6 +107,20 @@ export function readJournal(dir: string, preset: string, seed: number, plan: str
   return state
 }
 
+/** The file's last byte (undefined when empty): a long journal is not read again to find it. */
+function lastByte(file: string): number | undefined {
+  const size = statSync(file).size
+  if (size === 0) return undefined
+  const fd = openSync(file, 'r')
+  try {
+    const byte = Buffer.alloc(1)
+    readSync(fd, byte, 0, 1, size - 1)
+    return byte[0]
+  } finally {
+    closeSync(fd)
+  }
+}
+
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i])
 }
@@ -111,7 +134,7 @@ export class Journal {
     mkdirSync(dir, { recursive: true })
     this.file = path.join(dir, JOURNAL_FILE)
     // After a session killed mid-line, start on a line of our own.
-    if (existsSync(this.file) && !readFileSync(this.file, 'utf8').endsWith('\n'))
+    if (existsSync(this.file) && ![undefined, 0x0a].includes(lastByte(this.file)))
       appendFileSync(this.file, '\n')
     this.write({ type: 'session', ...session })
   }
