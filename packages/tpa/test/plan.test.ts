@@ -9,6 +9,7 @@ describe('planSplits', () => {
     blocksPerSm: 4,
     minTokensPerSplit: 128,
     tensorCores: true,
+    programmaticLaunch: true,
   }
 
   it('with the SM count: one wave of at most SMs x blocksPerSm blocks (4 here), whole tiles covering the context', () => {

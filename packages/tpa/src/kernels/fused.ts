@@ -94,15 +94,21 @@ export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   if (cache.aKConst) inputs.aKc = cache.aKConst
   if (cache.aVConst) inputs.aVc = cache.aVConst
   const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
+  const { programmaticLaunch } = decodeTuning(cache.backend.name)
   const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
     shape: s,
     kernel: plan.kernel,
     splits,
     tokensPerSplit,
     scoreScale,
+    programmaticLaunch,
   })
   try {
-    return runKernel(DECODE_COMBINE_KERNEL, { partO, partML }, { shape: s, splits, outScale: 1 / s.vRank })[0]
+    return runKernel(
+      DECODE_COMBINE_KERNEL,
+      { partO, partML },
+      { shape: s, splits, outScale: 1 / s.vRank, programmaticLaunch },
+    )[0]
   } finally {
     partO.dispose()
     partML.dispose()

@@ -41,6 +41,13 @@ export interface DecodeTuning {
    * (h % 16 == 0, d_h % 16 == 0, R_K == R_V in {2, 4}, contextual K and V), else the FMA kernel.
    */
   tensorCores: boolean
+  /**
+   * CUDA: launch the tensor-core partial kernel and the split merge as programmatic dependents
+   * (Hopper's programmatic dependent launch, where the backend can: compute capability 9.0+),
+   * so each launch overlaps the end of the kernel before it; both kernels wait
+   * (griddepcontrol.wait) before reading anything. Off: ordinary launches.
+   */
+  programmaticLaunch: boolean
 }
 
 const TUNING: Record<string, DecodeTuning> = {
@@ -48,8 +55,20 @@ const TUNING: Record<string, DecodeTuning> = {
   // 95 registers x 128 threads and 42 KiB of shared memory (5 blocks fit an SM), the FMA kernel
   // 128 registers and 44.6 KiB (4 fit); four resident blocks keep about 4 record tiles (86 KiB)
   // in flight per SM, where the split count allows.
-  cuda: { targetBlocks: 1024, blocksPerSm: 4, minTokensPerSplit: 128, tensorCores: true },
-  webgpu: { targetBlocks: 64, blocksPerSm: null, minTokensPerSplit: 64, tensorCores: false },
+  cuda: {
+    targetBlocks: 1024,
+    blocksPerSm: 4,
+    minTokensPerSplit: 128,
+    tensorCores: true,
+    programmaticLaunch: true,
+  },
+  webgpu: {
+    targetBlocks: 64,
+    blocksPerSm: null,
+    minTokensPerSplit: 64,
+    tensorCores: false,
+    programmaticLaunch: false,
+  },
 }
 
 export function decodeTuning(backendName: string): DecodeTuning {
@@ -68,8 +87,9 @@ export function setDecodeTuning(backendName: string, tuning: Partial<DecodeTunin
     throw new RangeError(
       `setDecodeTuning: 'blocksPerSm' expected a positive integer or null, got ${next.blocksPerSm}`,
     )
-  if (typeof next.tensorCores !== 'boolean')
-    throw new RangeError(`setDecodeTuning: 'tensorCores' expected a boolean, got ${String(next.tensorCores)}`)
+  for (const k of ['tensorCores', 'programmaticLaunch'] as const)
+    if (typeof next[k] !== 'boolean')
+      throw new RangeError(`setDecodeTuning: '${k}' expected a boolean, got ${String(next[k])}`)
   TUNING[backendName] = next
   return next
 }
@@ -202,6 +222,7 @@ export function cudaMmaLayout(s: DecodeShape): CudaMmaLayout | string {
   const bytes = 2 * tile * pB
   if (bytes > CUDA_STATIC_SMEM - 1024)
     return `two stages of ${tile} records (${bytes} bytes) exceed shared memory`
-  if (4 * (H * D + 8 * H) > bytes) return 'the warp merge does not fit in the stage buffers'
+  // The closing warp merge: four per-warp output slices of row stride D + 8 floats, max and sum.
+  if (4 * (4 * H * (D + 8) + 8 * H) > bytes) return 'the warp merge does not fit in the stage buffers'
   return { tile, pB }
 }
