@@ -55,4 +55,14 @@ describe('setDecodeTuning', () => {
     expect(setDecodeTuning(name, { minTokensPerSplit: 8 }).blocksPerSm).toBe(3)
     expect(() => setDecodeTuning(name, { blocksPerSm: 0 })).toThrow(/blocksPerSm/)
   })
+
+  it('programmatic dependent launch: on for CUDA by default, a boolean', () => {
+    expect(decodeTuning('cuda').programmaticLaunch).toBe(true)
+    expect(decodeTuning('webgpu').programmaticLaunch).toBe(false)
+    const name = 'plan-test-backend-pdl'
+    expect(setDecodeTuning(name, { programmaticLaunch: false }).programmaticLaunch).toBe(false)
+    expect(() => setDecodeTuning(name, { programmaticLaunch: 1 as unknown as boolean })).toThrow(
+      /programmaticLaunch/,
+    )
+  })
 })
