@@ -51,6 +51,8 @@ const arg = (name: string, fallback: string) => {
 }
 const quick = args.includes('--quick')
 const decodeOnly = args.includes('--decode-only')
+// --no-pdl: ordinary launches for the decode kernels throughout (DecodeTuning.programmaticLaunch).
+const noPdl = args.includes('--no-pdl')
 const backendName = arg('backend', 'cuda')
 const dtypes = arg('dtypes', backendName === 'webgpu' ? 'float32' : 'float16,float32').split(',') as DType[]
 const outFile = arg('out', process.env.OUT ? join(process.env.OUT, 'tpa-bench.json') : '')
@@ -80,6 +82,12 @@ async function main() {
   results.device = info.device
   results.details = info.details
   log(`backend ${backendName}: ${info.device}`)
+  // CUDA: whether the decode launches overlap the previous kernel's end (programmatic dependent launch).
+  results.programmaticLaunch = (backend as { canLaunchProgrammatic?: boolean }).canLaunchProgrammatic === true
+  if (noPdl) setDecodeTuning(backendName, { programmaticLaunch: false })
+  log(
+    `programmatic dependent launch: backend ${results.programmaticLaunch ? 'can' : 'cannot'}, decode tuning ${decodeTuning(backendName).programmaticLaunch ? 'on' : 'off'}`,
+  )
 
   // 1. Correctness: fused decode against the float32 portable path on the CPU, same cache contents.
   const checks: unknown[] = []
@@ -157,6 +165,8 @@ async function main() {
   const sweepTunings: Partial<DecodeTuning>[] = [
     { blocksPerSm: null, targetBlocks: 1024, minTokensPerSplit: 128 }, // the plan before blocksPerSm
   ]
+  // The default plan with ordinary launches instead of programmatic dependent ones.
+  if (!noPdl && backendName === 'cuda') sweepTunings.push({ programmaticLaunch: false })
   for (const blocksPerSm of quick ? [2, 4] : [2, 4, 5])
     for (const minTokensPerSplit of quick ? [32, 128] : [64, 128, 256])
       sweepTunings.push({ blocksPerSm, minTokensPerSplit })
@@ -188,7 +198,7 @@ async function main() {
         sweep.push({ tuning: decodeTuning(backendName), ...r })
         if (r)
           log(
-            `${label} kernel=${r.kernel ?? r.impl} splits=${r.splits}x${r.tokensPerSplit}: ${fmtKernel(r, copyBw)}; as issued ${r.timing.ms.toFixed(4)} ms`,
+            `${label} kernel=${r.kernel ?? r.impl} splits=${r.splits}x${r.tokensPerSplit}${r.programmaticLaunch ? ' pdl' : ''}: ${fmtKernel(r, copyBw)}; as issued ${r.timing.ms.toFixed(4)} ms`,
           )
       }
       disposeCaches(caches)
@@ -381,7 +391,7 @@ function addRow(r: DecodeAttentionResult, copyBw: number) {
     r.kernelTiming ? `${r.kernelTiming.ms.toFixed(4)}${r.kernelTiming.hostHidden ? '' : '*'}` : '',
     `${(kernelBw / 1e9).toPrecision(4)}${issuedOnly}`,
     `${((100 * kernelBw) / copyBw).toFixed(0)}%${issuedOnly}`,
-    r.splits === undefined ? '' : `${r.splits}x${r.tokensPerSplit}`,
+    r.splits === undefined ? '' : `${r.splits}x${r.tokensPerSplit}${r.programmaticLaunch ? ' pdl' : ''}`,
     r.kernelTiming ? `${r.timing.source}, rot ${r.kernelTiming.rotation}` : r.timing.source,
   ])
 }
@@ -395,9 +405,10 @@ function fmtKernel(r: DecodeAttentionResult, copyBw: number): string {
 }
 
 function tuningLabel(t: DecodeTuning): string {
+  const launch = t.programmaticLaunch ? '' : ' no-PDL'
   return t.blocksPerSm === null
-    ? `targetBlocks=${t.targetBlocks} minTokensPerSplit=${t.minTokensPerSplit}`
-    : `blocksPerSm=${t.blocksPerSm} minTokensPerSplit=${t.minTokensPerSplit}`
+    ? `targetBlocks=${t.targetBlocks} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
+    : `blocksPerSm=${t.blocksPerSm} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
 }
 
 function disposeCaches(caches: TpaCache[]) {
