@@ -102,18 +102,21 @@ async function main() {
     ]) {
       // Splits from the SM count (the default, and with small splits), the fixed block target
       // the kernels had before, and one split; the 3000-token context divides into no tile.
-      const splitTunings: { name: string; tuning: Partial<DecodeTuning> }[] = [
+      // Batch 3 makes the merge grid too large for programmatic launches (programmaticLaunchFits);
+      // batch 1 takes them (CUDA tensor-core kernel, sm_90+).
+      const splitTunings: { name: string; tuning: Partial<DecodeTuning>; batch?: number }[] = [
         { name: 'per-SM splits', tuning: {} },
+        { name: 'per-SM splits, batch 1', tuning: {}, batch: 1 },
         { name: 'per-SM splits, minTokensPerSplit=32', tuning: { minTokensPerSplit: 32 } },
         { name: 'targetBlocks=64', tuning: { blocksPerSm: null, targetBlocks: 64, minTokensPerSplit: 32 } },
         { name: 'one split', tuning: { blocksPerSm: null, targetBlocks: 1, minTokensPerSplit: 1 << 20 } },
       ]
       const kernels = dtype !== 'float32' && backendName === 'cuda' ? [false, true] : [false]
       for (const tensorCores of kernels)
-        for (const { name, tuning } of splitTunings) {
+        for (const { name, tuning, batch } of splitTunings) {
           setDecodeTuning(backendName, { ...saved, ...tuning, tensorCores })
           const label = `check ${config.variant} R_K=${config.kRank ?? '-'} ${dtype} ${name}${tensorCores ? ' tensorCores' : ''}`
-          const r = await attempt(label, () => fusedVsPortable(config, dtype))
+          const r = await attempt(label, () => fusedVsPortable(config, dtype, batch))
           const rel = r?.maxRelError ?? null
           const tol = dtype === 'float32' ? 2e-5 : dtype === 'float16' ? 4e-3 : 2e-2
           const ok = rel !== null && Number.isFinite(rel) && rel < tol
@@ -341,18 +344,19 @@ async function main() {
 async function fusedVsPortable(
   config: TpaConfig,
   dtype: DType,
+  batch = 3,
 ): Promise<{ maxRelError: number; plan: string }> {
-  const cache = filledCache(config, { batch: 3, context: quick ? 300 : 3000, tailTokens: 17, seed: 9 })
-  const q = new Rng(10).normal([3, H, D], 0, 1, { dtype })
+  const cache = filledCache(config, { batch, context: quick ? 300 : 3000, tailTokens: 17, seed: 9 })
+  const q = new Rng(10).normal([batch, H, D], 0, 1, { dtype })
   const cpu = await startBackend('cpu')
-  const cacheCpu = createCache(
-    { ...config, dtype: 'float32' },
-    { batch: 3, maxLen: cache.length, backend: cpu },
-  )
+  const cacheCpu = createCache({ ...config, dtype: 'float32' }, { batch, maxLen: cache.length, backend: cpu })
   const owned = [q]
   try {
     const p = decodePlanFor(cache)
-    const plan = typeof p === 'string' ? p : `${p.kernel ?? 'wgsl'} ${p.splits}x${p.tokensPerSplit}`
+    const plan =
+      typeof p === 'string'
+        ? p
+        : `${p.kernel ?? 'wgsl'} ${p.splits}x${p.tokensPerSplit}${p.programmaticLaunch ? ' pdl' : ''}`
     const got = factorAttention(q, cache, { impl: 'fused' })
     const recs = cache.records()
     const recsHost = await toBackend(recs, cpu)
@@ -405,7 +409,7 @@ function fmtKernel(r: DecodeAttentionResult, copyBw: number): string {
 }
 
 function tuningLabel(t: DecodeTuning): string {
-  const launch = t.programmaticLaunch ? '' : ' no-PDL'
+  const launch = t.programmaticLaunch || backendName !== 'cuda' ? '' : ' no-PDL'
   return t.blocksPerSm === null
     ? `targetBlocks=${t.targetBlocks} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
     : `blocksPerSm=${t.blocksPerSm} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
