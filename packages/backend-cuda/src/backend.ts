@@ -344,7 +344,14 @@ export class CudaBackend implements Backend {
       ...outputs.map((t) => this.ptr(t)),
       ...scalars.map((s) => s.value),
     ]
-    this.launch(kernel, spec.grid, spec.block ?? [256, 1, 1], spec.sharedBytes ?? 0, args)
+    this.launch(
+      kernel,
+      spec.grid,
+      spec.block ?? [256, 1, 1],
+      spec.sharedBytes ?? 0,
+      args,
+      spec.programmaticLaunch ?? false,
+    )
     return outputs
   }
 
@@ -474,6 +481,7 @@ export class CudaBackend implements Backend {
     block: readonly [number, number, number],
     sharedBytes: number,
     args: readonly ArgValue[],
+    programmatic = false,
   ): void {
     this.assertUsable()
     if (grid[0] * grid[1] * grid[2] === 0) return
@@ -490,7 +498,49 @@ export class CudaBackend implements Backend {
       kernel.maxDynamicShared = sharedBytes
     }
     const params = kernel.packer.pack(args)
+    if (programmatic && this.canLaunchProgrammatic) {
+      const { ptr, view } = this.programmaticConfig()
+      for (let i = 0; i < 3; i++) {
+        view.setUint32(4 * i, grid[i], true)
+        view.setUint32(12 + 4 * i, block[i], true)
+      }
+      view.setUint32(24, sharedBytes, true)
+      view.setBigUint64(32, this.stream, true)
+      this.driver.launchKernelEx!(ptr, kernel.fn, params)
+      return
+    }
     this.driver.launchKernel(kernel.fn, grid, block, sharedBytes, this.stream, params)
+  }
+
+  /**
+   * Whether launch(..., programmatic) launches as a programmatic dependent (Hopper's PDL:
+   * compute capability 9.0 or later and a driver with cuLaunchKernelEx); else it launches as usual.
+   */
+  get canLaunchProgrammatic(): boolean {
+    return this.computeCapability[0] >= 9 && typeof this.driver.launchKernelEx === 'function'
+  }
+
+  private launchConfigMemory?: { ptr: bigint; view: DataView }
+
+  /**
+   * Native CUlaunchConfig (56 bytes) followed at offset 64 by one CUlaunchAttribute (72 bytes):
+   * CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), allowed = 1. Written once; a launch
+   * fills in grid, block, shared bytes and stream.
+   */
+  private programmaticConfig(): { ptr: bigint; view: DataView } {
+    if (!this.launchConfigMemory) {
+      const bytes = 64 + 72
+      const ptr = this.koffi.alloc('uint8_t', bytes)
+      this.argMemory.push(ptr)
+      const view = new DataView(this.koffi.view(ptr, bytes))
+      for (let i = 0; i < bytes; i++) view.setUint8(i, 0)
+      view.setBigUint64(40, ptr + 64n, true)
+      view.setUint32(48, 1, true)
+      view.setUint32(64, 6, true)
+      view.setInt32(72, 1, true)
+      this.launchConfigMemory = { ptr, view }
+    }
+    return this.launchConfigMemory
   }
 
   /** Grid for a grid-stride loop over n elements. */

@@ -152,6 +152,43 @@ describe('FFI plumbing against stand-in CUDA libraries', () => {
     ).toThrow(/runs language 'cuda'/)
   })
 
+  it('launches a program as a programmatic dependent through cuLaunchKernelEx where asked (sm_90)', () => {
+    const exLaunches = fake.func('int fake_ex_launch_count()') as () => number
+    const exAttr = fake.func('int fake_ex_attr(int what)') as (what: number) => number
+    const lastLaunch = fake.func('uint32_t fake_last_launch(int i)') as (i: number) => number
+    expect(backend.canLaunchProgrammatic).toBe(true)
+    const spec = (programmaticLaunch: boolean): o.ProgramSpec => ({
+      language: 'cuda',
+      name: 'mech_pdl',
+      source: 'extern "C" __global__ void k(float* out, unsigned n, float s) {}',
+      entryPoint: 'k',
+      grid: [7, 3, 2],
+      block: [64, 2, 1],
+      sharedBytes: 1024,
+      inputs: [],
+      outputs: [{ shape: [4], dtype: 'float32' }],
+      // At least three parameters: the stand-in cuLaunchKernel records the first three.
+      scalars: [
+        { type: 'u32', value: 9 },
+        { type: 'f32', value: 0.5 },
+      ],
+      programmaticLaunch,
+    })
+    const before = launches()
+    const ex = exLaunches()
+    const [a] = backend.runProgram(spec(false))
+    expect(exLaunches()).toBe(ex)
+    const [b] = backend.runProgram(spec(true))
+    expect(launches()).toBe(before + 2)
+    expect(exLaunches()).toBe(ex + 1)
+    // One attribute: CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), allowed = 1.
+    expect([exAttr(0), exAttr(1), exAttr(2)]).toEqual([1, 6, 1])
+    expect([0, 1, 2, 3, 4, 5, 6].map(lastLaunch)).toEqual([7, 3, 2, 64, 2, 1, 1024])
+    expect(BigInt(lastParam(0))).toBe(backend.ptr(b))
+    backend.release(a.dataId)
+    backend.release(b.dataId)
+  })
+
   it('times with CUDA events and reports pooled memory; dispose frees every allocation', async () => {
     const t = await backend.time(() => {})
     expect(t).toMatchObject({ deviceMs: 1.5, source: 'device' })

@@ -78,6 +78,13 @@ export interface ProgramSpec {
   scalars?: readonly { type: 'i32' | 'u32' | 'f32'; value: number }[]
   /** Extra compiler defines / specialisation constants folded into the source hash. */
   defines?: Record<string, string | number>
+  /**
+   * CUDA: launch as a programmatic dependent of the previous kernel in the stream (Hopper's
+   * programmatic dependent launch), so its launch overlaps that kernel's end. The program must
+   * then execute `griddepcontrol.wait` before it reads anything an earlier kernel wrote. Backends
+   * or devices that cannot (WebGPU, compute capability below 9.0) launch it as usual.
+   */
+  programmaticLaunch?: boolean
 }
 
 /**

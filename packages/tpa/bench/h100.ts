@@ -51,6 +51,8 @@ const arg = (name: string, fallback: string) => {
 }
 const quick = args.includes('--quick')
 const decodeOnly = args.includes('--decode-only')
+// --no-pdl: ordinary launches for the decode kernels throughout (DecodeTuning.programmaticLaunch).
+const noPdl = args.includes('--no-pdl')
 const backendName = arg('backend', 'cuda')
 const dtypes = arg('dtypes', backendName === 'webgpu' ? 'float32' : 'float16,float32').split(',') as DType[]
 const outFile = arg('out', process.env.OUT ? join(process.env.OUT, 'tpa-bench.json') : '')
@@ -80,6 +82,12 @@ async function main() {
   results.device = info.device
   results.details = info.details
   log(`backend ${backendName}: ${info.device}`)
+  // CUDA: whether the decode launches overlap the previous kernel's end (programmatic dependent launch).
+  results.programmaticLaunch = (backend as { canLaunchProgrammatic?: boolean }).canLaunchProgrammatic === true
+  if (noPdl) setDecodeTuning(backendName, { programmaticLaunch: false })
+  log(
+    `programmatic dependent launch: backend ${results.programmaticLaunch ? 'can' : 'cannot'}, decode tuning ${decodeTuning(backendName).programmaticLaunch ? 'on' : 'off'}`,
+  )
 
   // 1. Correctness: fused decode against the float32 portable path on the CPU, same cache contents.
   const checks: unknown[] = []
@@ -94,18 +102,21 @@ async function main() {
     ]) {
       // Splits from the SM count (the default, and with small splits), the fixed block target
       // the kernels had before, and one split; the 3000-token context divides into no tile.
-      const splitTunings: { name: string; tuning: Partial<DecodeTuning> }[] = [
+      // Batch 3 makes the merge grid too large for programmatic launches (programmaticLaunchFits);
+      // batch 1 takes them (CUDA tensor-core kernel, sm_90+).
+      const splitTunings: { name: string; tuning: Partial<DecodeTuning>; batch?: number }[] = [
         { name: 'per-SM splits', tuning: {} },
+        { name: 'per-SM splits, batch 1', tuning: {}, batch: 1 },
         { name: 'per-SM splits, minTokensPerSplit=32', tuning: { minTokensPerSplit: 32 } },
         { name: 'targetBlocks=64', tuning: { blocksPerSm: null, targetBlocks: 64, minTokensPerSplit: 32 } },
         { name: 'one split', tuning: { blocksPerSm: null, targetBlocks: 1, minTokensPerSplit: 1 << 20 } },
       ]
       const kernels = dtype !== 'float32' && backendName === 'cuda' ? [false, true] : [false]
       for (const tensorCores of kernels)
-        for (const { name, tuning } of splitTunings) {
+        for (const { name, tuning, batch } of splitTunings) {
           setDecodeTuning(backendName, { ...saved, ...tuning, tensorCores })
           const label = `check ${config.variant} R_K=${config.kRank ?? '-'} ${dtype} ${name}${tensorCores ? ' tensorCores' : ''}`
-          const r = await attempt(label, () => fusedVsPortable(config, dtype))
+          const r = await attempt(label, () => fusedVsPortable(config, dtype, batch))
           const rel = r?.maxRelError ?? null
           const tol = dtype === 'float32' ? 2e-5 : dtype === 'float16' ? 4e-3 : 2e-2
           const ok = rel !== null && Number.isFinite(rel) && rel < tol
@@ -157,6 +168,8 @@ async function main() {
   const sweepTunings: Partial<DecodeTuning>[] = [
     { blocksPerSm: null, targetBlocks: 1024, minTokensPerSplit: 128 }, // the plan before blocksPerSm
   ]
+  // The default plan with ordinary launches instead of programmatic dependent ones.
+  if (!noPdl && backendName === 'cuda') sweepTunings.push({ programmaticLaunch: false })
   for (const blocksPerSm of quick ? [2, 4] : [2, 4, 5])
     for (const minTokensPerSplit of quick ? [32, 128] : [64, 128, 256])
       sweepTunings.push({ blocksPerSm, minTokensPerSplit })
@@ -188,7 +201,7 @@ async function main() {
         sweep.push({ tuning: decodeTuning(backendName), ...r })
         if (r)
           log(
-            `${label} kernel=${r.kernel ?? r.impl} splits=${r.splits}x${r.tokensPerSplit}: ${fmtKernel(r, copyBw)}; as issued ${r.timing.ms.toFixed(4)} ms`,
+            `${label} kernel=${r.kernel ?? r.impl} splits=${r.splits}x${r.tokensPerSplit}${r.programmaticLaunch ? ' pdl' : ''}: ${fmtKernel(r, copyBw)}; as issued ${r.timing.ms.toFixed(4)} ms`,
           )
       }
       disposeCaches(caches)
@@ -331,18 +344,19 @@ async function main() {
 async function fusedVsPortable(
   config: TpaConfig,
   dtype: DType,
+  batch = 3,
 ): Promise<{ maxRelError: number; plan: string }> {
-  const cache = filledCache(config, { batch: 3, context: quick ? 300 : 3000, tailTokens: 17, seed: 9 })
-  const q = new Rng(10).normal([3, H, D], 0, 1, { dtype })
+  const cache = filledCache(config, { batch, context: quick ? 300 : 3000, tailTokens: 17, seed: 9 })
+  const q = new Rng(10).normal([batch, H, D], 0, 1, { dtype })
   const cpu = await startBackend('cpu')
-  const cacheCpu = createCache(
-    { ...config, dtype: 'float32' },
-    { batch: 3, maxLen: cache.length, backend: cpu },
-  )
+  const cacheCpu = createCache({ ...config, dtype: 'float32' }, { batch, maxLen: cache.length, backend: cpu })
   const owned = [q]
   try {
     const p = decodePlanFor(cache)
-    const plan = typeof p === 'string' ? p : `${p.kernel ?? 'wgsl'} ${p.splits}x${p.tokensPerSplit}`
+    const plan =
+      typeof p === 'string'
+        ? p
+        : `${p.kernel ?? 'wgsl'} ${p.splits}x${p.tokensPerSplit}${p.programmaticLaunch ? ' pdl' : ''}`
     const got = factorAttention(q, cache, { impl: 'fused' })
     const recs = cache.records()
     const recsHost = await toBackend(recs, cpu)
@@ -381,7 +395,7 @@ function addRow(r: DecodeAttentionResult, copyBw: number) {
     r.kernelTiming ? `${r.kernelTiming.ms.toFixed(4)}${r.kernelTiming.hostHidden ? '' : '*'}` : '',
     `${(kernelBw / 1e9).toPrecision(4)}${issuedOnly}`,
     `${((100 * kernelBw) / copyBw).toFixed(0)}%${issuedOnly}`,
-    r.splits === undefined ? '' : `${r.splits}x${r.tokensPerSplit}`,
+    r.splits === undefined ? '' : `${r.splits}x${r.tokensPerSplit}${r.programmaticLaunch ? ' pdl' : ''}`,
     r.kernelTiming ? `${r.timing.source}, rot ${r.kernelTiming.rotation}` : r.timing.source,
   ])
 }
@@ -395,9 +409,10 @@ function fmtKernel(r: DecodeAttentionResult, copyBw: number): string {
 }
 
 function tuningLabel(t: DecodeTuning): string {
+  const launch = t.programmaticLaunch || backendName !== 'cuda' ? '' : ' no-PDL'
   return t.blocksPerSm === null
-    ? `targetBlocks=${t.targetBlocks} minTokensPerSplit=${t.minTokensPerSplit}`
-    : `blocksPerSm=${t.blocksPerSm} minTokensPerSplit=${t.minTokensPerSplit}`
+    ? `targetBlocks=${t.targetBlocks} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
+    : `blocksPerSm=${t.blocksPerSm} minTokensPerSplit=${t.minTokensPerSplit}${launch}`
 }
 
 function disposeCaches(caches: TpaCache[]) {

@@ -9,6 +9,7 @@ describe('planSplits', () => {
     blocksPerSm: 4,
     minTokensPerSplit: 128,
     tensorCores: true,
+    programmaticLaunch: true,
   }
 
   it('with the SM count: one wave of at most SMs x blocksPerSm blocks (4 here), whole tiles covering the context', () => {
@@ -53,5 +54,15 @@ describe('setDecodeTuning', () => {
     expect(setDecodeTuning(name, { targetBlocks: 16, blocksPerSm: 3 }).blocksPerSm).toBe(3)
     expect(setDecodeTuning(name, { minTokensPerSplit: 8 }).blocksPerSm).toBe(3)
     expect(() => setDecodeTuning(name, { blocksPerSm: 0 })).toThrow(/blocksPerSm/)
+  })
+
+  it('programmatic dependent launch: on for CUDA by default, a boolean', () => {
+    expect(decodeTuning('cuda').programmaticLaunch).toBe(true)
+    expect(decodeTuning('webgpu').programmaticLaunch).toBe(false)
+    const name = 'plan-test-backend-pdl'
+    expect(setDecodeTuning(name, { programmaticLaunch: false }).programmaticLaunch).toBe(false)
+    expect(() => setDecodeTuning(name, { programmaticLaunch: 1 as unknown as boolean })).toThrow(
+      /programmaticLaunch/,
+    )
   })
 })

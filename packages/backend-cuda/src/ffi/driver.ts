@@ -70,7 +70,21 @@ export interface Driver {
     stream: bigint,
     params: bigint,
   ): void
+  /**
+   * cuLaunchKernelEx with a CUlaunchConfig the caller wrote in native memory (`config`); absent
+   * where the driver has no cuLaunchKernelEx (before CUDA 12.0).
+   */
+  launchKernelEx?(config: bigint, fn: bigint, params: bigint): void
   errorName(code: number): string
+}
+
+/** A function the library may lack (newer driver API): undefined when it cannot be bound. */
+function optionalFunc(lib: KoffiLibrary, def: string): ((...a: unknown[]) => number) | undefined {
+  try {
+    return lib.func(def) as (...a: unknown[]) => number
+  } catch {
+    return undefined
+  }
 }
 
 /** Binds libcuda through koffi. */
@@ -117,6 +131,10 @@ export function bindDriver(lib: KoffiLibrary, path: string): Driver {
     cuFuncGetAttribute: f('int cuFuncGetAttribute(int *v, int attr, uintptr_t fn)'),
     cuLaunchKernel: f(
       'int cuLaunchKernel(uintptr_t fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int smem, uintptr_t stream, uintptr_t params, uintptr_t extra)',
+    ),
+    cuLaunchKernelEx: optionalFunc(
+      lib,
+      'int cuLaunchKernelEx(uintptr_t config, uintptr_t fn, uintptr_t params, uintptr_t extra)',
     ),
     cuGetErrorName: lib.func('int cuGetErrorName(int err, _Out_ const char **name)') as (
       code: number,
@@ -221,6 +239,9 @@ export function bindDriver(lib: KoffiLibrary, path: string): Driver {
           0n,
         ),
       ),
+    launchKernelEx: raw.cuLaunchKernelEx
+      ? (config, fn, params) => check('cuLaunchKernelEx', raw.cuLaunchKernelEx!(config, fn, params, 0n))
+      : undefined,
     errorName,
   }
 }

@@ -126,6 +126,23 @@ EXPORT int cuLaunchKernel(uint64_t f, unsigned gx, unsigned gy, unsigned gz, uns
   if (is_emu_fn(f)) ((emu_launch_fn)f)(gx, gy, gz, bx, by, bz, smem, params);
   return 0;
 }
+// cuLaunchKernelEx: reads CUlaunchConfig as cuda.h lays it out (7 unsigned, then the stream at
+// 32, attrs at 40, numAttrs at 48; each CUlaunchAttribute 72 bytes: id, pad to 8, 64-byte value).
+static int ex_launches = 0, ex_attr_id = -1, ex_attr_value = -1, ex_num_attrs = -1;
+EXPORT int fake_ex_launch_count(void) { return ex_launches; }
+EXPORT int fake_ex_attr(int what) { return what == 0 ? ex_num_attrs : what == 1 ? ex_attr_id : ex_attr_value; }
+EXPORT unsigned fake_last_launch(int i) { return i < 3 ? last_grid[i] : i < 6 ? last_block[i - 3] : last_smem; }
+EXPORT int cuLaunchKernelEx(const unsigned char* cfg, uint64_t f, void** params, void** extra) {
+  (void)extra;
+  const unsigned* u = (const unsigned*)cfg;
+  const uint64_t st = *(const uint64_t*)(cfg + 32);
+  const unsigned char* attrs = *(const unsigned char* const*)(cfg + 40);
+  ex_num_attrs = (int)*(const unsigned*)(cfg + 48);
+  ex_attr_id = ex_num_attrs > 0 ? *(const int*)attrs : -1;
+  ex_attr_value = ex_num_attrs > 0 ? *(const int*)(attrs + 8) : -1;
+  ex_launches++;
+  return cuLaunchKernel(f, u[0], u[1], u[2], u[3], u[4], u[5], u[6], st, params, NULL);
+}
 EXPORT int cuGetErrorName(int e, const char** s) {
   *s = e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : e == 400 ? "CUDA_ERROR_INVALID_HANDLE" : "CUDA_ERROR_UNKNOWN";
   return 0;

@@ -201,6 +201,8 @@ export interface DecodeAttentionResult {
   /** Fused decode: the split-K plan (splits per batch row, tokens per split). */
   splits?: number
   tokensPerSplit?: number
+  /** Fused decode: whether its launches went programmatic (DecodeTuning.programmaticLaunch). */
+  programmaticLaunch?: boolean
   /**
    * Calls timed back to back as the host issues them, on one cache: where the host issues
    * slower than the GPU runs (small caches), this is the host's launch rate, not the kernels'.
@@ -283,6 +285,7 @@ export async function benchTpaDecodeAttention(o: {
       kernel: planned?.kernel,
       splits: planned?.splits,
       tokensPerSplit: planned?.tokensPerSplit,
+      programmaticLaunch: planned?.programmaticLaunch,
       timing,
       kernelTiming,
       cacheBytes,

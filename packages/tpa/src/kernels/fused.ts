@@ -8,6 +8,7 @@ import {
   type DecodeShape,
   decodeTuning,
   planSplits,
+  programmaticLaunchFits,
   wgslDecodeLayout,
 } from './plan.js'
 
@@ -58,20 +59,31 @@ export function decodeKernelFor(cache: TpaCache): { tile: number; kernel?: 'fma'
   return typeof l === 'string' ? l : { tile: l.tile, kernel: 'fma' }
 }
 
-/** The fused decode's launch plan for a cache as it stands: kernel, tile and split-K split; or why none fits. */
-export function decodePlanFor(
-  cache: TpaCache,
-): { tile: number; kernel?: 'fma' | 'mma'; splits: number; tokensPerSplit: number } | string {
+/**
+ * The fused decode's launch plan for a cache as it stands: kernel, tile and split-K split, and
+ * whether the launches go programmatic (CUDA tensor-core kernel, DecodeTuning.programmaticLaunch
+ * where programmaticLaunchFits); or why none fits.
+ */
+export function decodePlanFor(cache: TpaCache):
+  | {
+      tile: number
+      kernel?: 'fma' | 'mma'
+      splits: number
+      tokensPerSplit: number
+      programmaticLaunch: boolean
+    }
+  | string {
   const choice = decodeKernelFor(cache)
   if (typeof choice === 'string') return choice
-  const split = planSplits(
-    cache.storeLength + cache.tailLength,
-    cache.batch,
-    choice.tile,
-    decodeTuning(cache.backend.name),
-    multiprocessorsOf(cache.backend),
-  )
-  return { ...choice, ...split }
+  const tuning = decodeTuning(cache.backend.name)
+  const sms = multiprocessorsOf(cache.backend)
+  const split = planSplits(cache.storeLength + cache.tailLength, cache.batch, choice.tile, tuning, sms)
+  const c = cache.config
+  const programmaticLaunch =
+    choice.kernel === 'mma' &&
+    tuning.programmaticLaunch &&
+    programmaticLaunchFits(cache.batch, c.heads, c.headDim, sms)
+  return { ...choice, ...split, programmaticLaunch }
 }
 
 /** Why the fused decode cannot take this cache on this backend, or null when it can. */
@@ -94,15 +106,21 @@ export function fusedFactorAttention(q: Tensor, cache: TpaCache): Tensor {
   if (cache.aKConst) inputs.aKc = cache.aKConst
   if (cache.aVConst) inputs.aVc = cache.aVConst
   const scoreScale = Math.LOG2E / Math.sqrt(s.headDim) / s.kRank
+  const { programmaticLaunch } = plan
   const [partO, partML] = runKernel(DECODE_PARTIAL_KERNEL, inputs, {
     shape: s,
     kernel: plan.kernel,
     splits,
     tokensPerSplit,
     scoreScale,
+    programmaticLaunch,
   })
   try {
-    return runKernel(DECODE_COMBINE_KERNEL, { partO, partML }, { shape: s, splits, outScale: 1 / s.vRank })[0]
+    return runKernel(
+      DECODE_COMBINE_KERNEL,
+      { partO, partML },
+      { shape: s, splits, outScale: 1 / s.vRank, programmaticLaunch },
+    )[0]
   } finally {
     partO.dispose()
     partML.dispose()

@@ -66,6 +66,8 @@ export interface DecodePartialAttrs {
   tokensPerSplit: number
   /** log2(e) / sqrt(d_h) / R_K: scores come out in the log2 domain. */
   scoreScale: number
+  /** CUDA, tensor-core kernel: launch as a programmatic dependent (DecodeTuning.programmaticLaunch). */
+  programmaticLaunch?: boolean
 }
 
 type DecodePartialInputs = {
@@ -127,6 +129,8 @@ function decodePartial(
       OFF_AV: s.layout.aV!.offset,
       OFF_BV: s.layout.bV.offset,
       P_B: m.pB,
+      // griddepcontrol.wait at entry, so the launch may overlap the previous kernel's end.
+      TPA_PDL: 1,
     })
     return runProgram(backend, {
       ...base,
@@ -135,6 +139,7 @@ function decodePartial(
       source,
       entryPoint: 'tpa_decode_partial_mma',
       block: [128, 1, 1],
+      programmaticLaunch: attrs.programmaticLaunch === true,
     })
   }
   const l = cudaDecodeLayout(s)
@@ -177,6 +182,8 @@ export interface DecodeCombineAttrs {
   shape: DecodeShape
   splits: number
   outScale: number
+  /** CUDA: launch as a programmatic dependent of the partial launch (DecodeTuning.programmaticLaunch). */
+  programmaticLaunch?: boolean
 }
 
 function decodeCombine(
@@ -212,6 +219,7 @@ function decodeCombine(
     D: s.headDim,
     COMBINE_CHUNK: chunk,
     COMBINE_THREADS: threads,
+    TPA_PDL: 1,
   })
   return runProgram(backend, {
     ...base,
@@ -220,6 +228,8 @@ function decodeCombine(
     entryPoint: 'tpa_decode_combine',
     grid: [s.heads * (s.headDim / chunk), s.batch, 1],
     block: [threads, 1, 1],
+    // It waits (griddepcontrol.wait) for the partial launch's writes before reading them.
+    programmaticLaunch: attrs.programmaticLaunch === true,
   })[0]
 }
 

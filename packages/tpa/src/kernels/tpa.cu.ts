@@ -267,12 +267,23 @@ extern "C" __global__ void __launch_bounds__(NT) tpa_decode_partial(
 #define CHT (16 / R)
 #define TILE (4 * CHT)
 #define REC_VECS (REC * 2 / 16)
+// Stage buffers in flight (2: double buffering). More than fit 48 KiB statically take dynamic
+// shared memory (MMA_DYN_SMEM 1, launched with STAGES * TILE * P_B bytes).
+#ifndef STAGES
+#define STAGES 2
+#endif
+#ifndef MMA_DYN_SMEM
+#define MMA_DYN_SMEM 0
+#endif
+// Row stride (floats) of the per-warp output slices of the final warp merge: D + 8 keeps the
+// float2 stores of a half-warp (8 rows x 4 column pairs) on distinct banks.
+#define OW_STRIDE (D + 8)
 
 #ifdef TPA_EMULATE
 // CPU emulation (tests without a GPU, see the package's test/emu): the same operations on fibers.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, unsigned int bytes) { emu::cp_async16(dst, src, bytes); }
 __device__ __forceinline__ void cp_commit() {}
-__device__ __forceinline__ void cp_wait_all_but_one() {}
+__device__ __forceinline__ void cp_wait_stages() {}
 __device__ __forceinline__ void cp_wait_all() {}
 __device__ __forceinline__ void ldsm_x4(const void* p, unsigned int* r) { emu::ldmatrix_x4(r, p, false); }
 __device__ __forceinline__ void ldsm_x4_t(const void* p, unsigned int* r) { emu::ldmatrix_x4(r, p, true); }
@@ -294,7 +305,8 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, unsigned 
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;"); }
-__device__ __forceinline__ void cp_wait_all_but_one() { asm volatile("cp.async.wait_group 1;"); }
+// With STAGES groups committed, waits until at most STAGES - 1 are pending: the oldest tile has landed.
+__device__ __forceinline__ void cp_wait_stages() { asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 1)); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;"); }
 __device__ __forceinline__ void ldsm_x4(const void* p, unsigned int* r) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
@@ -337,7 +349,18 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
     float* __restrict__ partO, float* __restrict__ partML, unsigned int storeLen, unsigned int tailLen,
     unsigned int tokensPerSplit, unsigned int storeCap, unsigned int tailCap, unsigned int splits,
     float scoreScale) {
-  __shared__ __align__(128) unsigned char smem[2 * TILE * P_B];
+#if MMA_DYN_SMEM && !defined(TPA_EMULATE)
+  extern __shared__ __align__(128) unsigned char smem[];
+#else
+  __shared__ __align__(128) unsigned char smem[STAGES * TILE * P_B];
+#endif
+#if TPA_PDL && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent (backend permitting): the launch overlapped the previous
+  // kernel's end; wait for it to finish (and its writes to be visible) before reading anything,
+  // then let the merge launch start (it waits for this grid's writes in turn).
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
   const int lane = tid & 31;
@@ -349,6 +372,28 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
   const unsigned int start = min(s * tokensPerSplit, total);
   const unsigned int end = min(start + tokensPerSplit, total);
 
+  // Stages tokens [t0, t0 + TILE) of this split into buffer buf; rows past the split's end are zero-filled.
+  auto stage = [&](unsigned int t0, int buf) {
+    unsigned char* base = smem + buf * TILE * P_B;
+    for (int v = tid; v < TILE * REC_VECS; v += 128) {
+      const int j = v / REC_VECS;
+      const int c = v - j * REC_VECS;
+      const unsigned int gtok = t0 + j;
+      const bool live = gtok < end;
+      const unsigned int gg = live ? gtok : start;
+      const elem_t* row = gg < storeLen ? store + ((tpa_idx)b * storeCap + gg) * REC
+                                        : tail + ((tpa_idx)b * tailCap + (gg - storeLen)) * REC;
+      cp_async16(base + j * P_B + c * 16, row + c * 8, live ? 16u : 0u);
+    }
+  };
+
+  // The first STAGES - 1 tiles go out before anything else (the query, the accumulators), so
+  // the cache reads start at the kernel's first instructions.
+#pragma unroll
+  for (int k = 0; k < STAGES - 1; ++k) {
+    if (start + k * TILE < end) stage(start + k * TILE, k);
+    cp_commit();
+  }
   // Q as A fragments, [m-tile][k-step][4].
   unsigned int qa[MT][KS][4];
 #pragma unroll
@@ -371,30 +416,14 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) mRun[mt][0] = mRun[mt][1] = NEG_BIG, lRun[mt][0] = lRun[mt][1] = 0.f;
 
-  // Stages tokens [t0, t0 + TILE) of this split into buffer buf; rows past the split's end are zero-filled.
-  auto stage = [&](unsigned int t0, int buf) {
-    unsigned char* base = smem + buf * TILE * P_B;
-    for (int v = tid; v < TILE * REC_VECS; v += 128) {
-      const int j = v / REC_VECS;
-      const int c = v - j * REC_VECS;
-      const unsigned int gtok = t0 + j;
-      const bool live = gtok < end;
-      const unsigned int gg = live ? gtok : start;
-      const elem_t* row = gg < storeLen ? store + ((tpa_idx)b * storeCap + gg) * REC
-                                        : tail + ((tpa_idx)b * tailCap + (gg - storeLen)) * REC;
-      cp_async16(base + j * P_B + c * 16, row + c * 8, live ? 16u : 0u);
-    }
-  };
-
-  if (start < end) stage(start, 0);
-  cp_commit();
   int it = 0;
   for (unsigned int t0 = start; t0 < end; t0 += TILE, ++it) {
-    if (t0 + TILE < end) stage(t0 + TILE, (it + 1) & 1);
+    // Refill the buffer the previous iteration read (every warp has passed its closing barrier).
+    if (t0 + (STAGES - 1) * TILE < end) stage(t0 + (STAGES - 1) * TILE, (it + STAGES - 1) % STAGES);
     cp_commit();
-    cp_wait_all_but_one();
+    cp_wait_stages();
     __syncthreads();
-    const unsigned char* buf = smem + (it & 1) * TILE * P_B;
+    const unsigned char* buf = smem + (it % STAGES) * TILE * P_B;
     const int tok0 = warp * CHT;
     const int nLive = (int)min((unsigned int)TILE, end - t0);
 
@@ -506,11 +535,12 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
   cp_wait_all();
   __syncthreads();
 
-  // Merge the four warps in shared memory (the stage buffers are free now).
-  float* oSum = reinterpret_cast<float*>(smem);
-  float* mW = oSum + H * D;
+  // Merge the four warps in shared memory (the stage buffers are free now): each warp writes its
+  // output rescaled to the block's max into its own slice, then the slices are summed with
+  // 16-byte reads (no shared-memory atomics).
+  float* oW = reinterpret_cast<float*>(smem);
+  float* mW = oW + 4 * H * OW_STRIDE;
   float* lW = mW + 4 * H;
-  for (int e = tid; e < H * D; e += 128) oSum[e] = 0.f;
   if (t == 0) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -528,15 +558,28 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
       const int h = mt * 16 + g + rh * 8;
       const float mAll = fmaxf(fmaxf(mW[h], mW[H + h]), fmaxf(mW[2 * H + h], mW[3 * H + h]));
       const float f = exp2f(mRun[mt][rh] - mAll);
+      float* dst = oW + (warp * H + h) * OW_STRIDE + 2 * t;
 #pragma unroll
-      for (int j = 0; j < NTD; ++j) {
-        atomicAdd(&oSum[h * D + j * 8 + 2 * t], o[mt][j][2 * rh] * f);
-        atomicAdd(&oSum[h * D + j * 8 + 2 * t + 1], o[mt][j][2 * rh + 1] * f);
-      }
+      for (int j = 0; j < NTD; ++j)
+        *reinterpret_cast<float2*>(dst + j * 8) = make_float2(o[mt][j][2 * rh] * f, o[mt][j][2 * rh + 1] * f);
     }
   __syncthreads();
   const tpa_idx base = (tpa_idx)b * splits + s;
-  for (int e = tid; e < H * D; e += 128) partO[base * H * D + e] = oSum[e];
+  float4* out4 = reinterpret_cast<float4*>(partO + base * H * D);
+  for (int e = tid; e < H * D / 4; e += 128) {
+    const int h = e / (D / 4);
+    const int c = (e - h * (D / 4)) * 4;
+    float4 sum = *reinterpret_cast<const float4*>(oW + h * OW_STRIDE + c);
+#pragma unroll
+    for (int w = 1; w < 4; ++w) {
+      const float4 v = *reinterpret_cast<const float4*>(oW + (w * H + h) * OW_STRIDE + c);
+      sum.x += v.x;
+      sum.y += v.y;
+      sum.z += v.z;
+      sum.w += v.w;
+    }
+    out4[e] = sum;
+  }
   for (int h = tid; h < H; h += 128) {
     float mAll = NEG_BIG;
     for (int w = 0; w < 4; ++w) mAll = fmaxf(mAll, mW[w * H + h]);
@@ -552,89 +595,87 @@ extern "C" __global__ void __launch_bounds__(128) tpa_decode_partial_mma(
 // Merges the splits of one (head, batch row): o = outScale * sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s.
 // One block per (head i, COMBINE_CHUNK-feature chunk, batch row b), COMBINE_THREADS threads in
 // groups of COMBINE_CHUNK / 4 lanes: a lane owns 4 features (one 16-byte load) and its group the
-// splits g, g + groups, ... The splits are spread over the threads, not looped over by each,
-// so at batch 1 with hundreds of splits the merge costs a few memory round trips rather than
-// one per split, and the chunks give the merge more blocks than heads x batch rows.
+// splits g, g + groups, ... The splits are spread over the threads, not looped over by each, so
+// at batch 1 with hundreds of splits the merge costs one memory round trip rather than one per
+// split, and the chunks give the merge more blocks than heads x batch rows. One pass: each group
+// keeps a running (max, sum, output) over its splits, whose loads do not depend on each other,
+// then the groups are folded with shuffles and once through shared memory.
 #define COMBINE_LANES (COMBINE_CHUNK / 4)
 #define COMBINE_GROUPS (COMBINE_THREADS / COMBINE_LANES)
 #define COMBINE_WARPS (COMBINE_THREADS / 32)
 
-// Max (isMax) or sum over the block; every thread gets the result. scratch: COMBINE_WARPS floats.
-__device__ __forceinline__ float combine_block_reduce(float v, bool isMax, float* scratch) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const float o = __shfl_xor_sync(0xffffffffu, v, off);
-    v = isMax ? fmaxf(v, o) : v + o;
-  }
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float r = scratch[0];
-  for (int w = 1; w < COMBINE_WARPS; ++w) r = isMax ? fmaxf(r, scratch[w]) : r + scratch[w];
-  // Everyone has read scratch before the next reduction writes it.
-  __syncthreads();
-  return r;
+// (m, l, o) <- the merge of (m, l, o) and (m2, l2, o2): two partial softmax sums in the log2 domain.
+__device__ __forceinline__ void combine_fold(float& m, float& l, float4& o, float m2, float l2, const float4& o2) {
+  const float mn = fmaxf(m, m2);
+  const float a = exp2f(m - mn);
+  const float c = exp2f(m2 - mn);
+  l = l * a + l2 * c;
+  o.x = o.x * a + o2.x * c;
+  o.y = o.y * a + o2.y * c;
+  o.z = o.z * a + o2.z * c;
+  o.w = o.w * a + o2.w * c;
+  m = mn;
 }
 
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) tpa_decode_combine(
     const float* __restrict__ partO, const float* __restrict__ partML, elem_t* __restrict__ out,
     unsigned int splits, float outScale) {
-  __shared__ float scratch[COMBINE_WARPS];
-  __shared__ float4 warpSums[COMBINE_WARPS][COMBINE_LANES];
+#if TPA_PDL && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent (backend permitting): wait for the partial launch's
+  // writes before reading them, and let the next launch start its own prologue.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+  __shared__ float mS[COMBINE_WARPS][COMBINE_LANES], lS[COMBINE_WARPS][COMBINE_LANES];
+  __shared__ float4 oS[COMBINE_WARPS][COMBINE_LANES];
   const int tid = threadIdx.x;
   const unsigned int i = blockIdx.x / (D / COMBINE_CHUNK);
   const unsigned int chunk = blockIdx.x - i * (D / COMBINE_CHUNK);
   const unsigned int b = blockIdx.y;
   const tpa_idx row0 = (tpa_idx)b * splits;
   const float2* ml = reinterpret_cast<const float2*>(partML);
-
-  float m = NEG_BIG;
-  for (unsigned int s = tid; s < splits; s += COMBINE_THREADS) m = fmaxf(m, ml[(row0 + s) * H + i].x);
-  m = combine_block_reduce(m, true, scratch);
-  float l = 0.f;
-  for (unsigned int s = tid; s < splits; s += COMBINE_THREADS) {
-    const float2 v = ml[(row0 + s) * H + i];
-    l += exp2f(v.x - m) * v.y;
-  }
-  l = combine_block_reduce(l, false, scratch);
-
+  const float4* o4 = reinterpret_cast<const float4*>(partO);
   const int lane = tid % COMBINE_LANES;
   const int group = tid / COMBINE_LANES;
-  const float4* o4 = reinterpret_cast<const float4*>(partO);
+
+  float m = NEG_BIG, l = 0.f;
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 4
   for (unsigned int s = group; s < splits; s += COMBINE_GROUPS) {
     const tpa_idx k = (row0 + s) * H + i;
-    const float w = exp2f(ml[k].x - m);
-    const float4 v = o4[(k * D + chunk * COMBINE_CHUNK) / 4 + lane];
-    acc.x += w * v.x;
-    acc.y += w * v.y;
-    acc.z += w * v.z;
-    acc.w += w * v.w;
+    const float2 v = ml[k];
+    const float4 x = o4[(k * D + chunk * COMBINE_CHUNK) / 4 + lane];
+    combine_fold(m, l, acc, v.x, v.y, x);
   }
   // The groups of a warp differ in the lane bits above log2(COMBINE_LANES): fold them, then the warps.
 #pragma unroll
   for (int off = COMBINE_LANES; off < 32; off <<= 1) {
-    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
-    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
-    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
-    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+    float4 o2;
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, off);
+    const float l2 = __shfl_xor_sync(0xffffffffu, l, off);
+    o2.x = __shfl_xor_sync(0xffffffffu, acc.x, off);
+    o2.y = __shfl_xor_sync(0xffffffffu, acc.y, off);
+    o2.z = __shfl_xor_sync(0xffffffffu, acc.z, off);
+    o2.w = __shfl_xor_sync(0xffffffffu, acc.w, off);
+    combine_fold(m, l, acc, m2, l2, o2);
   }
-  if ((tid & 31) < COMBINE_LANES) warpSums[tid >> 5][lane] = acc;
+  if ((tid & 31) < COMBINE_LANES) {
+    mS[tid >> 5][lane] = m;
+    lS[tid >> 5][lane] = l;
+    oS[tid >> 5][lane] = acc;
+  }
   __syncthreads();
   if (tid < COMBINE_LANES) {
-    float4 sum = warpSums[0][tid];
-    for (int w = 1; w < COMBINE_WARPS; ++w) {
-      sum.x += warpSums[w][tid].x;
-      sum.y += warpSums[w][tid].y;
-      sum.z += warpSums[w][tid].z;
-      sum.w += warpSums[w][tid].w;
-    }
+    m = mS[0][tid];
+    l = lS[0][tid];
+    acc = oS[0][tid];
+    for (int w = 1; w < COMBINE_WARPS; ++w) combine_fold(m, l, acc, mS[w][tid], lS[w][tid], oS[w][tid]);
     const float inv = l > 0.f ? outScale / l : 0.f;
     elem_t* dst = out + ((tpa_idx)b * H + i) * D + chunk * COMBINE_CHUNK + tid * 4;
-    dst[0] = from_f32(sum.x * inv);
-    dst[1] = from_f32(sum.y * inv);
-    dst[2] = from_f32(sum.z * inv);
-    dst[3] = from_f32(sum.w * inv);
+    dst[0] = from_f32(acc.x * inv);
+    dst[1] = from_f32(acc.y * inv);
+    dst[2] = from_f32(acc.z * inv);
+    dst[3] = from_f32(acc.w * inv);
   }
 }
 #endif
