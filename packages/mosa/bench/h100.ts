@@ -14,10 +14,12 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  attention,
   type Backend,
   dispose,
   mul,
   Rng,
+  runKernel,
   serializeSafetensors,
   setBackend,
   sum,
@@ -25,15 +27,20 @@ import {
   tensor,
   valueAndGrad,
 } from '@attnkit/core'
+import { resolveConfig } from '../src/config.js'
 import {
   computeMatchedHeads,
   cost,
   forwardWithRouting,
+  fusedSupport,
   init,
+  KERNELS,
   type MosaConfig,
   type MosaParams,
   type MosaPath,
   namedParams,
+  routerLogits,
+  selectedTokens,
   timeLayer,
 } from '../src/index.js'
 
@@ -186,6 +193,149 @@ async function bench(be: Backend) {
   return rows
 }
 
+/** Median device ms of fn over `iters` runs after one warm-up (outputs disposed each time). */
+async function timeIt(be: Backend, fn: () => Tensor[], iters = 5): Promise<number> {
+  dispose(fn())
+  await be.synchronize()
+  const ms: number[] = []
+  for (let i = 0; i < iters; i++) ms.push((await be.time(() => dispose(fn()))).deviceMs)
+  ms.sort((a, b) => a - b)
+  return ms[Math.floor(ms.length / 2)]
+}
+
+/**
+ * Where the fused layer's time goes at T = 8192: each fused kernel launched on its own (device
+ * time, median of 5), its FLOPs (attention causal, backward counted as 2.5x forward) and rate;
+ * the dense heads' attention through the fused kernel and through core's attention.
+ */
+async function profile(be: Backend) {
+  const rows: Record<string, unknown>[] = []
+  const C = 512
+  const D = 64
+  const print = (r: Record<string, unknown>) => {
+    rows.push(r)
+    const gf = typeof r.gflop === 'number' ? (r.gflop as number) : 0
+    console.log(
+      `profile ${String(r.case).padEnd(10)} ${String(r.kernel).padEnd(34)} ${(r.ms as number).toFixed(3).padStart(8)} ms ${gf.toFixed(1).padStart(7)} GFLOP ${(gf / (r.ms as number)).toFixed(1).padStart(6)} TFLOP/s`,
+    )
+  }
+  for (const sparsity of [4, 16]) {
+    const T = 8192
+    const B = 1
+    const sparseHeads = computeMatchedHeads({
+      dModel: C,
+      headDim: D,
+      heads: 8,
+      denseHeads: 2,
+      sparsity,
+      seqLen: T,
+    })
+    const config: MosaConfig = { dModel: C, headDim: D, denseHeads: 2, sparseHeads, sparsity }
+    const c = resolveConfig(config)
+    const rng = new Rng(3)
+    const p = init(config, rng, { backend: be })
+    const x = rng.normal([B, T, C], 0, 1, { backend: be })
+    const ok = fusedSupport(c, x)
+    if (!ok.ok) throw new Error(`profile: fused kernels unavailable: ${ok.reason}`)
+    const K = selectedTokens(T, sparsity)
+    const Hs = sparseHeads
+    const name = `T${T}-s${sparsity}`
+    const logits = routerLogits(x, p.router!)
+    const w = p.sparse!
+    const [indices, scores] = runKernel(KERNELS.select, { logits }, { k: K, headDim: D })
+    const [q, k, v] = runKernel(
+      KERNELS.project,
+      { x, indices, wq: w.q, wk: w.k, wv: w.v },
+      { ropeBase: c.ropeBase },
+    )
+    const scale = 1 / Math.sqrt(D)
+    const [o, lse] = runKernel(KERNELS.attend, { q, k, v }, { scale })
+    const dy = rng.normal([B, T, C], 0, 1, { backend: be })
+    const dout = rng.normal([B, Hs, K, D], 0, 1, { backend: be })
+    const gemm = (2 * B * Hs * K * C * D) / 1e9
+    const attn = (4 * B * Hs * ((K * (K + 1)) / 2) * D) / 1e9
+    const launches: [string, number, () => Tensor[]][] = [
+      ['router logits (core matmul)', (2 * B * T * C * Hs) / 1e9, () => [routerLogits(x, p.router!)]],
+      ['select', 0, () => runKernel(KERNELS.select, { logits }, { k: K, headDim: D })],
+      [
+        'project (q,k,v)',
+        3 * gemm,
+        () => runKernel(KERNELS.project, { x, indices, wq: w.q, wk: w.k, wv: w.v }, { ropeBase: c.ropeBase }),
+      ],
+      ['attend', attn, () => runKernel(KERNELS.attend, { q, k, v }, { scale })],
+      [
+        'outScatter',
+        gemm,
+        () => runKernel(KERNELS.outScatter, { o, scores, indices, wo: w.o }, { seqLen: T }),
+      ],
+      ['outBackward', gemm, () => runKernel(KERNELS.outBackward, { dy, o, scores, indices, wo: w.o }, {})],
+      ['outBackwardWeight', gemm, () => runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {})],
+      [
+        'attendBackward (kv + q)',
+        2.5 * attn,
+        () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
+      ],
+      [
+        'projectBackwardInput',
+        3 * gemm,
+        () =>
+          runKernel(
+            KERNELS.projectBackwardInput,
+            { dq: dout, dk: dout, dv: dout, indices, wq: w.q, wk: w.k, wv: w.v },
+            { seqLen: T },
+          ),
+      ],
+      [
+        'projectBackwardWeight',
+        3 * gemm,
+        () => runKernel(KERNELS.projectBackwardWeight, { dq: dout, dk: dout, dv: dout, x, indices }, {}),
+      ],
+    ]
+    for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
+    // The two dense heads' attention: [B, 2, T, D], fused kernel vs core's attention.
+    const [dq, dk, dv, ddo] = [0, 1, 2, 3].map(() => rng.normal([B, 2, T, D], 0, 1, { backend: be }))
+    const dAttn = (4 * B * 2 * ((T * (T + 1)) / 2) * D) / 1e9
+    const [dOut, dLse] = runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })
+    print({
+      case: name,
+      kernel: 'dense heads: fused attend',
+      ms: await timeIt(be, () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })),
+      gflop: dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: fused attendBackward',
+      ms: await timeIt(be, () =>
+        runKernel(
+          KERNELS.attendBackward,
+          { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo },
+          { scale },
+        ),
+      ),
+      gflop: 2.5 * dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: core attention fwd',
+      ms: await timeIt(be, () => [attention(dq, dk, dv, { causal: true })]),
+      gflop: dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: core attention fwd+bwd',
+      ms: await timeIt(be, () => {
+        const r = valueAndGrad((t: { q: Tensor }) => sum(mul(attention(t.q, dk, dv, { causal: true }), ddo)))(
+          { q: dq },
+        )
+        return [r.value, r.grads.q]
+      }),
+      gflop: 3.5 * dAttn,
+    })
+    dispose([p, x, logits, indices, scores, q, k, v, o, lse, dy, dout, dq, dk, dv, ddo, dOut, dLse])
+  }
+  writeFileSync(join(out, 'profile.json'), JSON.stringify(rows, null, 1))
+}
+
 function report() {
   const mosa = JSON.parse(readFileSync(join(out, 'mosa.json'), 'utf8'))
   let torch: Record<string, { ms: number; peakBytes: number; checkError?: number }> = {}
@@ -250,6 +400,13 @@ async function main() {
     join(out, 'mosa.json'),
     JSON.stringify({ device: be.info().device, check: checked, rows }, null, 1),
   )
+  if (flag('profile')) {
+    try {
+      await profile(be)
+    } catch (e) {
+      console.log(`profile failed: ${(e as Error).stack}`)
+    }
+  }
 }
 
 await main()

@@ -27,6 +27,14 @@ describe.skipIf(missing)(
       )
     })
 
+    it('several GEMM row tiles (k = 300 > 128) and attention tiles (5 of 64), dModel 130 > 2 x 64', async () => {
+      await expectFusedMatchesPortable({ ...base, dModel: 130, sparseHeads: 1, sparsity: 1 }, 1, 300, 7)
+    })
+
+    it('dense heads through the fused attention kernel (T = 150: 3 tiles), with MoSA heads', async () => {
+      await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 2 }, 2, 150, 8)
+    })
+
     it('head dim 64 and 128', async () => {
       await expectFusedMatchesPortable({ ...base, headDim: 64 }, 1, 30, 5)
       await expectFusedMatchesPortable({ ...base, headDim: 128, sparsity: 2 }, 1, 40, 6)

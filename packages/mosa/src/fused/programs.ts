@@ -11,6 +11,8 @@ export interface Language {
   /** Largest head dim the kernels take. */
   maxHeadDim: number
   tiles(D: number): Tiles
+  /** Dynamic shared memory of an entry point for head dim D (CUDA; WGSL declares its own). */
+  sharedBytes?(D: number, entry: string): number
   /** CUDA block (ignored by WGSL, whose source declares its workgroup size). */
   block?: readonly [number, number, number]
   /** Entry point names differ in style only. */
@@ -39,6 +41,7 @@ function runner(lang: Language, backend: Backend, D: number) {
       entryPoint: lang.entry(entry),
       grid,
       block: lang.block,
+      sharedBytes: lang.sharedBytes?.(D, entry),
       inputs,
       outputs,
       scalars,

@@ -2,8 +2,9 @@ import { cudaTiles } from './tiles.js'
 
 /**
  * CUDA C source of the fused MoSA kernels for one head dimension (NVRTC or nvcc; float32 data,
- * float32 accumulation; RoPE angles in double). Every kernel runs 256 threads. Binding follows
- * core's ProgramSpec convention: input pointers, output pointers, then scalars.
+ * float32 accumulation; RoPE angles in double). Every kernel runs 256 threads as a 16 x 16 grid
+ * (ty, tx). Binding follows core's ProgramSpec convention: input pointers, output pointers, then
+ * scalars.
  *
  * Kernels (per batch element b and MoSA head h; K = selected tokens, C = dModel):
  *  mosa_select                  radix top-k of the router logits + compaction in position order
@@ -16,6 +17,13 @@ import { cudaTiles } from './tiles.js'
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
+ *
+ * The GEMMs share one register-blocked main loop (mosa_gemm_chunk): a 128 x (16 TN) block tile,
+ * 8 x TN outputs per thread, operands in shared memory row-major along the reduction (stride
+ * GK + 4) and read as float4, the next chunk fetched into registers while this one is used. The
+ * attention kernels use 64 x 64 tiles, 4 x 4 (S) and 4 x TN (outputs) per thread, rows of head
+ * dim D stored with stride D + 4 and read as float4 along D; their shared memory is dynamic
+ * (mosaCudaSharedBytes).
  */
 export function mosaCudaSource(D: number): string {
   const t = cudaTiles(D)
@@ -26,16 +34,20 @@ export function mosaCudaSource(D: number): string {
 #define TN (D / 16)
 #define BM ${t.BM}
 #define BN ${t.BN}
-#define BK ${t.BK}
-#define BQ ${t.BQ}
-#define BKV ${t.BKV}
-#define BB ${t.BB}
+#define GK ${t.BK}
+#define AB ${t.BQ}
 #define TM (BM / 16)
+#define LDG (GK + 4)
+#define LDH (D + 4)
+#define LDA (AB + 4)
 typedef unsigned int u32;
 // NVRTC has no standard headers: no size_t or INFINITY unless we define them.
 typedef unsigned long long usize;
 #ifndef INFINITY
 #define INFINITY (__int_as_float(0x7f800000))
+#endif
+#ifndef MOSA_DYNAMIC_SMEM
+#define MOSA_DYNAMIC_SMEM(name) extern __shared__ float4 name[]
 #endif
 
 __device__ __forceinline__ u32 mosa_key(float f) {
@@ -59,6 +71,31 @@ __device__ __forceinline__ float mosa_max16(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return v;
+}
+
+__device__ __forceinline__ float4 mosa_ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ void mosa_st4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ float mosa_dot4(float4 a, float4 b, float acc) {
+  acc = fmaf(a.x, b.x, acc);
+  acc = fmaf(a.y, b.y, acc);
+  acc = fmaf(a.z, b.z, acc);
+  return fmaf(a.w, b.w, acc);
+}
+// TN consecutive floats (TN = D / 16 is 2, 4, 6 or 8) from shared memory, 16-byte aligned when TN % 4 == 0.
+__device__ __forceinline__ void mosa_ldn(float (&dst)[TN], const float* p) {
+#if TN % 4 == 0
+#pragma unroll
+  for (int u = 0; u < TN; u += 4) {
+    const float4 v = mosa_ld4(p + u);
+    dst[u] = v.x;
+    dst[u + 1] = v.y;
+    dst[u + 2] = v.z;
+    dst[u + 3] = v.w;
+  }
+#else
+#pragma unroll
+  for (int u = 0; u < TN; ++u) dst[u] = p[u];
+#endif
 }
 
 // One block per (b, h) row of logits [B*Hs, T]: 4 radix passes find the k-th largest key, then
@@ -139,13 +176,86 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
   }
 }
 
-// Grid (ceil(K/BM), 3*Hs, B): block (i-tile, which*?, b) computes rows i0.. of q, k or v for head h.
+// ---------------------------------------------------------------- GEMM building blocks
+// A chunk of GK reduction steps for ROWS rows, fetched from global memory into registers (so
+// the next chunk's loads overlap this chunk's arithmetic), then stored row-major into shared
+// memory S[ROWS][LDG]. KFAST: consecutive threads walk the reduction index (coalesced when the
+// source is contiguous along it); otherwise they walk the rows.
+template <int ROWS, bool KFAST>
+struct MosaStage {
+  static constexpr int N = ROWS * GK / 256;
+  float v[N];
+  template <class F>
+  __device__ __forceinline__ void fetch(F f, int k0) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const int e = threadIdx.x + 256 * n;
+      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
+      v[n] = f(r, k0 + kk);
+    }
+  }
+  __device__ __forceinline__ void store(float* S) const {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const int e = threadIdx.x + 256 * n;
+      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
+      S[r * LDG + kk] = v[n];
+    }
+  }
+};
+
+// acc[i][j] += sum over the chunk of As[ty*TM_ + i][k] * Bs[tx + 16 j][k].
+template <int TM_, int TN_>
+__device__ __forceinline__ void mosa_gemm_chunk(const float* As, const float* Bs, float (&acc)[TM_][TN_]) {
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int k = 0; k < GK; k += 4) {
+    float4 a[TM_], b[TN_];
+#pragma unroll
+    for (int i = 0; i < TM_; ++i) a[i] = mosa_ld4(As + (ty * TM_ + i) * LDG + k);
+#pragma unroll
+    for (int j = 0; j < TN_; ++j) b[j] = mosa_ld4(Bs + (tx + 16 * j) * LDG + k);
+#pragma unroll
+    for (int i = 0; i < TM_; ++i)
+#pragma unroll
+      for (int j = 0; j < TN_; ++j) acc[i][j] = mosa_dot4(a[i], b[j], acc[i][j]);
+  }
+}
+
+// acc[TM][TN_] = A[16 TM rows][n] . B[16 TN_ rows][n] summed over n < N, both operands given
+// element-wise by fa(row, n) and fb(row, n) (zero outside); KA / KB: which index is contiguous.
+template <int TN_, bool KA, bool KB, class FA, class FB>
+__device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb) {
+  __shared__ float4 As4[BM * LDG / 4];
+  __shared__ float4 Bs4[16 * TN_ * LDG / 4];
+  float* As = reinterpret_cast<float*>(As4);
+  float* Bs = reinterpret_cast<float*>(Bs4);
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN_; ++j) acc[i][j] = 0.0f;
+  MosaStage<BM, KA> sa;
+  MosaStage<16 * TN_, KB> sb;
+  sa.fetch(fa, 0);
+  sb.fetch(fb, 0);
+  for (int k0 = 0; k0 < N; k0 += GK) {
+    __syncthreads();
+    sa.store(As);
+    sb.store(Bs);
+    __syncthreads();
+    if (k0 + GK < N) {
+      sa.fetch(fa, k0 + GK);
+      sb.fetch(fb, k0 + GK);
+    }
+    mosa_gemm_chunk<TM, TN_>(As, Bs, acc);
+  }
+}
+
+// Grid (ceil(K/BM), 3*Hs, B): rows i0.. of q, k or v for head h; thread rows ty*TM + m, columns tx + 16 j.
 extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __restrict__ x,
     const int* __restrict__ indices, const float* __restrict__ wq, const float* __restrict__ wk,
     const float* __restrict__ wv, float* __restrict__ q, float* __restrict__ k, float* __restrict__ v,
     int T, int C, int Hs, int K, float ropeBase) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][D + 1];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM;
@@ -157,38 +267,14 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + idx[i0 + tid] : -1;
   __syncthreads();
   float acc[TM][TN];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[m][j] = 0.0f;
-  for (int c0 = 0; c0 < C; c0 += BK) {
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? x[(usize)row * C + c0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < D * BK; e += 256) {
-      int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + kk < C ? W[(usize)n * C + c0 + kk] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[TN];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-    __syncthreads();
-  }
+  mosa_gemm<TN, true, true>(
+      acc, C,
+      [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? x[(usize)row * C + c] : 0.0f; },
+      [&](int n, int c) { return c < C ? W[(usize)n * C + c] : 0.0f; });
   const bool rotate = which < 2 && ropeBase > 0.0f;
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int i = i0 + ty + 16 * m;
+    const int i = i0 + ty * TM + m;
     if (i >= K) continue;
     float* o = out + (bh * K + i) * D;
     if (rotate) {
@@ -209,119 +295,10 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   }
 }
 
-#define TQ (BQ / 16)
-#define TJ (BKV / 16)
-// Grid (ceil(K/BQ), Hs, B). Query i sees key j <= i (positions ascend with the slot).
-extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
-    float* __restrict__ lse, int K, int Hs, float scale) {
-  __shared__ float Qs[D][BQ + 1];
-  __shared__ float Ks[D][BKV + 1];
-  __shared__ float Vs[BKV][D];
-  __shared__ float Ps[BQ][BKV + 1];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = blockIdx.x * BQ;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const float* qb = q + bh * K * D;
-  const float* kb = k + bh * K * D;
-  const float* vb = v + bh * K * D;
-  for (int e = tid; e < BQ * D; e += 256) {
-    int d = e % D, r = e / D;
-    Qs[d][r] = q0 + r < K ? qb[(usize)(q0 + r) * D + d] * scale : 0.0f;
-  }
-  float mrow[TQ], lrow[TQ], acc[TQ][TN];
-#pragma unroll
-  for (int m = 0; m < TQ; ++m) {
-    mrow[m] = -INFINITY;
-    lrow[m] = 0.0f;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) acc[m][n] = 0.0f;
-  }
-  const int tiles = (min(K, q0 + BQ) - 1) / BKV + 1;
-  for (int t = 0; t < tiles; ++t) {
-    const int k0 = t * BKV;
-    __syncthreads();
-    for (int e = tid; e < BKV * D; e += 256) {
-      int d = e % D, c = e / D;
-      bool ok = k0 + c < K;
-      Ks[d][c] = ok ? kb[(usize)(k0 + c) * D + d] : 0.0f;
-      Vs[c][d] = ok ? vb[(usize)(k0 + c) * D + d] : 0.0f;
-    }
-    __syncthreads();
-    float s[TQ][TJ];
-#pragma unroll
-    for (int m = 0; m < TQ; ++m)
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) s[m][j] = 0.0f;
-#pragma unroll 8
-    for (int d = 0; d < D; ++d) {
-      float a[TQ], bk[TJ];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m) a[m] = Qs[d][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) bk[j] = Ks[d][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m)
-#pragma unroll
-        for (int j = 0; j < TJ; ++j) s[m][j] = fmaf(a[m], bk[j], s[m][j]);
-    }
-#pragma unroll
-    for (int m = 0; m < TQ; ++m) {
-      const int qi = q0 + ty + 16 * m;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) {
-        const int kj = k0 + tx + 16 * j;
-        if (kj > qi || kj >= K) s[m][j] = -INFINITY;
-        mx = fmaxf(mx, s[m][j]);
-      }
-      mx = mosa_max16(mx);
-      const float mnew = fmaxf(mrow[m], mx);
-      const float alpha = mrow[m] == -INFINITY ? 0.0f : expf(mrow[m] - mnew);
-      float sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) {
-        const float p = s[m][j] == -INFINITY ? 0.0f : expf(s[m][j] - mnew);
-        Ps[ty + 16 * m][tx + 16 * j] = p;
-        sum += p;
-      }
-      sum = mosa_sum16(sum);
-      lrow[m] = lrow[m] * alpha + sum;
-      mrow[m] = mnew;
-#pragma unroll
-      for (int n = 0; n < TN; ++n) acc[m][n] *= alpha;
-    }
-    __syncthreads();
-#pragma unroll 4
-    for (int c = 0; c < BKV; ++c) {
-      float p[TQ], w[TN];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m) p[m] = Ps[ty + 16 * m][c];
-#pragma unroll
-      for (int n = 0; n < TN; ++n) w[n] = Vs[c][tx + 16 * n];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) acc[m][n] = fmaf(p[m], w[n], acc[m][n]);
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < TQ; ++m) {
-    const int qi = q0 + ty + 16 * m;
-    if (qi >= K) continue;
-    const float inv = 1.0f / lrow[m];
-#pragma unroll
-    for (int n = 0; n < TN; ++n) out[(bh * K + qi) * D + tx + 16 * n] = acc[m][n] * inv;
-    if (tx == 0) lse[bh * K + qi] = mrow[m] + logf(lrow[m]);
-  }
-}
-
-// Grid (ceil(K/BM), ceil(C/BN), B*Hs).
+// Grid (ceil(K/BM), ceil(C/BN), B*Hs): y[rows, c0..] += score * (out x Wo_h^T).
 extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* __restrict__ o,
     const float* __restrict__ scores, const int* __restrict__ indices, const float* __restrict__ wo,
     float* __restrict__ y, int T, int C, int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN + 1];
   __shared__ int rows[BM];
   __shared__ float sc[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -333,40 +310,17 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
     rows[tid] = ok ? b * T + indices[bh * K + i0 + tid] : -1;
     sc[tid] = ok ? scores[bh * K + i0 + tid] : 0.0f;
   }
+  const float* ob = o + (bh * K + i0) * D;
+  const int rowsLeft = K - i0;
   float acc[TM][BN / 16];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < BN / 16; ++j) acc[m][j] = 0.0f;
-  for (int d0 = 0; d0 < D; d0 += BK) {
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK;
-      As[kk][r] = i0 + r < K ? o[(bh * K + i0 + r) * D + d0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < BN * BK; e += 256) {
-      int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d0 + kk] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[BN / 16];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < BN / 16; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < BN / 16; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<BN / 16, true, true>(
+      acc, D, [&](int r, int d) { return r < rowsLeft ? ob[(usize)r * D + d] : 0.0f; },
+      [&](int n, int d) { return c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d] : 0.0f; });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int row = rows[ty + 16 * m];
+    const int row = rows[ty * TM + m];
     if (row < 0) continue;
-    const float s = sc[ty + 16 * m];
+    const float s = sc[ty * TM + m];
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
       const int c = c0 + tx + 16 * j;
@@ -380,45 +334,21 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
     const float* __restrict__ o, const float* __restrict__ scores, const int* __restrict__ indices,
     const float* __restrict__ wo, float* __restrict__ dout, float* __restrict__ dscores, int T, int C,
     int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][D];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int i0 = blockIdx.x * BM, h = blockIdx.y, b = blockIdx.z;
+  const int i0 = blockIdx.x * BM;
+  const int h = blockIdx.y, b = blockIdx.z;
   const usize bh = (usize)b * Hs + h;
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
+  __syncthreads();
   float acc[TM][TN];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[m][j] = 0.0f;
-  for (int c0 = 0; c0 < C; c0 += BK) {
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? dy[(usize)row * C + c0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < D * BK; e += 256) {
-      int n = e % D, kk = e / D;
-      Bs[kk][n] = c0 + kk < C ? wo[(usize)(c0 + kk) * Hs * D + h * D + n] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[TN];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<TN, true, false>(
+      acc, C,
+      [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? dy[(usize)row * C + c] : 0.0f; },
+      [&](int n, int c) { return c < C ? wo[(usize)c * Hs * D + h * D + n] : 0.0f; });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int i = i0 + ty + 16 * m;
+    const int i = i0 + ty * TM + m;
     const bool ok = i < K;
     const float s = ok ? scores[bh * K + i] : 0.0f;
     float part = 0.0f;
@@ -435,268 +365,33 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
   }
 }
 
-#define TB (BB / 16)
-// Loads BB rows of a [K, D] slab transposed into S[d][r] (zeros past K).
-__device__ __forceinline__ void mosa_load_t(float (*S)[BB + 1], const float* src, int r0, int K, int tid) {
-  for (int e = tid; e < BB * D; e += 256) {
-    int d = e % D, r = e / D;
-    S[d][r] = r0 + r < K ? src[(usize)(r0 + r) * D + d] : 0.0f;
-  }
-}
-
-// delta_i = dout_i . out_i and lse_i for BB query rows starting at q0 (256 / BB threads per row).
-__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* out, const float* lse,
-    float* deltaS, float* lseS, int q0, int K, int tid) {
-  const int per = 256 / BB;
-  const int r = tid / per, part = tid % per;
-  const int qi = q0 + r;
-  float acc = 0.0f;
-  if (qi < K)
-    for (int d = part; d < D; d += per) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
-  for (int off = per / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if (part == 0) {
-    deltaS[r] = acc;
-    lseS[r] = qi < K ? lse[qi] : 0.0f;
-  }
-}
-
-// Grid (ceil(K/BB), Hs, B): one key tile, every query tile at or after it.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
-    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
-    float* __restrict__ dv, int K, int Hs, float scale) {
-  __shared__ float Ks[D][BB + 1];
-  __shared__ float Vs[D][BB + 1];
-  __shared__ float Qs[D][BB + 1];
-  __shared__ float dOs[D][BB + 1];
-  __shared__ float Ps[BB][BB + 1];
-  __shared__ float dSs[BB][BB + 1];
-  __shared__ float lseS[BB];
-  __shared__ float deltaS[BB];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int k0 = blockIdx.x * BB;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const usize base = bh * K * D;
-  mosa_load_t(Ks, k + base, k0, K, tid);
-  mosa_load_t(Vs, v + base, k0, K, tid);
-  float dK[TB][TN], dV[TB][TN];
-#pragma unroll
-  for (int a = 0; a < TB; ++a)
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dK[a][n] = dV[a][n] = 0.0f;
-  for (int q0 = k0; q0 < K; q0 += BB) {
-    __syncthreads();
-    mosa_load_t(Qs, q + base, q0, K, tid);
-    mosa_load_t(dOs, dout + base, q0, K, tid);
-    mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K, tid);
-    __syncthreads();
-    float st[TB][TB], dpt[TB][TB];
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) st[a][c] = dpt[a][c] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < D; ++d) {
-      float kr[TB], vr[TB], qc[TB], oc[TB];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        kr[a] = Ks[d][ty + 16 * a];
-        vr[a] = Vs[d][ty + 16 * a];
-      }
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        qc[c] = Qs[d][tx + 16 * c];
-        oc[c] = dOs[d][tx + 16 * c];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int c = 0; c < TB; ++c) {
-          st[a][c] = fmaf(kr[a], qc[c], st[a][c]);
-          dpt[a][c] = fmaf(vr[a], oc[c], dpt[a][c]);
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        const int kj = k0 + ty + 16 * a, qi = q0 + tx + 16 * c;
-        const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(st[a][c] * scale - lseS[tx + 16 * c]) : 0.0f;
-        Ps[ty + 16 * a][tx + 16 * c] = p;
-        dSs[ty + 16 * a][tx + 16 * c] = p * (dpt[a][c] - deltaS[tx + 16 * c]);
-      }
-    __syncthreads();
-#pragma unroll 4
-    for (int i = 0; i < BB; ++i) {
-      float pa[TB], da[TB], go[TN], gq[TN];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        pa[a] = Ps[ty + 16 * a][i];
-        da[a] = dSs[ty + 16 * a][i];
-      }
-#pragma unroll
-      for (int n = 0; n < TN; ++n) {
-        go[n] = dOs[tx + 16 * n][i];
-        gq[n] = Qs[tx + 16 * n][i];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) {
-          dV[a][n] = fmaf(pa[a], go[n], dV[a][n]);
-          dK[a][n] = fmaf(da[a], gq[n], dK[a][n]);
-        }
-    }
-  }
-#pragma unroll
-  for (int a = 0; a < TB; ++a) {
-    const int kj = k0 + ty + 16 * a;
-    if (kj >= K) continue;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) {
-      dk[base + (usize)kj * D + tx + 16 * n] = dK[a][n] * scale;
-      dv[base + (usize)kj * D + tx + 16 * n] = dV[a][n];
-    }
-  }
-}
-
-// Grid (ceil(K/BB), Hs, B): one query tile, every key tile up to the diagonal.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
-    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
-    float scale) {
-  __shared__ float Qs[D][BB + 1];
-  __shared__ float dOs[D][BB + 1];
-  __shared__ float Ks[D][BB + 1];
-  __shared__ float Vs[D][BB + 1];
-  __shared__ float dSs[BB][BB + 1];
-  __shared__ float lseS[BB];
-  __shared__ float deltaS[BB];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = blockIdx.x * BB;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const usize base = bh * K * D;
-  mosa_load_t(Qs, q + base, q0, K, tid);
-  mosa_load_t(dOs, dout + base, q0, K, tid);
-  mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K, tid);
-  float dQ[TB][TN];
-#pragma unroll
-  for (int a = 0; a < TB; ++a)
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dQ[a][n] = 0.0f;
-  const int last = min(K, q0 + BB) - 1;
-  for (int k0 = 0; k0 <= last; k0 += BB) {
-    __syncthreads();
-    mosa_load_t(Ks, k + base, k0, K, tid);
-    mosa_load_t(Vs, v + base, k0, K, tid);
-    __syncthreads();
-    float s[TB][TB], dp[TB][TB];
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) s[a][c] = dp[a][c] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < D; ++d) {
-      float qr[TB], orow[TB], kc[TB], vc[TB];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        qr[a] = Qs[d][ty + 16 * a];
-        orow[a] = dOs[d][ty + 16 * a];
-      }
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        kc[c] = Ks[d][tx + 16 * c];
-        vc[c] = Vs[d][tx + 16 * c];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int c = 0; c < TB; ++c) {
-          s[a][c] = fmaf(qr[a], kc[c], s[a][c]);
-          dp[a][c] = fmaf(orow[a], vc[c], dp[a][c]);
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        const int qi = q0 + ty + 16 * a, kj = k0 + tx + 16 * c;
-        const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(s[a][c] * scale - lseS[ty + 16 * a]) : 0.0f;
-        dSs[ty + 16 * a][tx + 16 * c] = p * (dp[a][c] - deltaS[ty + 16 * a]);
-      }
-    __syncthreads();
-#pragma unroll 4
-    for (int j = 0; j < BB; ++j) {
-      float da[TB], kv[TN];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) da[a] = dSs[ty + 16 * a][j];
-#pragma unroll
-      for (int n = 0; n < TN; ++n) kv[n] = Ks[tx + 16 * n][j];
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) dQ[a][n] = fmaf(da[a], kv[n], dQ[a][n]);
-    }
-  }
-#pragma unroll
-  for (int a = 0; a < TB; ++a) {
-    const int qi = q0 + ty + 16 * a;
-    if (qi >= K) continue;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dq[base + (usize)qi * D + tx + 16 * n] = dQ[a][n] * scale;
-  }
-}
-
 // Grid (ceil(K/BM), ceil(C/BN), B*Hs): dx[rows] += [gq | gk | gv] x [Wq_h; Wk_h; Wv_h].
 extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const int* __restrict__ indices,
     const float* __restrict__ wq, const float* __restrict__ wk, const float* __restrict__ wv,
     float* __restrict__ dx, int T, int C, int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
   const usize bh = blockIdx.z;
   const int b = (int)(bh / Hs), h = (int)(bh % Hs);
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
+  const usize g0 = (bh * K + i0) * D;
+  const int rowsLeft = K - i0;
   float acc[TM][BN / 16];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < BN / 16; ++j) acc[m][j] = 0.0f;
-  for (int e0 = 0; e0 < 3 * D; e0 += BK) {
-    const int which = e0 / D, f0 = e0 % D;
-    const float* G = which == 0 ? gq : which == 1 ? gk : gv;
-    const float* W = which == 0 ? wq : which == 1 ? wk : wv;
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK;
-      As[kk][r] = i0 + r < K ? G[(bh * K + i0 + r) * D + f0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < BN * BK; e += 256) {
-      int n = e % BN, kk = e / BN;
-      Bs[kk][n] = c0 + n < C ? W[(usize)(h * D + f0 + kk) * C + c0 + n] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[BN / 16];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < BN / 16; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < BN / 16; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<BN / 16, true, false>(
+      acc, 3 * D,
+      [&](int r, int e) {
+        const float* G = e < D ? gq : e < 2 * D ? gk : gv;
+        return r < rowsLeft ? G[g0 + (usize)r * D + e % D] : 0.0f;
+      },
+      [&](int n, int e) {
+        const float* W = e < D ? wq : e < 2 * D ? wk : wv;
+        return c0 + n < C ? W[(usize)(h * D + e % D) * C + c0 + n] : 0.0f;
+      });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int row = rows[ty + 16 * m];
+    const int row = rows[ty * TM + m];
     if (row < 0) continue;
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
@@ -706,92 +401,360 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
   }
 }
 
-// out[p, q] (+ head offset) = sum over the B*K selected rows r of A[r, p] (* score r) * table[row r, q].
-template <bool TRANSPOSED, bool SCALED>
-__device__ __forceinline__ void mosa_weight_grad_tile(const float* __restrict__ A,
-    const float* __restrict__ scores, const float* __restrict__ table, const int* __restrict__ indices,
-    float* __restrict__ out, int T, int Q, int Hs, int K, int B, int h, int p0, int q0) {
-  __shared__ float As[BK][64];
-  __shared__ float Gs[BK][64];
-  __shared__ int rowOff[BK];
-  __shared__ int aOff[BK];
-  __shared__ float rowScale[BK];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int R = B * K;
-  float acc[4][4];
-#pragma unroll
-  for (int m = 0; m < 4; ++m)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[m][j] = 0.0f;
-  for (int r0 = 0; r0 < R; r0 += BK) {
-    __syncthreads();
-    if (tid < BK) {
-      const int r = r0 + tid;
-      if (r < R) {
-        const int b = r / K, i = r % K;
-        const usize bh = (usize)b * Hs + h;
-        rowOff[tid] = b * T + indices[bh * K + i];
-        aOff[tid] = (int)(bh * K + i);
-        rowScale[tid] = SCALED ? scores[bh * K + i] : 1.0f;
-      } else {
-        rowOff[tid] = -1;
-        aOff[tid] = 0;
-        rowScale[tid] = 0.0f;
-      }
-    }
-    __syncthreads();
-    for (int e = tid; e < BK * 64; e += 256) {
-      int c = e % 64, kk = e / 64;
-      const bool ok = rowOff[kk] >= 0;
-      As[kk][c] = ok && p0 + c < D ? A[(usize)aOff[kk] * D + p0 + c] * rowScale[kk] : 0.0f;
-      Gs[kk][c] = ok && q0 + c < Q ? table[(usize)rowOff[kk] * Q + q0 + c] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[4], g[4];
-#pragma unroll
-      for (int m = 0; m < 4; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) g[j] = Gs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < 4; ++m)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[m][j] = fmaf(a[m], g[j], acc[m][j]);
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < 4; ++m) {
-    const int p = p0 + ty + 16 * m;
-    if (p >= D) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int qq = q0 + tx + 16 * j;
-      if (qq >= Q) continue;
-      if (TRANSPOSED) out[(usize)qq * Hs * D + h * D + p] = acc[m][j];
-      else out[(usize)(h * D + p) * Q + qq] = acc[m][j];
-    }
-  }
-}
-
-// Grid (ceil(C/64), ceil(D/64), 3*Hs).
+// Grid (ceil(C/BM), 1, 3*Hs): dW[h*D + p, c] = sum over the B*K selected rows r of g[r, p] * x[row r, c],
+// one block per BM columns c (thread rows) and every p (thread columns).
 extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_qkv(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const float* __restrict__ x,
     const int* __restrict__ indices, float* __restrict__ dwq, float* __restrict__ dwk,
     float* __restrict__ dwv, int T, int C, int Hs, int K, int B) {
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int which = blockIdx.z % 3, h = blockIdx.z / 3;
-  const float* A = which == 0 ? gq : which == 1 ? gk : gv;
+  const float* G = which == 0 ? gq : which == 1 ? gk : gv;
   float* out = which == 0 ? dwq : which == 1 ? dwk : dwv;
-  mosa_weight_grad_tile<false, false>(A, nullptr, x, indices, out, T, C, Hs, K, B, h, blockIdx.y * 64,
-                                      blockIdx.x * 64);
+  const int c0 = blockIdx.x * BM, R = B * K;
+  float acc[TM][TN];
+  mosa_gemm<TN, false, false>(
+      acc, R,
+      [&](int m, int r) {
+        if (r >= R || c0 + m >= C) return 0.0f;
+        const int b = r / K, i = r - b * K;
+        const int row = b * T + indices[((usize)b * Hs + h) * K + i];
+        return x[(usize)row * C + c0 + m];
+      },
+      [&](int p, int r) {
+        if (r >= R) return 0.0f;
+        const int b = r / K, i = r - b * K;
+        return G[(((usize)b * Hs + h) * K + i) * D + p];
+      });
+#pragma unroll
+  for (int m = 0; m < TM; ++m) {
+    const int c = c0 + ty * TM + m;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) out[(usize)(h * D + tx + 16 * j) * C + c] = acc[m][j];
+  }
 }
 
-// Grid (ceil(C/64), ceil(D/64), Hs): dWo[c, h*D + p] = sum_r dy[row r, c] * score_r * out[r, p].
+// Grid (ceil(C/BM), 1, Hs): dWo[c, h*D + p] = sum_r dy[row r, c] * score_r * out[r, p].
 extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_out(const float* __restrict__ o,
     const float* __restrict__ scores, const float* __restrict__ dy, const int* __restrict__ indices,
     float* __restrict__ dwo, int T, int C, int Hs, int K, int B) {
-  mosa_weight_grad_tile<true, true>(o, scores, dy, indices, dwo, T, C, Hs, K, B, blockIdx.z,
-                                    blockIdx.y * 64, blockIdx.x * 64);
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int h = blockIdx.z;
+  const int c0 = blockIdx.x * BM, R = B * K;
+  float acc[TM][TN];
+  mosa_gemm<TN, false, false>(
+      acc, R,
+      [&](int m, int r) {
+        if (r >= R || c0 + m >= C) return 0.0f;
+        const int b = r / K, i = r - b * K;
+        const int row = b * T + indices[((usize)b * Hs + h) * K + i];
+        return dy[(usize)row * C + c0 + m];
+      },
+      [&](int p, int r) {
+        if (r >= R) return 0.0f;
+        const int b = r / K, i = r - b * K;
+        const usize at = ((usize)b * Hs + h) * K + i;
+        return scores[at] * o[at * D + p];
+      });
+#pragma unroll
+  for (int m = 0; m < TM; ++m) {
+    const int c = c0 + ty * TM + m;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) dwo[(usize)c * Hs * D + h * D + tx + 16 * j] = acc[m][j];
+  }
+}
+// ---------------------------------------------------------------- attention among the K tokens
+// Rows r0.. of a [K, D] slab into S[AB][LDH] (zeros past K), times mul.
+__device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r0, int K, float mul) {
+  for (int e = threadIdx.x; e < AB * (D / 4); e += 256) {
+    const int r = e / (D / 4), c = (e % (D / 4)) * 4;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r0 + r < K) {
+      v = mosa_ld4(src + (usize)(r0 + r) * D + c);
+      v.x *= mul;
+      v.y *= mul;
+      v.z *= mul;
+      v.w *= mul;
+    }
+    mosa_st4(S + r * LDH + c, v);
+  }
+}
+
+// s[i][j] = sum_d A[ty*4 + i][d] * B[tx + 16 j][d] (rows of stride LDH); with a second pair
+// (A2, B2) into s2 when TWO.
+template <bool TWO>
+__device__ __forceinline__ void mosa_scores(const float* A, const float* Bm, const float* A2, const float* B2,
+    float (&s)[4][4], float (&s2)[4][4]) {
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) s[i][j] = s2[i][j] = 0.0f;
+#pragma unroll 4
+  for (int d = 0; d < D; d += 4) {
+    float4 a[4], b[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = mosa_ld4(A + (ty * 4 + i) * LDH + d);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) b[j] = mosa_ld4(Bm + (tx + 16 * j) * LDH + d);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) s[i][j] = mosa_dot4(a[i], b[j], s[i][j]);
+    if (TWO) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = mosa_ld4(A2 + (ty * 4 + i) * LDH + d);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = mosa_ld4(B2 + (tx + 16 * j) * LDH + d);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s2[i][j] = mosa_dot4(a[i], b[j], s2[i][j]);
+    }
+  }
+}
+
+// acc[i][u] += sum_c P[c][ty*4 + i] * V[c][tx*TN + u]  (P: [AB][LDA], V: [AB][LDH]).
+__device__ __forceinline__ void mosa_pv(const float* P, const float* V, float (&acc)[4][TN]) {
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll 4
+  for (int c = 0; c < AB; ++c) {
+    const float4 p = mosa_ld4(P + c * LDA + ty * 4);
+    float w[TN];
+    mosa_ldn(w, V + c * LDH + tx * TN);
+#pragma unroll
+    for (int u = 0; u < TN; ++u) {
+      acc[0][u] = fmaf(p.x, w[u], acc[0][u]);
+      acc[1][u] = fmaf(p.y, w[u], acc[1][u]);
+      acc[2][u] = fmaf(p.z, w[u], acc[2][u]);
+      acc[3][u] = fmaf(p.w, w[u], acc[3][u]);
+    }
+  }
+}
+
+// Stores v[0..3][j] as P[tx + 16 j][ty*4 .. ty*4 + 3] (the transpose of the thread's 4 x 4 tile).
+__device__ __forceinline__ void mosa_store_t(float* P, const float (&v)[4][4]) {
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) mosa_st4(P + (tx + 16 * j) * LDA + ty * 4, make_float4(v[0][j], v[1][j], v[2][j], v[3][j]));
+}
+
+// Grid (ceil(K/AB), Hs, B). Query i sees key j <= i (positions ascend with the slot). Thread:
+// queries ty*4 + i; scores against keys tx + 16 j; output dims tx*TN + u.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
+    float* __restrict__ lse, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* Qs = reinterpret_cast<float*>(mosa_smem);
+  float* Ks = Qs + AB * LDH;
+  float* Vs = Ks + AB * LDH;
+  float* Ps = Vs + AB * LDH;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * AB;  // the longest rows first
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  mosa_rows_load(Qs, q + base, q0, K, scale);
+  float mrow[4], lrow[4], acc[4][TN];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    mrow[i] = -INFINITY;
+    lrow[i] = 0.0f;
+#pragma unroll
+    for (int u = 0; u < TN; ++u) acc[i][u] = 0.0f;
+  }
+  const int last = min(K, q0 + AB) - 1;
+  for (int k0 = 0; k0 <= last; k0 += AB) {
+    __syncthreads();
+    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    __syncthreads();
+    float s[4][4], unused[4][4];
+    mosa_scores<false>(Qs, Ks, nullptr, nullptr, s, unused);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int qi = q0 + ty * 4 + i;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kj = k0 + tx + 16 * j;
+        if (kj > qi || kj >= K) s[i][j] = -INFINITY;
+        mx = fmaxf(mx, s[i][j]);
+      }
+      mx = mosa_max16(mx);
+      const float mnew = fmaxf(mrow[i], mx);
+      const float alpha = mrow[i] == -INFINITY ? 0.0f : expf(mrow[i] - mnew);
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        s[i][j] = s[i][j] == -INFINITY ? 0.0f : expf(s[i][j] - mnew);
+        sum += s[i][j];
+      }
+      sum = mosa_sum16(sum);
+      lrow[i] = lrow[i] * alpha + sum;
+      mrow[i] = mnew;
+#pragma unroll
+      for (int u = 0; u < TN; ++u) acc[i][u] *= alpha;
+    }
+    mosa_store_t(Ps, s);
+    __syncthreads();
+    mosa_pv(Ps, Vs, acc);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int qi = q0 + ty * 4 + i;
+    if (qi >= K) continue;
+    const float inv = 1.0f / lrow[i];
+#pragma unroll
+    for (int u = 0; u < TN; ++u) out[base + (usize)qi * D + tx * TN + u] = acc[i][u] * inv;
+    if (tx == 0) lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+  }
+}
+
+// delta_r = dout_r . out_r and lse_r for AB query rows starting at q0 (4 threads per row).
+__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* out, const float* lse,
+    float* deltaS, float* lseS, int q0, int K) {
+  const int r = threadIdx.x >> 2, part = threadIdx.x & 3;
+  const int qi = q0 + r;
+  float acc = 0.0f;
+  if (qi < K)
+    for (int d = part; d < D; d += 4) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
+  acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+  acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+  if (part == 0) {
+    deltaS[r] = acc;
+    lseS[r] = qi < K ? lse[qi] : 0.0f;
+  }
+}
+
+// Grid (ceil(K/AB), Hs, B): one key tile, every query tile at or after it. Thread: keys ty*4 + i,
+// scores against queries tx + 16 j, gradient dims tx*TN + u.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
+    float* __restrict__ dv, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* Ks = reinterpret_cast<float*>(mosa_smem);
+  float* Vs = Ks + AB * LDH;
+  float* Qs = Vs + AB * LDH;
+  float* dOs = Qs + AB * LDH;
+  float* Ps = dOs + AB * LDH;
+  float* dSs = Ps + AB * LDA;
+  __shared__ float lseS[AB];
+  __shared__ float deltaS[AB];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int k0 = blockIdx.x * AB;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+  mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+  float dK[4][TN], dV[4][TN];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int u = 0; u < TN; ++u) dK[i][u] = dV[i][u] = 0.0f;
+  for (int q0 = k0; q0 < K; q0 += AB) {
+    __syncthreads();
+    mosa_rows_load(Qs, q + base, q0, K, 1.0f);
+    mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
+    mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+    __syncthreads();
+    float st[4][4], dpt[4][4];
+    mosa_scores<true>(Ks, Qs, Vs, dOs, st, dpt);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kj = k0 + ty * 4 + i, c = tx + 16 * j, qi = q0 + c;
+        const bool ok = kj <= qi && qi < K && kj < K;
+        const float p = ok ? expf(st[i][j] * scale - lseS[c]) : 0.0f;
+        st[i][j] = p;
+        dpt[i][j] = p * (dpt[i][j] - deltaS[c]);
+      }
+    mosa_store_t(Ps, st);
+    mosa_store_t(dSs, dpt);
+    __syncthreads();
+    mosa_pv(Ps, dOs, dV);
+    mosa_pv(dSs, Qs, dK);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int kj = k0 + ty * 4 + i;
+    if (kj >= K) continue;
+#pragma unroll
+    for (int u = 0; u < TN; ++u) {
+      dk[base + (usize)kj * D + tx * TN + u] = dK[i][u] * scale;
+      dv[base + (usize)kj * D + tx * TN + u] = dV[i][u];
+    }
+  }
+}
+
+// Grid (ceil(K/AB), Hs, B): one query tile, every key tile up to the diagonal. Thread: queries
+// ty*4 + i, scores against keys tx + 16 j, gradient dims tx*TN + u.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
+    float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* Qs = reinterpret_cast<float*>(mosa_smem);
+  float* dOs = Qs + AB * LDH;
+  float* Ks = dOs + AB * LDH;
+  float* Vs = Ks + AB * LDH;
+  float* dSs = Vs + AB * LDH;
+  __shared__ float lseS[AB];
+  __shared__ float deltaS[AB];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * AB;  // the longest rows first
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  mosa_rows_load(Qs, q + base, q0, K, 1.0f);
+  mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
+  mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+  float dQ[4][TN];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int u = 0; u < TN; ++u) dQ[i][u] = 0.0f;
+  const int last = min(K, q0 + AB) - 1;
+  for (int k0 = 0; k0 <= last; k0 += AB) {
+    __syncthreads();
+    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    __syncthreads();
+    float s[4][4], dp[4][4];
+    mosa_scores<true>(Qs, Ks, dOs, Vs, s, dp);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int r = ty * 4 + i, qi = q0 + r, kj = k0 + tx + 16 * j;
+        const bool ok = kj <= qi && qi < K && kj < K;
+        const float p = ok ? expf(s[i][j] * scale - lseS[r]) : 0.0f;
+        dp[i][j] = p * (dp[i][j] - deltaS[r]);
+      }
+    mosa_store_t(dSs, dp);
+    __syncthreads();
+    mosa_pv(dSs, Ks, dQ);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int qi = q0 + ty * 4 + i;
+    if (qi >= K) continue;
+#pragma unroll
+    for (int u = 0; u < TN; ++u) dq[base + (usize)qi * D + tx * TN + u] = dQ[i][u] * scale;
+  }
 }
 `
+}
+
+/** Dynamic shared memory (bytes) of a fused CUDA kernel for head dim D (0: static only). */
+export function mosaCudaSharedBytes(D: number, entry: string): number {
+  const t = cudaTiles(D)
+  const head = t.BQ * (D + 4) * 4
+  const probs = t.BQ * (t.BQ + 4) * 4
+  if (entry === 'mosa_attend') return 3 * head + probs
+  if (entry === 'mosa_attend_backward_kv') return 4 * head + 2 * probs
+  if (entry === 'mosa_attend_backward_q') return 4 * head + probs
+  return 0
 }

@@ -50,3 +50,8 @@ static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+struct float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+// Dynamic shared memory: one static block of 1 MiB (a block's worth, reused block after block).
+#define MOSA_DYNAMIC_SMEM(name) static float4 name[65536]
