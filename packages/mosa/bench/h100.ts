@@ -43,6 +43,7 @@ import {
   selectedTokens,
   timeLayer,
 } from '../src/index.js'
+import { mosaCudaSharedBytes, mosaCudaSource } from '../src/kernels/mosa.cu.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, fallback: string) => {
@@ -271,7 +272,7 @@ async function profile(be: Backend) {
       ['outBackward', gemm, () => runKernel(KERNELS.outBackward, { dy, o, scores, indices, wo: w.o }, {})],
       ['outBackwardWeight', gemm, () => runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {})],
       [
-        'attendBackward (kv + q)',
+        'attendBackward (kv + q, one launch)',
         2.5 * attn,
         () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
       ],
@@ -292,6 +293,75 @@ async function profile(be: Backend) {
       ],
     ]
     for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
+    // A/B: the GEMM kernels capped at 128 registers for two blocks per SM (as shipped for D <= 64)
+    // against one block per SM with no cap, same source otherwise.
+    const source = mosaCudaSource(D)
+    const oneBlock = source.replace('__launch_bounds__(256, D <= 64 ? 2 : 1)', '__launch_bounds__(256, 1)')
+    if (oneBlock === source) throw new Error('profile: GEMM launch bounds not found in the source')
+    const variant = (
+      entryPoint: string,
+      grid: [number, number, number],
+      inputs: Tensor[],
+      outputs: number[][],
+      scalars: [string, number][],
+    ) =>
+      timeIt(be, () => {
+        const outs = be.runProgram!({
+          language: 'cuda',
+          name: 'mosa-d64-oneblock',
+          source: oneBlock,
+          entryPoint,
+          grid,
+          block: [256, 1, 1],
+          sharedBytes: mosaCudaSharedBytes(D, entryPoint),
+          inputs,
+          outputs: outputs.map((shape) => ({ shape, dtype: 'float32' as const })),
+          scalars: scalars.map(([type, value]) => ({ type: type as 'i32' | 'f32', value })),
+        })
+        for (const o of outs) be.release(o.dataId)
+        return []
+      })
+    const qkv = [B, Hs, K, D]
+    print({
+      case: name,
+      kernel: 'project, GEMM 1 block/SM (A/B)',
+      ms: await variant(
+        'mosa_project',
+        [Math.ceil(K / 128), 3 * Hs, B],
+        [x, indices, w.q, w.k, w.v],
+        [qkv, qkv, qkv],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['f32', c.ropeBase],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    print({
+      case: name,
+      kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
+      ms: await variant(
+        'mosa_weight_grad_qkv',
+        [Math.ceil(C / 128), 1, 3 * Hs],
+        [dout, dout, dout, x, indices],
+        [
+          [Hs * D, C],
+          [Hs * D, C],
+          [Hs * D, C],
+        ],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['i32', B],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
     // The two dense heads' attention: [B, 2, T, D], fused kernel vs core's attention.
     const [dq, dk, dv, ddo] = [0, 1, 2, 3].map(() => rng.normal([B, 2, T, D], 0, 1, { backend: be }))
     const dAttn = (4 * B * 2 * ((T * (T + 1)) / 2) * D) / 1e9
@@ -314,6 +384,23 @@ async function profile(be: Backend) {
       ),
       gflop: 2.5 * dAttn,
     })
+    // Agreement at this size: fused attention vs core's (forward output and dq), max-normalised.
+    const coreOut = attention(dq, dk, dv, { causal: true })
+    const coreDq = valueAndGrad((t: { q: Tensor }) =>
+      sum(mul(attention(t.q, dk, dv, { causal: true }), ddo)),
+    )({ q: dq })
+    const [fusedDq] = runKernel(
+      KERNELS.attendBackward,
+      { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo },
+      { scale },
+    )
+    const errOut = relError(await host(dOut), await host(coreOut))
+    const errDq = relError(await host(fusedDq), await host(coreDq.grads.q))
+    console.log(
+      `profile ${name} dense heads T=${T}: fused vs core attention, max rel error out ${errOut.toExponential(2)}, dq ${errDq.toExponential(2)}`,
+    )
+    rows.push({ case: name, kernel: 'dense heads: fused vs core attention', errOut, errDq })
+    dispose([coreOut, coreDq.value, coreDq.grads.q, fusedDq])
     print({
       case: name,
       kernel: 'dense heads: core attention fwd',

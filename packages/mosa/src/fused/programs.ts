@@ -150,6 +150,11 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const { tiles, run } = runner(lang, backend, D)
       const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const }
       const scalars = [i32(K), i32(Hs), f32(attrs.scale)]
+      if (lang.language === 'cuda') {
+        // One launch: dK/dV blocks and dQ blocks side by side.
+        const grid: [number, number, number] = [2 * cdiv(K, tiles.BB), Hs, B]
+        return run('mosa_attend_backward', grid, [q, k, v, out, lse, dout], [grad, grad, grad], scalars)
+      }
       const grid: [number, number, number] = [cdiv(K, tiles.BB), Hs, B]
       const [dk, dv] = run('mosa_attend_backward_kv', grid, [q, k, v, out, lse, dout], [grad, grad], scalars)
       const [dq] = run('mosa_attend_backward_q', grid, [q, k, v, out, lse, dout], [grad], scalars)

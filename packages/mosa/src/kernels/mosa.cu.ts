@@ -12,18 +12,18 @@ import { cudaTiles } from './tiles.js'
  *  mosa_attend                  causal flash attention among the K tokens (+ log-sum-exp)
  *  mosa_out_scatter             (score * out) x Wo_h^T, atomically added at the selected rows
  *  mosa_out_backward            d out and d score from dy (gathered rows) x Wo_h
- *  mosa_attend_backward_kv      dK, dV per key tile
- *  mosa_attend_backward_q       dQ per query tile
+ *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
  *
- * The GEMMs share one register-blocked main loop (mosa_gemm_chunk): a 128 x (16 TN) block tile,
- * 8 x TN outputs per thread, operands in shared memory row-major along the reduction (stride
- * GK + 4) and read as float4, the next chunk fetched into registers while this one is used. The
- * attention kernels use 64 x 64 tiles, 4 x 4 (S) and 4 x TN (outputs) per thread, rows of head
- * dim D stored with stride D + 4 and read as float4 along D; their shared memory is dynamic
- * (mosaCudaSharedBytes).
+ * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
+ * float32 accuracy (3xTF32: mma.sync m16n8k8 on TF32 halves of each operand), the next chunk
+ * fetched into registers while this one is used, the tile handed to the epilogue through shared
+ * memory as 8 x TN outputs per thread. The
+ * attention kernels use 64 x 64 tiles: their products (S, dP, P.V, dV, dK, dQ) on the tensor
+ * cores the same way (each warp a 16-row strip), the softmax and dS elementwise per thread (4 x 4
+ * each) on the score tile in shared memory. Shared memory is dynamic (mosaCudaSharedBytes).
  */
 export function mosaCudaSource(D: number): string {
   const t = cudaTiles(D)
@@ -46,6 +46,8 @@ typedef unsigned long long usize;
 #ifndef INFINITY
 #define INFINITY (__int_as_float(0x7f800000))
 #endif
+// GEMM kernels: two blocks per multiprocessor where the tile fits in 128 registers a thread.
+#define MOSA_GEMM_BOUNDS __launch_bounds__(256, D <= 64 ? 2 : 1)
 #ifndef MOSA_DYNAMIC_SMEM
 #define MOSA_DYNAMIC_SMEM(name) extern __shared__ float4 name[]
 #endif
@@ -176,11 +178,86 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
   }
 }
 
+// ---------------------------------------------------------------- tensor cores, 3xTF32
+// Products on the tensor cores in float32 accuracy: each operand x is split into a TF32 part
+// big = tf32(x) and the TF32 rest small = tf32(x - big), and a*b is accumulated (in float32) as
+// small_a*big_b + big_a*small_b + big_a*big_b (the dropped small*small term is below float32
+// rounding). The test emulator (MOSA_EMU) supplies its own mosa_tf32 and mosa_mma.
+#ifndef MOSA_EMU
+__device__ __forceinline__ u32 mosa_tf32(float x) {
+  u32 r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+// c += a (16 x 8, row) * b (8 x 8, col): mma.sync.m16n8k8, TF32 inputs, float32 accumulation.
+__device__ __forceinline__ void mosa_mma(float (&c)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+__device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
+  big = mosa_tf32(x);
+  small = mosa_tf32(x - __uint_as_float(big));
+}
+
+// One warp: acc[mi][ni] (16 x 8 tiles at rows 16 mi, columns 8 ni) += sum over k < KR of
+// A(row, k) * B(col, k), operands read through fa / fb (shared memory). acc layout: the mma
+// accumulator (lane g = lane / 4, t = lane % 4: rows g and g + 8, columns 2t and 2t + 1).
+template <int MT, int NT, class FA, class FB>
+__device__ __forceinline__ void mosa_warp_mma(float (&acc)[MT][NT][4], int KR, FA fa, FB fb) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll 2
+  for (int k = 0; k < KR; k += 8) {
+    u32 ab[MT][4], as[MT][4], bb[NT][2], bs[NT][2];
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) {
+      const int r = mi * 16 + g;
+      mosa_split(fa(r, k + t), ab[mi][0], as[mi][0]);
+      mosa_split(fa(r + 8, k + t), ab[mi][1], as[mi][1]);
+      mosa_split(fa(r, k + t + 4), ab[mi][2], as[mi][2]);
+      mosa_split(fa(r + 8, k + t + 4), ab[mi][3], as[mi][3]);
+    }
+#pragma unroll
+    for (int ni = 0; ni < NT; ++ni) {
+      const int c = ni * 8 + g;
+      mosa_split(fb(c, k + t), bb[ni][0], bs[ni][0]);
+      mosa_split(fb(c, k + t + 4), bb[ni][1], bs[ni][1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NT; ++ni) {
+        mosa_mma(acc[mi][ni], as[mi], bb[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bs[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bb[ni]);
+      }
+  }
+}
+
+// Writes a warp's accumulators to C (row stride ldc) at the warp's origin.
+template <int MT, int NT>
+__device__ __forceinline__ void mosa_warp_store(float* C, int ldc, const float (&acc)[MT][NT][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NT; ++ni) {
+      float* c = C + (mi * 16 + g) * ldc + ni * 8 + 2 * t;
+      c[0] = acc[mi][ni][0];
+      c[1] = acc[mi][ni][1];
+      c[8 * ldc] = acc[mi][ni][2];
+      c[8 * ldc + 1] = acc[mi][ni][3];
+    }
+}
+
 // ---------------------------------------------------------------- GEMM building blocks
 // A chunk of GK reduction steps for ROWS rows, fetched from global memory into registers (so
-// the next chunk's loads overlap this chunk's arithmetic), then stored row-major into shared
-// memory S[ROWS][LDG]. KFAST: consecutive threads walk the reduction index (coalesced when the
-// source is contiguous along it); otherwise they walk the rows.
+// the next chunk's loads overlap this chunk's arithmetic), then stored into shared memory. KFAST:
+// consecutive threads walk the reduction index (coalesced when the source is contiguous along
+// it) and S is row-major [ROWS][LDG]; otherwise they walk the rows and S is k-major
+// [GK][ROWS + 8]. Both layouts give conflict-free mma fragment loads (mosa_stage_at).
 template <int ROWS, bool KFAST>
 struct MosaStage {
   static constexpr int N = ROWS * GK / 256;
@@ -199,43 +276,39 @@ struct MosaStage {
     for (int n = 0; n < N; ++n) {
       const int e = threadIdx.x + 256 * n;
       const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
-      S[r * LDG + kk] = v[n];
+      S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r] = v[n];
     }
   }
 };
 
-// acc[i][j] += sum over the chunk of As[ty*TM_ + i][k] * Bs[tx + 16 j][k].
-template <int TM_, int TN_>
-__device__ __forceinline__ void mosa_gemm_chunk(const float* As, const float* Bs, float (&acc)[TM_][TN_]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-#pragma unroll
-  for (int k = 0; k < GK; k += 4) {
-    float4 a[TM_], b[TN_];
-#pragma unroll
-    for (int i = 0; i < TM_; ++i) a[i] = mosa_ld4(As + (ty * TM_ + i) * LDG + k);
-#pragma unroll
-    for (int j = 0; j < TN_; ++j) b[j] = mosa_ld4(Bs + (tx + 16 * j) * LDG + k);
-#pragma unroll
-    for (int i = 0; i < TM_; ++i)
-#pragma unroll
-      for (int j = 0; j < TN_; ++j) acc[i][j] = mosa_dot4(a[i], b[j], acc[i][j]);
-  }
+template <int ROWS, bool KFAST>
+__device__ __forceinline__ float mosa_stage_at(const float* S, int r, int kk) {
+  return S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r];
 }
 
-// acc[TM][TN_] = A[16 TM rows][n] . B[16 TN_ rows][n] summed over n < N, both operands given
+// acc[TM][TN_] = A[BM rows][n] . B[16 TN_ rows][n] summed over n < N, both operands given
 // element-wise by fa(row, n) and fb(row, n) (zero outside); KA / KB: which index is contiguous.
+// Thread (ty, tx) gets rows ty*TM + i and columns tx + 16 j. The block's 8 warps multiply on the
+// tensor cores (3xTF32, warp tile 32 x 8 TN_: 4 warps along the rows, 2 along the columns), then
+// the tile goes through shared memory into the thread layout above. Dynamic shared memory:
+// mosaCudaSharedBytes.
 template <int TN_, bool KA, bool KB, class FA, class FB>
 __device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb) {
-  __shared__ float4 As4[BM * LDG / 4];
-  __shared__ float4 Bs4[16 * TN_ * LDG / 4];
-  float* As = reinterpret_cast<float*>(As4);
-  float* Bs = reinterpret_cast<float*>(Bs4);
+  constexpr int BR = 16 * TN_;
+  constexpr int SA = KA ? BM * LDG : GK * (BM + 8);
+  MOSA_DYNAMIC_SMEM(mosa_gemm_smem);
+  float* As = reinterpret_cast<float*>(mosa_gemm_smem);
+  float* Bs = As + SA;
+  const int w = threadIdx.x >> 5, wm = (w & 3) * 32, wn = (w >> 2) * (BR / 2);
+  float c[2][TN_][4];
 #pragma unroll
-  for (int i = 0; i < TM; ++i)
+  for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int j = 0; j < TN_; ++j) acc[i][j] = 0.0f;
+    for (int ni = 0; ni < TN_; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) c[mi][ni][e] = 0.0f;
   MosaStage<BM, KA> sa;
-  MosaStage<16 * TN_, KB> sb;
+  MosaStage<BR, KB> sb;
   sa.fetch(fa, 0);
   sb.fetch(fb, 0);
   for (int k0 = 0; k0 < N; k0 += GK) {
@@ -247,12 +320,23 @@ __device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, F
       sa.fetch(fa, k0 + GK);
       sb.fetch(fb, k0 + GK);
     }
-    mosa_gemm_chunk<TM, TN_>(As, Bs, acc);
+    mosa_warp_mma<2, TN_>(
+        c, GK, [&](int r, int k) { return mosa_stage_at<BM, KA>(As, wm + r, k); },
+        [&](int n, int k) { return mosa_stage_at<BR, KB>(Bs, wn + n, k); });
   }
+  __syncthreads();
+  float* Cs = As;
+  mosa_warp_store<2, TN_>(Cs + wm * (BR + 4) + wn, BR + 4, c);
+  __syncthreads();
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN_; ++j) acc[i][j] = Cs[(ty * TM + i) * (BR + 4) + tx + 16 * j];
 }
 
 // Grid (ceil(K/BM), 3*Hs, B): rows i0.. of q, k or v for head h; thread rows ty*TM + m, columns tx + 16 j.
-extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __restrict__ x,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project(const float* __restrict__ x,
     const int* __restrict__ indices, const float* __restrict__ wq, const float* __restrict__ wk,
     const float* __restrict__ wv, float* __restrict__ q, float* __restrict__ k, float* __restrict__ v,
     int T, int C, int Hs, int K, float ropeBase) {
@@ -296,7 +380,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
 }
 
 // Grid (ceil(K/BM), ceil(C/BN), B*Hs): y[rows, c0..] += score * (out x Wo_h^T).
-extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* __restrict__ o,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_scatter(const float* __restrict__ o,
     const float* __restrict__ scores, const int* __restrict__ indices, const float* __restrict__ wo,
     float* __restrict__ y, int T, int C, int Hs, int K) {
   __shared__ int rows[BM];
@@ -330,7 +414,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
 }
 
 // Grid (ceil(K/BM), Hs, B): dz = dy[rows] x Wo_h; dout = score * dz; dscore = dz . out.
-extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float* __restrict__ dy,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_backward(const float* __restrict__ dy,
     const float* __restrict__ o, const float* __restrict__ scores, const int* __restrict__ indices,
     const float* __restrict__ wo, float* __restrict__ dout, float* __restrict__ dscores, int T, int C,
     int Hs, int K) {
@@ -366,7 +450,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
 }
 
 // Grid (ceil(K/BM), ceil(C/BN), B*Hs): dx[rows] += [gq | gk | gv] x [Wq_h; Wk_h; Wv_h].
-extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(const float* __restrict__ gq,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project_backward_input(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const int* __restrict__ indices,
     const float* __restrict__ wq, const float* __restrict__ wk, const float* __restrict__ wv,
     float* __restrict__ dx, int T, int C, int Hs, int K) {
@@ -403,7 +487,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
 
 // Grid (ceil(C/BM), 1, 3*Hs): dW[h*D + p, c] = sum over the B*K selected rows r of g[r, p] * x[row r, c],
 // one block per BM columns c (thread rows) and every p (thread columns).
-extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_qkv(const float* __restrict__ gq,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const float* __restrict__ x,
     const int* __restrict__ indices, float* __restrict__ dwq, float* __restrict__ dwk,
     float* __restrict__ dwv, int T, int C, int Hs, int K, int B) {
@@ -436,7 +520,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_qkv(const flo
 }
 
 // Grid (ceil(C/BM), 1, Hs): dWo[c, h*D + p] = sum_r dy[row r, c] * score_r * out[r, p].
-extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_out(const float* __restrict__ o,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __restrict__ o,
     const float* __restrict__ scores, const float* __restrict__ dy, const int* __restrict__ indices,
     float* __restrict__ dwo, int T, int C, int Hs, int K, int B) {
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -482,67 +566,68 @@ __device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r
   }
 }
 
-// s[i][j] = sum_d A[ty*4 + i][d] * B[tx + 16 j][d] (rows of stride LDH); with a second pair
-// (A2, B2) into s2 when TWO.
+// S[64][LDA] = A[64 rows][d] . B[64 rows][d] over d < D (rows of stride LDH) on the tensor cores;
+// with a second pair into S2 when TWO. Warp tile 16 x 32 (4 warps along the rows, 2 along the columns).
 template <bool TWO>
-__device__ __forceinline__ void mosa_scores(const float* A, const float* Bm, const float* A2, const float* B2,
-    float (&s)[4][4], float (&s2)[4][4]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+__device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const float* Bm, float* S2,
+    const float* A2, const float* B2) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * 32;
+  float c[1][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) s[i][j] = s2[i][j] = 0.0f;
-#pragma unroll 4
-  for (int d = 0; d < D; d += 4) {
-    float4 a[4], b[4];
+    for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
+  mosa_warp_mma<1, 4>(
+      c, D, [&](int r, int k) { return A[(wr + r) * LDH + k]; }, [&](int n, int k) { return Bm[(wc + n) * LDH + k]; });
+  mosa_warp_store<1, 4>(S + wr * LDA + wc, LDA, c);
+  if (TWO) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = mosa_ld4(A + (ty * 4 + i) * LDH + d);
+    for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) b[j] = mosa_ld4(Bm + (tx + 16 * j) * LDH + d);
+      for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
+    mosa_warp_mma<1, 4>(
+        c, D, [&](int r, int k) { return A2[(wr + r) * LDH + k]; }, [&](int n, int k) { return B2[(wc + n) * LDH + k]; });
+    mosa_warp_store<1, 4>(S2 + wr * LDA + wc, LDA, c);
+  }
+}
+
+// acc (the warp's 16 x D/2 tile at rows 16 (w % 4), columns (D/2)(w / 4)) += P[rows][c] . V[c][cols]
+// over c < AB: P [AB][LDA] row-major, V [AB][LDH] row-major.
+__device__ __forceinline__ void mosa_tile_pv(float (&acc)[1][TN][4], const float* P, const float* V) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+  mosa_warp_mma<1, TN>(
+      acc, AB, [&](int r, int c) { return P[(wr + r) * LDA + c]; }, [&](int n, int c) { return V[c * LDH + wc + n]; });
+}
+
+__device__ __forceinline__ void mosa_zero(float (&acc)[1][TN][4]) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+  for (int ni = 0; ni < TN; ++ni)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) s[i][j] = mosa_dot4(a[i], b[j], s[i][j]);
-    if (TWO) {
+    for (int e = 0; e < 4; ++e) acc[0][ni][e] = 0.0f;
+}
+
+// Writes the warp's 16 x D/2 tile (mosa_tile_pv layout) times mul into rows r0.. of a [K, D] slab;
+// rowMul: an extra factor per tile row (or null).
+__device__ __forceinline__ void mosa_tile_write(float* dst, const float (&acc)[1][TN][4], int r0, int K, float mul,
+    const float* rowMul) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = mosa_ld4(A2 + (ty * 4 + i) * LDH + d);
+  for (int h = 0; h < 2; ++h) {
+    const int row = wr + g + 8 * h;
+    if (r0 + row >= K) continue;
+    const float f = rowMul ? mul * rowMul[row] : mul;
+    float* d = dst + (usize)(r0 + row) * D + wc + 2 * t;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = mosa_ld4(B2 + (tx + 16 * j) * LDH + d);
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) s2[i][j] = mosa_dot4(a[i], b[j], s2[i][j]);
+    for (int ni = 0; ni < TN; ++ni) {
+      d[ni * 8] = acc[0][ni][2 * h] * f;
+      d[ni * 8 + 1] = acc[0][ni][2 * h + 1] * f;
     }
   }
 }
 
-// acc[i][u] += sum_c P[c][ty*4 + i] * V[c][tx*TN + u]  (P: [AB][LDA], V: [AB][LDH]).
-__device__ __forceinline__ void mosa_pv(const float* P, const float* V, float (&acc)[4][TN]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-#pragma unroll 4
-  for (int c = 0; c < AB; ++c) {
-    const float4 p = mosa_ld4(P + c * LDA + ty * 4);
-    float w[TN];
-    mosa_ldn(w, V + c * LDH + tx * TN);
-#pragma unroll
-    for (int u = 0; u < TN; ++u) {
-      acc[0][u] = fmaf(p.x, w[u], acc[0][u]);
-      acc[1][u] = fmaf(p.y, w[u], acc[1][u]);
-      acc[2][u] = fmaf(p.z, w[u], acc[2][u]);
-      acc[3][u] = fmaf(p.w, w[u], acc[3][u]);
-    }
-  }
-}
-
-// Stores v[0..3][j] as P[tx + 16 j][ty*4 .. ty*4 + 3] (the transpose of the thread's 4 x 4 tile).
-__device__ __forceinline__ void mosa_store_t(float* P, const float (&v)[4][4]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) mosa_st4(P + (tx + 16 * j) * LDA + ty * 4, make_float4(v[0][j], v[1][j], v[2][j], v[3][j]));
-}
-
-// Grid (ceil(K/AB), Hs, B). Query i sees key j <= i (positions ascend with the slot). Thread:
-// queries ty*4 + i; scores against keys tx + 16 j; output dims tx*TN + u.
+// Grid (ceil(K/AB), Hs, B). Query i sees key j <= i (positions ascend with the slot). Scores and
+// P.V on the tensor cores (3xTF32); the online softmax per thread: queries ty*4 + i, keys tx + 16 j.
 extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
     float* __restrict__ lse, int K, int Hs, float scale) {
@@ -550,19 +635,21 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
   float* Qs = reinterpret_cast<float*>(mosa_smem);
   float* Ks = Qs + AB * LDH;
   float* Vs = Ks + AB * LDH;
-  float* Ps = Vs + AB * LDH;
+  float* Ss = Vs + AB * LDH;
+  __shared__ float alphaS[AB];
+  __shared__ float lS[AB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * AB;  // the longest rows first
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
+  const int w = tid >> 5, wr = (w & 3) * 16, g = (tid & 31) >> 2;
   mosa_rows_load(Qs, q + base, q0, K, scale);
-  float mrow[4], lrow[4], acc[4][TN];
+  float mrow[4], lrow[4], o[1][TN][4];
+  mosa_zero(o);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     mrow[i] = -INFINITY;
     lrow[i] = 0.0f;
-#pragma unroll
-    for (int u = 0; u < TN; ++u) acc[i][u] = 0.0f;
   }
   const int last = min(K, q0 + AB) - 1;
   for (int k0 = 0; k0 <= last; k0 += AB) {
@@ -570,17 +657,19 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
     mosa_rows_load(Ks, k + base, k0, K, 1.0f);
     mosa_rows_load(Vs, v + base, k0, K, 1.0f);
     __syncthreads();
-    float s[4][4], unused[4][4];
-    mosa_scores<false>(Qs, Ks, nullptr, nullptr, s, unused);
+    mosa_tile_scores<false>(Ss, Qs, Ks, nullptr, nullptr, nullptr);
+    __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int qi = q0 + ty * 4 + i;
+      const int r = ty * 4 + i, qi = q0 + r;
+      float s[4];
       float mx = -INFINITY;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int kj = k0 + tx + 16 * j;
-        if (kj > qi || kj >= K) s[i][j] = -INFINITY;
-        mx = fmaxf(mx, s[i][j]);
+        s[j] = Ss[r * LDA + tx + 16 * j];
+        if (kj > qi || kj >= K) s[j] = -INFINITY;
+        mx = fmaxf(mx, s[j]);
       }
       mx = mosa_max16(mx);
       const float mnew = fmaxf(mrow[i], mx);
@@ -588,28 +677,36 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
       float sum = 0.0f;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        s[i][j] = s[i][j] == -INFINITY ? 0.0f : expf(s[i][j] - mnew);
-        sum += s[i][j];
+        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mnew);
+        Ss[r * LDA + tx + 16 * j] = p;
+        sum += p;
       }
       sum = mosa_sum16(sum);
       lrow[i] = lrow[i] * alpha + sum;
       mrow[i] = mnew;
-#pragma unroll
-      for (int u = 0; u < TN; ++u) acc[i][u] *= alpha;
+      if (tx == 0) alphaS[r] = alpha;
     }
-    mosa_store_t(Ps, s);
     __syncthreads();
-    mosa_pv(Ps, Vs, acc);
+    const float a0 = alphaS[wr + g], a1 = alphaS[wr + g + 8];
+#pragma unroll
+    for (int ni = 0; ni < TN; ++ni) {
+      o[0][ni][0] *= a0;
+      o[0][ni][1] *= a0;
+      o[0][ni][2] *= a1;
+      o[0][ni][3] *= a1;
+    }
+    mosa_tile_pv(o, Ss, Vs);
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int qi = q0 + ty * 4 + i;
-    if (qi >= K) continue;
-    const float inv = 1.0f / lrow[i];
-#pragma unroll
-    for (int u = 0; u < TN; ++u) out[base + (usize)qi * D + tx * TN + u] = acc[i][u] * inv;
-    if (tx == 0) lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+    const int r = ty * 4 + i, qi = q0 + r;
+    if (tx == 0) {
+      lS[r] = 1.0f / lrow[i];
+      if (qi < K) lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+    }
   }
+  __syncthreads();
+  mosa_tile_write(out + base, o, q0, K, 1.0f, lS);
 }
 
 // delta_r = dout_r . out_r and lse_r for AB query rows starting at q0 (4 threads per row).
@@ -628,14 +725,13 @@ __device__ __forceinline__ void mosa_row_stats(const float* dout, const float* o
   }
 }
 
-// Grid (ceil(K/AB), Hs, B): one key tile, every query tile at or after it. Thread: keys ty*4 + i,
-// scores against queries tx + 16 j, gradient dims tx*TN + u.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const float* __restrict__ q,
+// One key tile (k0 = tile * AB), every query tile at or after it. S^T, dP^T, dV and dK on the
+// tensor cores; P and dS per thread: keys ty*4 + i, queries tx + 16 j.
+__device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
     float* __restrict__ dv, int K, int Hs, float scale) {
-  MOSA_DYNAMIC_SMEM(mosa_smem);
-  float* Ks = reinterpret_cast<float*>(mosa_smem);
+  float* Ks = smem;
   float* Vs = Ks + AB * LDH;
   float* Qs = Vs + AB * LDH;
   float* dOs = Qs + AB * LDH;
@@ -644,106 +740,98 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const 
   __shared__ float lseS[AB];
   __shared__ float deltaS[AB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int k0 = blockIdx.x * AB;
+  const int k0 = tile * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
   mosa_rows_load(Ks, k + base, k0, K, 1.0f);
   mosa_rows_load(Vs, v + base, k0, K, 1.0f);
-  float dK[4][TN], dV[4][TN];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int u = 0; u < TN; ++u) dK[i][u] = dV[i][u] = 0.0f;
+  float dK[1][TN][4], dV[1][TN][4];
+  mosa_zero(dK);
+  mosa_zero(dV);
   for (int q0 = k0; q0 < K; q0 += AB) {
     __syncthreads();
     mosa_rows_load(Qs, q + base, q0, K, 1.0f);
     mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
     mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
     __syncthreads();
-    float st[4][4], dpt[4][4];
-    mosa_scores<true>(Ks, Qs, Vs, dOs, st, dpt);
+    mosa_tile_scores<true>(Ps, Ks, Qs, dSs, Vs, dOs);
+    __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int kj = k0 + ty * 4 + i, c = tx + 16 * j, qi = q0 + c;
+        const int a = ty * 4 + i, c = tx + 16 * j, kj = k0 + a, qi = q0 + c;
         const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(st[i][j] * scale - lseS[c]) : 0.0f;
-        st[i][j] = p;
-        dpt[i][j] = p * (dpt[i][j] - deltaS[c]);
+        const float p = ok ? expf(Ps[a * LDA + c] * scale - lseS[c]) : 0.0f;
+        dSs[a * LDA + c] = p * (dSs[a * LDA + c] - deltaS[c]);
+        Ps[a * LDA + c] = p;
       }
-    mosa_store_t(Ps, st);
-    mosa_store_t(dSs, dpt);
     __syncthreads();
-    mosa_pv(Ps, dOs, dV);
-    mosa_pv(dSs, Qs, dK);
+    mosa_tile_pv(dV, Ps, dOs);
+    mosa_tile_pv(dK, dSs, Qs);
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int kj = k0 + ty * 4 + i;
-    if (kj >= K) continue;
-#pragma unroll
-    for (int u = 0; u < TN; ++u) {
-      dk[base + (usize)kj * D + tx * TN + u] = dK[i][u] * scale;
-      dv[base + (usize)kj * D + tx * TN + u] = dV[i][u];
-    }
-  }
+  mosa_tile_write(dk + base, dK, k0, K, scale, nullptr);
+  mosa_tile_write(dv + base, dV, k0, K, 1.0f, nullptr);
 }
 
-// Grid (ceil(K/AB), Hs, B): one query tile, every key tile up to the diagonal. Thread: queries
-// ty*4 + i, scores against keys tx + 16 j, gradient dims tx*TN + u.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const float* __restrict__ q,
+// One query tile (q0 = tile * AB), every key tile up to the diagonal. S, dP and dQ on the tensor
+// cores; dS per thread: queries ty*4 + i, keys tx + 16 j.
+__device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
     float scale) {
-  MOSA_DYNAMIC_SMEM(mosa_smem);
-  float* Qs = reinterpret_cast<float*>(mosa_smem);
+  float* Qs = smem;
   float* dOs = Qs + AB * LDH;
   float* Ks = dOs + AB * LDH;
   float* Vs = Ks + AB * LDH;
-  float* dSs = Vs + AB * LDH;
+  float* Ss = Vs + AB * LDH;
+  float* dPs = Ss + AB * LDA;
   __shared__ float lseS[AB];
   __shared__ float deltaS[AB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * AB;  // the longest rows first
+  const int q0 = tile * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
   mosa_rows_load(Qs, q + base, q0, K, 1.0f);
   mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
   mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
-  float dQ[4][TN];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int u = 0; u < TN; ++u) dQ[i][u] = 0.0f;
+  float dQ[1][TN][4];
+  mosa_zero(dQ);
   const int last = min(K, q0 + AB) - 1;
   for (int k0 = 0; k0 <= last; k0 += AB) {
     __syncthreads();
     mosa_rows_load(Ks, k + base, k0, K, 1.0f);
     mosa_rows_load(Vs, v + base, k0, K, 1.0f);
     __syncthreads();
-    float s[4][4], dp[4][4];
-    mosa_scores<true>(Qs, Ks, dOs, Vs, s, dp);
+    mosa_tile_scores<true>(Ss, Qs, Ks, dPs, dOs, Vs);
+    __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int r = ty * 4 + i, qi = q0 + r, kj = k0 + tx + 16 * j;
+        const int r = ty * 4 + i, c = tx + 16 * j, qi = q0 + r, kj = k0 + c;
         const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(s[i][j] * scale - lseS[r]) : 0.0f;
-        dp[i][j] = p * (dp[i][j] - deltaS[r]);
+        const float p = ok ? expf(Ss[r * LDA + c] * scale - lseS[r]) : 0.0f;
+        Ss[r * LDA + c] = p * (dPs[r * LDA + c] - deltaS[r]);
       }
-    mosa_store_t(dSs, dp);
     __syncthreads();
-    mosa_pv(dSs, Ks, dQ);
+    mosa_tile_pv(dQ, Ss, Ks);
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int qi = q0 + ty * 4 + i;
-    if (qi >= K) continue;
-#pragma unroll
-    for (int u = 0; u < TN; ++u) dq[base + (usize)qi * D + tx * TN + u] = dQ[i][u] * scale;
-  }
+  mosa_tile_write(dq + base, dQ, q0, K, scale, nullptr);
+}
+
+// Grid (2 ceil(K/AB), Hs, B): blocks x < n = ceil(K/AB) compute dK, dV of key tile x (the most
+// query tiles first), the others dQ of query tile 2n - 1 - x (the most key tiles first), so both
+// halves of the backward pass share one launch and fill each other's tails.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* smem = reinterpret_cast<float*>(mosa_smem);
+  const int n = (int)gridDim.x / 2, x = (int)blockIdx.x;
+  if (x < n) mosa_backward_kv(smem, x, q, k, v, out, lse, dout, dk, dv, K, Hs, scale);
+  else mosa_backward_q(smem, 2 * n - 1 - x, q, k, v, out, lse, dout, dq, K, Hs, scale);
 }
 `
 }
@@ -754,7 +842,11 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const head = t.BQ * (D + 4) * 4
   const probs = t.BQ * (t.BQ + 4) * 4
   if (entry === 'mosa_attend') return 3 * head + probs
-  if (entry === 'mosa_attend_backward_kv') return 4 * head + 2 * probs
-  if (entry === 'mosa_attend_backward_q') return 4 * head + probs
-  return 0
+  if (entry === 'mosa_attend_backward') return 4 * head + 2 * probs
+  if (entry === 'mosa_select') return 0
+  // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
+  const br = Math.max(D, t.BN)
+  const a = Math.max(t.BM * (t.BK + 4), t.BK * (t.BM + 8))
+  const b = Math.max(br * (t.BK + 4), t.BK * (br + 8))
+  return 4 * Math.max(a + b, t.BM * (br + 4))
 }
