@@ -28,6 +28,7 @@ import {
   valueAndGrad,
 } from '@attnkit/core'
 import { resolveConfig } from '../src/config.js'
+import { cudaAttendBackward } from '../src/fused/programs.js'
 import {
   computeMatchedHeads,
   cost,
@@ -53,6 +54,9 @@ const opt = (name: string, fallback: string) => {
 const flag = (name: string) => args.includes(`--${name}`)
 const out = opt('out', process.env.OUT ?? 'bench-out')
 mkdirSync(out, { recursive: true })
+
+/** --dtype float32 (default) | bfloat16 | float16: the bench layers' dtype (the check stays float32). */
+const benchDType = opt('dtype', 'float32') as 'float32' | 'bfloat16' | 'float16'
 
 interface Case {
   name: string
@@ -81,8 +85,16 @@ function cases(): Case[] {
         sparsity,
         seqLen,
       })
-      const config: MosaConfig = { dModel, headDim, denseHeads: Math.min(keep, heads), sparseHeads, sparsity }
-      const dense: MosaConfig = { dModel, headDim, denseHeads: heads, sparseHeads: 0, sparsity }
+      const dtype = benchDType
+      const config: MosaConfig = {
+        dModel,
+        headDim,
+        denseHeads: Math.min(keep, heads),
+        sparseHeads,
+        sparsity,
+        dtype,
+      }
+      const dense: MosaConfig = { dModel, headDim, denseHeads: heads, sparseHeads: 0, sparsity, dtype }
       list.push({ name: `T${seqLen}-s${sparsity}`, config, dense, seqLen, batch })
     }
   }
@@ -156,9 +168,10 @@ async function bench(be: Backend) {
   const rows = []
   for (const c of cases()) {
     const rng = new Rng(2)
-    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be })
+    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be, dtype: benchDType })
     const row: Record<string, unknown> = {
       name: c.name,
+      batch: c.batch,
       seqLen: c.seqLen,
       sparsity: c.config.sparsity,
       sparseHeads: c.config.sparseHeads,
@@ -298,7 +311,10 @@ async function profile(be: Backend) {
     const source = mosaCudaSource(D)
     const oneBlock = source.replace('__launch_bounds__(256, D <= 64 ? 2 : 1)', '__launch_bounds__(256, 1)')
     if (oneBlock === source) throw new Error('profile: GEMM launch bounds not found in the source')
+    const gk32 = source.replace('#define GK 16', '#define GK 32')
+    if (gk32 === source) throw new Error('profile: GK not found in the source')
     const variant = (
+      src: string,
       entryPoint: string,
       grid: [number, number, number],
       inputs: Tensor[],
@@ -308,8 +324,8 @@ async function profile(be: Backend) {
       timeIt(be, () => {
         const outs = be.runProgram!({
           language: 'cuda',
-          name: 'mosa-d64-oneblock',
-          source: oneBlock,
+          name: src === gk32 ? 'mosa-d64-gk32' : 'mosa-d64-oneblock',
+          source: src,
           entryPoint,
           grid,
           block: [256, 1, 1],
@@ -326,6 +342,7 @@ async function profile(be: Backend) {
       case: name,
       kernel: 'project, GEMM 1 block/SM (A/B)',
       ms: await variant(
+        oneBlock,
         'mosa_project',
         [Math.ceil(K / 128), 3 * Hs, B],
         [x, indices, w.q, w.k, w.v],
@@ -344,6 +361,7 @@ async function profile(be: Backend) {
       case: name,
       kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
       ms: await variant(
+        oneBlock,
         'mosa_weight_grad_qkv',
         [Math.ceil(C / 128), 1, 3 * Hs],
         [dout, dout, dout, x, indices],
@@ -362,6 +380,90 @@ async function profile(be: Backend) {
       ),
       gflop: 3 * gemm,
     })
+    print({
+      case: name,
+      kernel: 'project, 32-deep chunks (A/B)',
+      ms: await variant(
+        gk32,
+        'mosa_project',
+        [Math.ceil(K / 128), 3 * Hs, B],
+        [x, indices, w.q, w.k, w.v],
+        [qkv, qkv, qkv],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['f32', c.ropeBase],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    print({
+      case: name,
+      kernel: 'projectBackwardWeight, 32-deep (A/B)',
+      ms: await variant(
+        gk32,
+        'mosa_weight_grad_qkv',
+        [Math.ceil(C / 128), 1, 3 * Hs],
+        [dout, dout, dout, x, indices],
+        [
+          [Hs * D, C],
+          [Hs * D, C],
+          [Hs * D, C],
+        ],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['i32', B],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    // A/B: attention backward with dQ in its own blocks (no atomics) against the shipped default.
+    const atomicDefault = cudaAttendBackward.atomicDq
+    cudaAttendBackward.atomicDq = !atomicDefault
+    const other = atomicDefault ? 'dQ blocks, no atomics' : 'atomic dQ'
+    print({
+      case: name,
+      kernel: `attendBackward, ${other} (A/B)`,
+      ms: await timeIt(be, () =>
+        runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
+      ),
+      gflop: 2.5 * attn,
+    })
+    print({
+      case: name,
+      kernel: `layer fwd+bwd, ${other} (A/B)`,
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    cudaAttendBackward.atomicDq = atomicDefault
+    // The whole fused layer, fwd+bwd, and its MoSA heads alone (no dense heads): the difference is
+    // the dense heads' part (projections, RoPE, fused attention, layout ops).
+    const sparseOnly: MosaConfig = { ...config, denseHeads: 0 }
+    const ps = init(sparseOnly, rng, { backend: be })
+    print({
+      case: name,
+      kernel: 'layer fwd+bwd (fused path)',
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    print({
+      case: name,
+      kernel: 'layer fwd+bwd, MoSA heads only',
+      ms: (await timeLayer(ps, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    print({
+      case: name,
+      kernel: 'layer fwd only (fused path)',
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5, backward: false })).ms,
+      gflop: 0,
+    })
+    dispose(ps)
     // The two dense heads' attention: [B, 2, T, D], fused kernel vs core's attention.
     const [dq, dk, dv, ddo] = [0, 1, 2, 3].map(() => rng.normal([B, 2, T, D], 0, 1, { backend: be }))
     const dAttn = (4 * B * 2 * ((T * (T + 1)) / 2) * D) / 1e9
@@ -433,7 +535,7 @@ function report() {
   }
   const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(2) : '-')
   const mb = (v: unknown) => (typeof v === 'number' ? (v / 2 ** 20).toFixed(0) : '-')
-  console.log(`device: ${mosa.device}`)
+  console.log(`device: ${mosa.device}; dtype ${mosa.dtype ?? 'float32'}, batch ${mosa.rows[0]?.batch ?? '?'}`)
   console.log(`check (fused vs portable, fwd+bwd, ${JSON.stringify(mosa.check.config)}):`)
   console.log(
     `  same selection: ${mosa.check.sameSelection}; max errors ${JSON.stringify(mosa.check.errors)}`,
@@ -485,7 +587,7 @@ async function main() {
   const rows = await bench(be)
   writeFileSync(
     join(out, 'mosa.json'),
-    JSON.stringify({ device: be.info().device, check: checked, rows }, null, 1),
+    JSON.stringify({ device: be.info().device, dtype: benchDType, check: checked, rows }, null, 1),
   )
   if (flag('profile')) {
     try {

@@ -10,9 +10,11 @@ import { cudaTiles } from './tiles.js'
  *  mosa_select                  radix top-k of the router logits + compaction in position order
  *  mosa_project                 gathered rows x W_h^T for Q, K, V + RoPE at original positions
  *  mosa_attend                  causal flash attention among the K tokens (+ log-sum-exp)
+ *  mosa_attend_part / _combine  the same split over key ranges, for few long rows (dense heads)
  *  mosa_out_scatter             (score * out) x Wo_h^T, atomically added at the selected rows
  *  mosa_out_backward            d out and d score from dy (gathered rows) x Wo_h
  *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
+ *  mosa_attend_backward_atomic  dK, dV per key tile, dQ added atomically from each key tile
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
@@ -196,6 +198,10 @@ __device__ __forceinline__ void mosa_mma(float (&c)[4], const u32 (&a)[4], const
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// *p += a, p[1] += b as one 8-byte atomic reduction (sm_90).
+__device__ __forceinline__ void mosa_red2(float* p, float a, float b) {
+  asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
 #endif
 __device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
   big = mosa_tf32(x);
@@ -288,12 +294,14 @@ __device__ __forceinline__ float mosa_stage_at(const float* S, int r, int kk) {
 
 // acc[TM][TN_] = A[BM rows][n] . B[16 TN_ rows][n] summed over n < N, both operands given
 // element-wise by fa(row, n) and fb(row, n) (zero outside); KA / KB: which index is contiguous.
+// prep(k0), called by every thread a barrier before chunk k0 is fetched, may fill shared tables
+// the fetch reads (double-buffered by chunk parity).
 // Thread (ty, tx) gets rows ty*TM + i and columns tx + 16 j. The block's 8 warps multiply on the
 // tensor cores (3xTF32, warp tile 32 x 8 TN_: 4 warps along the rows, 2 along the columns), then
 // the tile goes through shared memory into the thread layout above. Dynamic shared memory:
 // mosaCudaSharedBytes.
-template <int TN_, bool KA, bool KB, class FA, class FB>
-__device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb) {
+template <int TN_, bool KA, bool KB, class FA, class FB, class FP>
+__device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb, FP prep) {
   constexpr int BR = 16 * TN_;
   constexpr int SA = KA ? BM * LDG : GK * (BM + 8);
   MOSA_DYNAMIC_SMEM(mosa_gemm_smem);
@@ -309,12 +317,15 @@ __device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, F
       for (int e = 0; e < 4; ++e) c[mi][ni][e] = 0.0f;
   MosaStage<BM, KA> sa;
   MosaStage<BR, KB> sb;
+  prep(0);
+  __syncthreads();
   sa.fetch(fa, 0);
   sb.fetch(fb, 0);
   for (int k0 = 0; k0 < N; k0 += GK) {
     __syncthreads();
     sa.store(As);
     sb.store(Bs);
+    if (k0 + GK < N) prep(k0 + GK);
     __syncthreads();
     if (k0 + GK < N) {
       sa.fetch(fa, k0 + GK);
@@ -354,7 +365,8 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project(const float* __restrict
   mosa_gemm<TN, true, true>(
       acc, C,
       [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? x[(usize)row * C + c] : 0.0f; },
-      [&](int n, int c) { return c < C ? W[(usize)n * C + c] : 0.0f; });
+      [&](int n, int c) { return c < C ? W[(usize)n * C + c] : 0.0f; },
+      [](int) {});
   const bool rotate = which < 2 && ropeBase > 0.0f;
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
@@ -399,7 +411,8 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_scatter(const float* __rest
   float acc[TM][BN / 16];
   mosa_gemm<BN / 16, true, true>(
       acc, D, [&](int r, int d) { return r < rowsLeft ? ob[(usize)r * D + d] : 0.0f; },
-      [&](int n, int d) { return c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d] : 0.0f; });
+      [&](int n, int d) { return c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d] : 0.0f; },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int row = rows[ty * TM + m];
@@ -429,7 +442,8 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_backward(const float* __res
   mosa_gemm<TN, true, false>(
       acc, C,
       [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? dy[(usize)row * C + c] : 0.0f; },
-      [&](int n, int c) { return c < C ? wo[(usize)c * Hs * D + h * D + n] : 0.0f; });
+      [&](int n, int c) { return c < C ? wo[(usize)c * Hs * D + h * D + n] : 0.0f; },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int i = i0 + ty * TM + m;
@@ -472,7 +486,8 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project_backward_input(const fl
       [&](int n, int e) {
         const float* W = e < D ? wq : e < 2 * D ? wk : wv;
         return c0 + n < C ? W[(usize)(h * D + e % D) * C + c0 + n] : 0.0f;
-      });
+      },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int row = rows[ty * TM + m];
@@ -485,12 +500,38 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project_backward_input(const fl
   }
 }
 
+// Row tables of the weight gradients' reduction (B*K selected rows r, chunk by chunk, double-
+// buffered): the gathered row b*T + index, the row of the [B, Hs, K] head slab, and its score.
+struct MosaRowTable {
+  int row[2][GK];
+  int at[2][GK];
+  float score[2][GK];
+};
+__device__ __forceinline__ void mosa_row_table(MosaRowTable& t, const int* indices, const float* scores, int k0,
+    int R, int K, int T, int Hs, int h) {
+  const int j = threadIdx.x, slot = (k0 / GK) & 1;
+  if (j >= GK) return;
+  const int r = k0 + j;
+  if (r < R) {
+    const int b = r / K, i = r - b * K;
+    const int at = (b * Hs + h) * K + i;
+    t.row[slot][j] = b * T + indices[at];
+    t.at[slot][j] = at;
+    t.score[slot][j] = scores ? scores[at] : 1.0f;
+  } else {
+    t.row[slot][j] = -1;
+    t.at[slot][j] = 0;
+    t.score[slot][j] = 0.0f;
+  }
+}
+
 // Grid (ceil(C/BM), 1, 3*Hs): dW[h*D + p, c] = sum over the B*K selected rows r of g[r, p] * x[row r, c],
 // one block per BM columns c (thread rows) and every p (thread columns).
 extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const float* __restrict__ x,
     const int* __restrict__ indices, float* __restrict__ dwq, float* __restrict__ dwk,
     float* __restrict__ dwv, int T, int C, int Hs, int K, int B) {
+  __shared__ MosaRowTable tab;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int which = blockIdx.z % 3, h = blockIdx.z / 3;
   const float* G = which == 0 ? gq : which == 1 ? gk : gv;
@@ -500,16 +541,14 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __
   mosa_gemm<TN, false, false>(
       acc, R,
       [&](int m, int r) {
-        if (r >= R || c0 + m >= C) return 0.0f;
-        const int b = r / K, i = r - b * K;
-        const int row = b * T + indices[((usize)b * Hs + h) * K + i];
-        return x[(usize)row * C + c0 + m];
+        const int row = tab.row[(r / GK) & 1][r % GK];
+        return row >= 0 && c0 + m < C ? x[(usize)row * C + c0 + m] : 0.0f;
       },
       [&](int p, int r) {
-        if (r >= R) return 0.0f;
-        const int b = r / K, i = r - b * K;
-        return G[(((usize)b * Hs + h) * K + i) * D + p];
-      });
+        const int slot = (r / GK) & 1, j = r % GK;
+        return tab.row[slot][j] >= 0 ? G[(usize)tab.at[slot][j] * D + p] : 0.0f;
+      },
+      [&](int k0) { mosa_row_table(tab, indices, nullptr, k0, R, K, T, Hs, h); });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int c = c0 + ty * TM + m;
@@ -523,6 +562,7 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __
 extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __restrict__ o,
     const float* __restrict__ scores, const float* __restrict__ dy, const int* __restrict__ indices,
     float* __restrict__ dwo, int T, int C, int Hs, int K, int B) {
+  __shared__ MosaRowTable tab;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int h = blockIdx.z;
   const int c0 = blockIdx.x * BM, R = B * K;
@@ -530,17 +570,14 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __
   mosa_gemm<TN, false, false>(
       acc, R,
       [&](int m, int r) {
-        if (r >= R || c0 + m >= C) return 0.0f;
-        const int b = r / K, i = r - b * K;
-        const int row = b * T + indices[((usize)b * Hs + h) * K + i];
-        return dy[(usize)row * C + c0 + m];
+        const int row = tab.row[(r / GK) & 1][r % GK];
+        return row >= 0 && c0 + m < C ? dy[(usize)row * C + c0 + m] : 0.0f;
       },
       [&](int p, int r) {
-        if (r >= R) return 0.0f;
-        const int b = r / K, i = r - b * K;
-        const usize at = ((usize)b * Hs + h) * K + i;
-        return scores[at] * o[at * D + p];
-      });
+        const int slot = (r / GK) & 1, j = r % GK;
+        return tab.row[slot][j] >= 0 ? tab.score[slot][j] * o[(usize)tab.at[slot][j] * D + p] : 0.0f;
+      },
+      [&](int k0) { mosa_row_table(tab, indices, scores, k0, R, K, T, Hs, h); });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int c = c0 + ty * TM + m;
@@ -549,6 +586,7 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __
     for (int j = 0; j < TN; ++j) dwo[(usize)c * Hs * D + h * D + tx + 16 * j] = acc[m][j];
   }
 }
+
 // ---------------------------------------------------------------- attention among the K tokens
 // Rows r0.. of a [K, D] slab into S[AB][LDH] (zeros past K), times mul.
 __device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r0, int K, float mul) {
@@ -626,20 +664,24 @@ __device__ __forceinline__ void mosa_tile_write(float* dst, const float (&acc)[1
   }
 }
 
-// Grid (ceil(K/AB), Hs, B). Query i sees key j <= i (positions ascend with the slot). Scores and
-// P.V on the tensor cores (3xTF32); the online softmax per thread: queries ty*4 + i, keys tx + 16 j.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
-    float* __restrict__ lse, int K, int Hs, float scale) {
-  MOSA_DYNAMIC_SMEM(mosa_smem);
-  float* Qs = reinterpret_cast<float*>(mosa_smem);
+// Query tile qt of head (blockIdx.y, blockIdx.z) against key tiles [t0, t1). Query i sees key
+// j <= i (positions ascend with the slot). Scores and P.V on the tensor cores (3xTF32); the online
+// softmax per thread: queries ty*4 + i, keys tx + 16 j. PART: writes the unnormalised output and
+// the running max and sum of rows to slab "part" of opart / mpart / lpart (for mosa_attend_combine);
+// otherwise the normalised output and log-sum-exp.
+template <bool PART>
+__device__ __forceinline__ void mosa_attend_tile(float* smem, int qt, int t0, int t1, int part,
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    float* __restrict__ out, float* __restrict__ lse, float* __restrict__ opart, float* __restrict__ mpart,
+    float* __restrict__ lpart, int K, int Hs, float scale) {
+  float* Qs = smem;
   float* Ks = Qs + AB * LDH;
   float* Vs = Ks + AB * LDH;
   float* Ss = Vs + AB * LDH;
   __shared__ float alphaS[AB];
   __shared__ float lS[AB];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * AB;  // the longest rows first
+  const int q0 = qt * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
   const int w = tid >> 5, wr = (w & 3) * 16, g = (tid & 31) >> 2;
@@ -651,8 +693,8 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
     mrow[i] = -INFINITY;
     lrow[i] = 0.0f;
   }
-  const int last = min(K, q0 + AB) - 1;
-  for (int k0 = 0; k0 <= last; k0 += AB) {
+  for (int kt = t0; kt < t1; ++kt) {
+    const int k0 = kt * AB;
     __syncthreads();
     mosa_rows_load(Ks, k + base, k0, K, 1.0f);
     mosa_rows_load(Vs, v + base, k0, K, 1.0f);
@@ -697,16 +739,72 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
     }
     mosa_tile_pv(o, Ss, Vs);
   }
+  const usize rows = (usize)gridDim.z * Hs * K;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int r = ty * 4 + i, qi = q0 + r;
     if (tx == 0) {
       lS[r] = 1.0f / lrow[i];
-      if (qi < K) lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+      if (qi < K) {
+        if (PART) {
+          mpart[part * rows + bh * K + qi] = mrow[i];
+          lpart[part * rows + bh * K + qi] = lrow[i];
+        } else {
+          lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+        }
+      }
     }
   }
   __syncthreads();
-  mosa_tile_write(out + base, o, q0, K, 1.0f, lS);
+  if (PART) mosa_tile_write(opart + (part * rows + bh * K) * D, o, q0, K, 1.0f, nullptr);
+  else mosa_tile_write(out + base, o, q0, K, 1.0f, lS);
+}
+
+// Grid (ceil(K/AB), Hs, B): one query tile against every key tile up to the diagonal.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
+    float* __restrict__ lse, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;  // the longest rows first
+  mosa_attend_tile<false>(reinterpret_cast<float*>(mosa_smem), qt, 0, qt + 1, 0, q, k, v, out, lse, nullptr,
+                          nullptr, nullptr, K, Hs, scale);
+}
+
+// Split over keys, for few long rows (the dense heads): grid (n S, Hs, B), n = ceil(K/AB) query
+// tiles, S parts of L key tiles each; block x takes query tile n - 1 - x / S (the longest first)
+// against key tiles [L s, L s + L) with s = x % S, up to the diagonal (an empty range returns).
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_part(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ opart,
+    float* __restrict__ mpart, float* __restrict__ lpart, int K, int Hs, float scale, int S, int L) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  const int n = (int)gridDim.x / S, x = (int)blockIdx.x;
+  const int qt = n - 1 - x / S, s = x % S;
+  const int t0 = s * L, t1 = min(t0 + L, qt + 1);
+  if (t0 >= t1) return;
+  mosa_attend_tile<true>(reinterpret_cast<float*>(mosa_smem), qt, t0, t1, s, q, k, v, nullptr, nullptr, opart,
+                         mpart, lpart, K, Hs, scale);
+}
+
+// Merges mosa_attend_part's slabs: one warp per row of [B*Hs*K] (rows), the parts that saw keys.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_combine(const float* __restrict__ opart,
+    const float* __restrict__ mpart, const float* __restrict__ lpart, float* __restrict__ out,
+    float* __restrict__ lse, int K, int rows, int S, int L) {
+  const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const int qt = (row % K) / AB;
+  const int parts = min(S, qt / L + 1);
+  float m = -INFINITY;
+  for (int s = 0; s < parts; ++s) m = fmaxf(m, mpart[(usize)s * rows + row]);
+  float l = 0.0f;
+  for (int s = 0; s < parts; ++s) l += lpart[(usize)s * rows + row] * expf(mpart[(usize)s * rows + row] - m);
+  const float inv = 1.0f / l;
+  for (int d = lane; d < D; d += 32) {
+    float acc = 0.0f;
+    for (int s = 0; s < parts; ++s)
+      acc += opart[((usize)s * rows + row) * D + d] * expf(mpart[(usize)s * rows + row] - m);
+    out[(usize)row * D + d] = acc * inv;
+  }
+  if (lane == 0) lse[row] = m + logf(l);
 }
 
 // delta_r = dout_r . out_r and lse_r for AB query rows starting at q0 (4 threads per row).
@@ -726,11 +824,13 @@ __device__ __forceinline__ void mosa_row_stats(const float* dout, const float* o
 }
 
 // One key tile (k0 = tile * AB), every query tile at or after it. S^T, dP^T, dV and dK on the
-// tensor cores; P and dS per thread: keys ty*4 + i, queries tx + 16 j.
+// tensor cores; P and dS per thread: keys ty*4 + i, queries tx + 16 j. DQ: also this key tile's
+// share of dQ (dS . K), added to dq (zeroed first) with atomic reductions.
+template <bool DQ>
 __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
-    float* __restrict__ dv, int K, int Hs, float scale) {
+    float* __restrict__ dv, float* __restrict__ dq, int K, int Hs, float scale) {
   float* Ks = smem;
   float* Vs = Ks + AB * LDH;
   float* Qs = Vs + AB * LDH;
@@ -769,6 +869,24 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
     __syncthreads();
     mosa_tile_pv(dV, Ps, dOs);
     mosa_tile_pv(dK, dSs, Qs);
+    if (DQ) {
+      // dQ[c][n] += sum_a dS[a][c] K[a][n] for the warp's 16 queries x D/2 dims.
+      const int w = tid >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+      const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+      float gq[1][TN][4];
+      mosa_zero(gq);
+      mosa_warp_mma<1, TN>(
+          gq, AB, [&](int r, int a) { return dSs[a * LDA + wr + r]; },
+          [&](int n, int a) { return Ks[a * LDH + wc + n]; });
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int qi = q0 + wr + g + 8 * hh;
+        if (qi >= K) continue;
+        float* d = dq + base + (usize)qi * D + wc + 2 * t;
+#pragma unroll
+        for (int ni = 0; ni < TN; ++ni) mosa_red2(d + ni * 8, gq[0][ni][2 * hh] * scale, gq[0][ni][2 * hh + 1] * scale);
+      }
+    }
   }
   mosa_tile_write(dk + base, dK, k0, K, scale, nullptr);
   mosa_tile_write(dv + base, dV, k0, K, 1.0f, nullptr);
@@ -830,8 +948,20 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward(const flo
   MOSA_DYNAMIC_SMEM(mosa_smem);
   float* smem = reinterpret_cast<float*>(mosa_smem);
   const int n = (int)gridDim.x / 2, x = (int)blockIdx.x;
-  if (x < n) mosa_backward_kv(smem, x, q, k, v, out, lse, dout, dk, dv, K, Hs, scale);
+  if (x < n) mosa_backward_kv<false>(smem, x, q, k, v, out, lse, dout, dk, dv, nullptr, K, Hs, scale);
   else mosa_backward_q(smem, 2 * n - 1 - x, q, k, v, out, lse, dout, dq, K, Hs, scale);
+}
+
+// Grid (ceil(K/AB), Hs, B): one block per key tile computing dK, dV and adding its share of dQ
+// (atomic float reductions into dq, zeroed first; the sum order varies from run to run). Two of
+// the seven tile products fewer than mosa_attend_backward, which recomputes S and dP for dQ.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  mosa_backward_kv<true>(reinterpret_cast<float*>(mosa_smem), blockIdx.x, q, k, v, out, lse, dout, dk, dv, dq, K,
+                         Hs, scale);
 }
 `
 }
@@ -841,8 +971,8 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const t = cudaTiles(D)
   const head = t.BQ * (D + 4) * 4
   const probs = t.BQ * (t.BQ + 4) * 4
-  if (entry === 'mosa_attend') return 3 * head + probs
-  if (entry === 'mosa_attend_backward') return 4 * head + 2 * probs
+  if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
+  if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
   if (entry === 'mosa_select') return 0
   // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
   const br = Math.max(D, t.BN)

@@ -85,3 +85,5 @@ static inline void mosa_mma(float (&c)[4], const unsigned (&a)[4], const unsigne
   }
   __syncthreads();
 }
+// Atomic reductions: fibers never interleave inside a call, so a plain add is atomic here.
+static inline void mosa_red2(float* p, float a, float b) { p[0] += a; p[1] += b; }
