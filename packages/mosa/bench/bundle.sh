@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Bundles the MoSA H100 bench into .carry/mosa (git-ignored) for the device machine:
-# h100.mjs (core + backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, and
-# the PyTorch baseline. Run from anywhere; builds core and backend-cuda first.
+# Bundles the MoSA H100 bench into .carry/mosa (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
+# e.g. the main checkout's .carry/mosa3 from a worktree) for the device machine: h100.mjs (core +
+# backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, backend-cuda's .cu
+# kernels (point ATTNKIT_CUDA_KERNELS_DIR at <dir>/kernels) and the PyTorch baseline. Run from
+# anywhere; builds core and backend-cuda first.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 cd "$root"
@@ -9,7 +11,7 @@ export PATH=/opt/node24/package/bin:/opt/pnpm1242/bin:$PATH
 pnpm --filter @attnkit/core build >/dev/null
 pnpm --filter @attnkit/backend-cuda build >/dev/null
 esbuild="$(ls -d node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)"
-out=.carry/mosa
+out="${MOSA_CARRY_DIR:-.carry/mosa}"
 rm -rf "$out"
 mkdir -p "$out/node_modules/@koromix"
 "$esbuild" packages/mosa/bench/h100.ts --bundle --platform=node --format=esm --target=node22 \
@@ -18,4 +20,5 @@ cp -rL "$(ls -d node_modules/.pnpm/koffi@*/node_modules/koffi | head -1)" "$out/
 cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koromix/koffi-linux-x64 | head -1)" \
   "$out/node_modules/@koromix/koffi-linux-x64"
 cp packages/mosa/bench/torch_baseline.py "$out/"
+cp -r packages/backend-cuda/kernels "$out/kernels"
 du -sh "$out"

@@ -14,10 +14,12 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  attention,
   type Backend,
   dispose,
   mul,
   Rng,
+  runKernel,
   serializeSafetensors,
   setBackend,
   sum,
@@ -25,17 +27,24 @@ import {
   tensor,
   valueAndGrad,
 } from '@attnkit/core'
+import { resolveConfig } from '../src/config.js'
+import { cudaAttendBackward } from '../src/fused/programs.js'
 import {
   computeMatchedHeads,
   cost,
   forwardWithRouting,
+  fusedSupport,
   init,
+  KERNELS,
   type MosaConfig,
   type MosaParams,
   type MosaPath,
   namedParams,
+  routerLogits,
+  selectedTokens,
   timeLayer,
 } from '../src/index.js'
+import { mosaCudaSharedBytes, mosaCudaSource } from '../src/kernels/mosa.cu.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, fallback: string) => {
@@ -45,6 +54,9 @@ const opt = (name: string, fallback: string) => {
 const flag = (name: string) => args.includes(`--${name}`)
 const out = opt('out', process.env.OUT ?? 'bench-out')
 mkdirSync(out, { recursive: true })
+
+/** --dtype float32 (default) | bfloat16 | float16: the bench layers' dtype (the check stays float32). */
+const benchDType = opt('dtype', 'float32') as 'float32' | 'bfloat16' | 'float16'
 
 interface Case {
   name: string
@@ -73,8 +85,16 @@ function cases(): Case[] {
         sparsity,
         seqLen,
       })
-      const config: MosaConfig = { dModel, headDim, denseHeads: Math.min(keep, heads), sparseHeads, sparsity }
-      const dense: MosaConfig = { dModel, headDim, denseHeads: heads, sparseHeads: 0, sparsity }
+      const dtype = benchDType
+      const config: MosaConfig = {
+        dModel,
+        headDim,
+        denseHeads: Math.min(keep, heads),
+        sparseHeads,
+        sparsity,
+        dtype,
+      }
+      const dense: MosaConfig = { dModel, headDim, denseHeads: heads, sparseHeads: 0, sparsity, dtype }
       list.push({ name: `T${seqLen}-s${sparsity}`, config, dense, seqLen, batch })
     }
   }
@@ -148,9 +168,10 @@ async function bench(be: Backend) {
   const rows = []
   for (const c of cases()) {
     const rng = new Rng(2)
-    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be })
+    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be, dtype: benchDType })
     const row: Record<string, unknown> = {
       name: c.name,
+      batch: c.batch,
       seqLen: c.seqLen,
       sparsity: c.config.sparsity,
       sparseHeads: c.config.sparseHeads,
@@ -186,6 +207,324 @@ async function bench(be: Backend) {
   return rows
 }
 
+/** Median device ms of fn over `iters` runs after one warm-up (outputs disposed each time). */
+async function timeIt(be: Backend, fn: () => Tensor[], iters = 5): Promise<number> {
+  dispose(fn())
+  await be.synchronize()
+  const ms: number[] = []
+  for (let i = 0; i < iters; i++) ms.push((await be.time(() => dispose(fn()))).deviceMs)
+  ms.sort((a, b) => a - b)
+  return ms[Math.floor(ms.length / 2)]
+}
+
+/**
+ * Where the fused layer's time goes at T = 8192: each fused kernel launched on its own (device
+ * time, median of 5), its FLOPs (attention causal, backward counted as 2.5x forward) and rate;
+ * the dense heads' attention through the fused kernel and through core's attention.
+ */
+async function profile(be: Backend) {
+  const rows: Record<string, unknown>[] = []
+  const C = 512
+  const D = 64
+  const print = (r: Record<string, unknown>) => {
+    rows.push(r)
+    const gf = typeof r.gflop === 'number' ? (r.gflop as number) : 0
+    console.log(
+      `profile ${String(r.case).padEnd(10)} ${String(r.kernel).padEnd(34)} ${(r.ms as number).toFixed(3).padStart(8)} ms ${gf.toFixed(1).padStart(7)} GFLOP ${(gf / (r.ms as number)).toFixed(1).padStart(6)} TFLOP/s`,
+    )
+  }
+  for (const sparsity of [4, 16]) {
+    const T = 8192
+    const B = 1
+    const sparseHeads = computeMatchedHeads({
+      dModel: C,
+      headDim: D,
+      heads: 8,
+      denseHeads: 2,
+      sparsity,
+      seqLen: T,
+    })
+    const config: MosaConfig = { dModel: C, headDim: D, denseHeads: 2, sparseHeads, sparsity }
+    const c = resolveConfig(config)
+    const rng = new Rng(3)
+    const p = init(config, rng, { backend: be })
+    const x = rng.normal([B, T, C], 0, 1, { backend: be })
+    const ok = fusedSupport(c, x)
+    if (!ok.ok) throw new Error(`profile: fused kernels unavailable: ${ok.reason}`)
+    const K = selectedTokens(T, sparsity)
+    const Hs = sparseHeads
+    const name = `T${T}-s${sparsity}`
+    const logits = routerLogits(x, p.router!)
+    const w = p.sparse!
+    const [indices, scores] = runKernel(KERNELS.select, { logits }, { k: K, headDim: D })
+    const [q, k, v] = runKernel(
+      KERNELS.project,
+      { x, indices, wq: w.q, wk: w.k, wv: w.v },
+      { ropeBase: c.ropeBase },
+    )
+    const scale = 1 / Math.sqrt(D)
+    const [o, lse] = runKernel(KERNELS.attend, { q, k, v }, { scale })
+    const dy = rng.normal([B, T, C], 0, 1, { backend: be })
+    const dout = rng.normal([B, Hs, K, D], 0, 1, { backend: be })
+    const gemm = (2 * B * Hs * K * C * D) / 1e9
+    const attn = (4 * B * Hs * ((K * (K + 1)) / 2) * D) / 1e9
+    const launches: [string, number, () => Tensor[]][] = [
+      ['router logits (core matmul)', (2 * B * T * C * Hs) / 1e9, () => [routerLogits(x, p.router!)]],
+      ['select', 0, () => runKernel(KERNELS.select, { logits }, { k: K, headDim: D })],
+      [
+        'project (q,k,v)',
+        3 * gemm,
+        () => runKernel(KERNELS.project, { x, indices, wq: w.q, wk: w.k, wv: w.v }, { ropeBase: c.ropeBase }),
+      ],
+      ['attend', attn, () => runKernel(KERNELS.attend, { q, k, v }, { scale })],
+      [
+        'outScatter',
+        gemm,
+        () => runKernel(KERNELS.outScatter, { o, scores, indices, wo: w.o }, { seqLen: T }),
+      ],
+      ['outBackward', gemm, () => runKernel(KERNELS.outBackward, { dy, o, scores, indices, wo: w.o }, {})],
+      ['outBackwardWeight', gemm, () => runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {})],
+      [
+        'attendBackward (kv + q, one launch)',
+        2.5 * attn,
+        () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
+      ],
+      [
+        'projectBackwardInput',
+        3 * gemm,
+        () =>
+          runKernel(
+            KERNELS.projectBackwardInput,
+            { dq: dout, dk: dout, dv: dout, indices, wq: w.q, wk: w.k, wv: w.v },
+            { seqLen: T },
+          ),
+      ],
+      [
+        'projectBackwardWeight',
+        3 * gemm,
+        () => runKernel(KERNELS.projectBackwardWeight, { dq: dout, dk: dout, dv: dout, x, indices }, {}),
+      ],
+    ]
+    for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
+    // A/B: the GEMM kernels capped at 128 registers for two blocks per SM (as shipped for D <= 64)
+    // against one block per SM with no cap, same source otherwise.
+    const source = mosaCudaSource(D)
+    const oneBlock = source.replace('__launch_bounds__(256, D <= 64 ? 2 : 1)', '__launch_bounds__(256, 1)')
+    if (oneBlock === source) throw new Error('profile: GEMM launch bounds not found in the source')
+    const gk32 = source.replace('#define GK 16', '#define GK 32')
+    if (gk32 === source) throw new Error('profile: GK not found in the source')
+    const variant = (
+      src: string,
+      entryPoint: string,
+      grid: [number, number, number],
+      inputs: Tensor[],
+      outputs: number[][],
+      scalars: [string, number][],
+    ) =>
+      timeIt(be, () => {
+        const outs = be.runProgram!({
+          language: 'cuda',
+          name: src === gk32 ? 'mosa-d64-gk32' : 'mosa-d64-oneblock',
+          source: src,
+          entryPoint,
+          grid,
+          block: [256, 1, 1],
+          sharedBytes: mosaCudaSharedBytes(D, entryPoint),
+          inputs,
+          outputs: outputs.map((shape) => ({ shape, dtype: 'float32' as const })),
+          scalars: scalars.map(([type, value]) => ({ type: type as 'i32' | 'f32', value })),
+        })
+        for (const o of outs) be.release(o.dataId)
+        return []
+      })
+    const qkv = [B, Hs, K, D]
+    print({
+      case: name,
+      kernel: 'project, GEMM 1 block/SM (A/B)',
+      ms: await variant(
+        oneBlock,
+        'mosa_project',
+        [Math.ceil(K / 128), 3 * Hs, B],
+        [x, indices, w.q, w.k, w.v],
+        [qkv, qkv, qkv],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['f32', c.ropeBase],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    print({
+      case: name,
+      kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
+      ms: await variant(
+        oneBlock,
+        'mosa_weight_grad_qkv',
+        [Math.ceil(C / 128), 1, 3 * Hs],
+        [dout, dout, dout, x, indices],
+        [
+          [Hs * D, C],
+          [Hs * D, C],
+          [Hs * D, C],
+        ],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['i32', B],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    print({
+      case: name,
+      kernel: 'project, 32-deep chunks (A/B)',
+      ms: await variant(
+        gk32,
+        'mosa_project',
+        [Math.ceil(K / 128), 3 * Hs, B],
+        [x, indices, w.q, w.k, w.v],
+        [qkv, qkv, qkv],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['f32', c.ropeBase],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    print({
+      case: name,
+      kernel: 'projectBackwardWeight, 32-deep (A/B)',
+      ms: await variant(
+        gk32,
+        'mosa_weight_grad_qkv',
+        [Math.ceil(C / 128), 1, 3 * Hs],
+        [dout, dout, dout, x, indices],
+        [
+          [Hs * D, C],
+          [Hs * D, C],
+          [Hs * D, C],
+        ],
+        [
+          ['i32', T],
+          ['i32', C],
+          ['i32', Hs],
+          ['i32', K],
+          ['i32', B],
+        ],
+      ),
+      gflop: 3 * gemm,
+    })
+    // A/B: attention backward with dQ in its own blocks (no atomics) against the shipped default.
+    const atomicDefault = cudaAttendBackward.atomicDq
+    cudaAttendBackward.atomicDq = !atomicDefault
+    const other = atomicDefault ? 'dQ blocks, no atomics' : 'atomic dQ'
+    print({
+      case: name,
+      kernel: `attendBackward, ${other} (A/B)`,
+      ms: await timeIt(be, () =>
+        runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
+      ),
+      gflop: 2.5 * attn,
+    })
+    print({
+      case: name,
+      kernel: `layer fwd+bwd, ${other} (A/B)`,
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    cudaAttendBackward.atomicDq = atomicDefault
+    // The whole fused layer, fwd+bwd, and its MoSA heads alone (no dense heads): the difference is
+    // the dense heads' part (projections, RoPE, fused attention, layout ops).
+    const sparseOnly: MosaConfig = { ...config, denseHeads: 0 }
+    const ps = init(sparseOnly, rng, { backend: be })
+    print({
+      case: name,
+      kernel: 'layer fwd+bwd (fused path)',
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    print({
+      case: name,
+      kernel: 'layer fwd+bwd, MoSA heads only',
+      ms: (await timeLayer(ps, x, { path: 'fused', iters: 5 })).ms,
+      gflop: 0,
+    })
+    print({
+      case: name,
+      kernel: 'layer fwd only (fused path)',
+      ms: (await timeLayer(p, x, { path: 'fused', iters: 5, backward: false })).ms,
+      gflop: 0,
+    })
+    dispose(ps)
+    // The two dense heads' attention: [B, 2, T, D], fused kernel vs core's attention.
+    const [dq, dk, dv, ddo] = [0, 1, 2, 3].map(() => rng.normal([B, 2, T, D], 0, 1, { backend: be }))
+    const dAttn = (4 * B * 2 * ((T * (T + 1)) / 2) * D) / 1e9
+    const [dOut, dLse] = runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })
+    print({
+      case: name,
+      kernel: 'dense heads: fused attend',
+      ms: await timeIt(be, () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })),
+      gflop: dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: fused attendBackward',
+      ms: await timeIt(be, () =>
+        runKernel(
+          KERNELS.attendBackward,
+          { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo },
+          { scale },
+        ),
+      ),
+      gflop: 2.5 * dAttn,
+    })
+    // Agreement at this size: fused attention vs core's (forward output and dq), max-normalised.
+    const coreOut = attention(dq, dk, dv, { causal: true })
+    const coreDq = valueAndGrad((t: { q: Tensor }) =>
+      sum(mul(attention(t.q, dk, dv, { causal: true }), ddo)),
+    )({ q: dq })
+    const [fusedDq] = runKernel(
+      KERNELS.attendBackward,
+      { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo },
+      { scale },
+    )
+    const errOut = relError(await host(dOut), await host(coreOut))
+    const errDq = relError(await host(fusedDq), await host(coreDq.grads.q))
+    console.log(
+      `profile ${name} dense heads T=${T}: fused vs core attention, max rel error out ${errOut.toExponential(2)}, dq ${errDq.toExponential(2)}`,
+    )
+    rows.push({ case: name, kernel: 'dense heads: fused vs core attention', errOut, errDq })
+    dispose([coreOut, coreDq.value, coreDq.grads.q, fusedDq])
+    print({
+      case: name,
+      kernel: 'dense heads: core attention fwd',
+      ms: await timeIt(be, () => [attention(dq, dk, dv, { causal: true })]),
+      gflop: dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: core attention fwd+bwd',
+      ms: await timeIt(be, () => {
+        const r = valueAndGrad((t: { q: Tensor }) => sum(mul(attention(t.q, dk, dv, { causal: true }), ddo)))(
+          { q: dq },
+        )
+        return [r.value, r.grads.q]
+      }),
+      gflop: 3.5 * dAttn,
+    })
+    dispose([p, x, logits, indices, scores, q, k, v, o, lse, dy, dout, dq, dk, dv, ddo, dOut, dLse])
+  }
+  writeFileSync(join(out, 'profile.json'), JSON.stringify(rows, null, 1))
+}
+
 function report() {
   const mosa = JSON.parse(readFileSync(join(out, 'mosa.json'), 'utf8'))
   let torch: Record<string, { ms: number; peakBytes: number; checkError?: number }> = {}
@@ -196,7 +535,7 @@ function report() {
   }
   const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(2) : '-')
   const mb = (v: unknown) => (typeof v === 'number' ? (v / 2 ** 20).toFixed(0) : '-')
-  console.log(`device: ${mosa.device}`)
+  console.log(`device: ${mosa.device}; dtype ${mosa.dtype ?? 'float32'}, batch ${mosa.rows[0]?.batch ?? '?'}`)
   console.log(`check (fused vs portable, fwd+bwd, ${JSON.stringify(mosa.check.config)}):`)
   console.log(
     `  same selection: ${mosa.check.sameSelection}; max errors ${JSON.stringify(mosa.check.errors)}`,
@@ -248,8 +587,15 @@ async function main() {
   const rows = await bench(be)
   writeFileSync(
     join(out, 'mosa.json'),
-    JSON.stringify({ device: be.info().device, check: checked, rows }, null, 1),
+    JSON.stringify({ device: be.info().device, dtype: benchDType, check: checked, rows }, null, 1),
   )
+  if (flag('profile')) {
+    try {
+      await profile(be)
+    } catch (e) {
+      console.log(`profile failed: ${(e as Error).stack}`)
+    }
+  }
 }
 
 await main()

@@ -1,5 +1,6 @@
 """PyTorch baseline for the MoSA bench: the same layer as @attnkit/mosa written plainly
-(top-k, gather, scaled_dot_product_attention, scatter-add), float32, timed forward+backward on
+(top-k, gather, scaled_dot_product_attention, scatter-add), in each case's config dtype (float32
+with TF32 off unless h100.mjs ran with --dtype), timed forward+backward on
 the same GPU with CUDA events. Reads cases.json and torch-check.safetensors written by h100.mjs
 from --out, writes torch.json there.
 
@@ -129,6 +130,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "bench-out"))
     ap.add_argument("--iters", type=int, default=10)
     args = ap.parse_args()
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     dev = "cuda"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -148,8 +150,9 @@ def main():
     gen = torch.Generator(device=dev).manual_seed(0)
     for c in cases:
         cfg = c["config"]
-        p = init_params(cfg, dev, gen)
-        x = torch.randn(c["batch"], c["seqLen"], cfg["dModel"], device=dev, generator=gen).requires_grad_()
+        dt = dtypes[cfg.get("dtype", "float32")]
+        p = {n: t.detach().to(dt).requires_grad_() for n, t in init_params(cfg, dev, gen).items()}
+        x = torch.randn(c["batch"], c["seqLen"], cfg["dModel"], device=dev, generator=gen).to(dt).requires_grad_()
         ms, peak = time_fwd_bwd(p, x, cfg, 2, args.iters)
         results[c["name"]] = {"ms": ms, "peakBytes": peak}
         print(json.dumps({"name": c["name"], "ms": ms, "peakBytes": peak}))

@@ -1,6 +1,6 @@
 import { ArgumentError, add, DTypeError, fmtShape, ShapeError, type Tensor, tidy } from '@attnkit/core'
 import { type MosaConfig, type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
-import { fusedSupport, sparseHeadsFused } from './fused/layer.js'
+import { fusedDenseAttention, fusedSupport, sparseHeadsFused } from './fused/layer.js'
 import { checkParams, type MosaParams } from './params.js'
 import { denseHeads, sparseHeadsPortable } from './portable.js'
 import { routerLogits, selectedScores, selectTokens } from './routing.js'
@@ -78,7 +78,8 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
     let y: Tensor | undefined
     let indices: Tensor | undefined
     let scores: Tensor | undefined
-    if (c.denseHeads > 0) y = denseHeads(c, params.dense!, x)
+    if (c.denseHeads > 0)
+      y = denseHeads(c, params.dense!, x, undefined, useFused ? fusedDenseAttention(c, x) : undefined)
     if (c.sparseHeads > 0) {
       const k = selectedTokens(x.shape[1], c.sparsity)
       const logits = routerLogits(x, params.router!)

@@ -70,8 +70,17 @@ export function sparseHeadsPortable(
   })
 }
 
-/** Ordinary causal multi-head attention of the dense heads, [B, T, C]. */
-export function denseHeads(c: ResolvedConfig, w: HeadProjections, x: Tensor, positions?: Tensor): Tensor {
+/**
+ * Ordinary causal multi-head attention of the dense heads, [B, T, C]. `attend` replaces core's
+ * causal `attention` on [B, H, T, D] (the fused path passes its own kernel).
+ */
+export function denseHeads(
+  c: ResolvedConfig,
+  w: HeadProjections,
+  x: Tensor,
+  positions?: Tensor,
+  attend?: (q: Tensor, k: Tensor, v: Tensor) => Tensor,
+): Tensor {
   return tidy(() => {
     const [B, T] = x.shape
     const H = c.denseHeads
@@ -86,7 +95,7 @@ export function denseHeads(c: ResolvedConfig, w: HeadProjections, x: Tensor, pos
       q = rope(q, pos, { base: c.ropeBase })
       kk = rope(kk, pos, { base: c.ropeBase })
     }
-    const o = attention(q, kk, v, { causal: true })
+    const o = attend ? attend(q, kk, v) : attention(q, kk, v, { causal: true })
     const merged = reshape(transpose(o, [0, 2, 1, 3]), [B, T, H * D])
     return matmul(merged, w.o, { transposeB: true })
   })

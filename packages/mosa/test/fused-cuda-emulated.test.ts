@@ -1,5 +1,6 @@
 import { setBackend } from '@attnkit/core'
 import { beforeAll, describe, it } from 'vitest'
+import { cudaAttendBackward, cudaAttendSplit } from '../src/fused/programs.js'
 import type { MosaConfig } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emu/emulated-cuda.js'
 import { expectFusedMatchesPortable } from './fused-check.js'
@@ -18,13 +19,40 @@ describe.skipIf(missing)(
       await expectFusedMatchesPortable(base, 2, 40, 1)
     })
 
-    it('several tiles in every direction (k = 100 > 64 rows, dModel 70 > 64 columns), RoPE off', async () => {
+    it('several tiles (k = 100: 2 attention tiles; dModel 70 > 64 columns), RoPE off', async () => {
       await expectFusedMatchesPortable(
         { ...base, dModel: 70, sparseHeads: 2, sparsity: 2, rope: false },
         1,
         200,
         2,
       )
+    })
+
+    it('several GEMM row tiles (k = 300 > 128) and attention tiles (5 of 64), dModel 130 > 2 x 64', async () => {
+      await expectFusedMatchesPortable({ ...base, dModel: 130, sparseHeads: 1, sparsity: 1 }, 1, 300, 7)
+    })
+
+    it('dense heads through the fused attention kernel (T = 150: 3 tiles), with MoSA heads', async () => {
+      await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 2 }, 2, 150, 8)
+    })
+
+    it('forward attention split over key ranges and merged (one key tile per part), dense and MoSA heads', async () => {
+      const saved = cudaAttendSplit.tiles
+      cudaAttendSplit.tiles = 1
+      try {
+        await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 9)
+      } finally {
+        cudaAttendSplit.tiles = saved
+      }
+    })
+
+    it('attention backward with dQ in its own blocks (no atomics), dense and MoSA heads', async () => {
+      cudaAttendBackward.atomicDq = false
+      try {
+        await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 10)
+      } finally {
+        cudaAttendBackward.atomicDq = true
+      }
     })
 
     it('head dim 64 and 128', async () => {

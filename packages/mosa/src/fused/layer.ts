@@ -46,6 +46,21 @@ export function fusedSupport(c: ResolvedConfig, x: Tensor): FusedSupport {
 }
 
 /**
+ * Causal attention of the dense heads ([B, H, T, D] each) through the fused MoSA attention
+ * kernel (every token selected, so slot order is position order), for float32 layers on CUDA,
+ * where core's float32 attention is a warp-per-query SIMT kernel; undefined elsewhere (core's
+ * attention runs: flash kernels in 16 bits, WebGPU's own).
+ */
+export function fusedDenseAttention(
+  c: ResolvedConfig,
+  x: Tensor,
+): ((q: Tensor, k: Tensor, v: Tensor) => Tensor) | undefined {
+  if (x.dtype !== 'float32' || x.backend.name !== 'cuda') return undefined
+  const scale = 1 / Math.sqrt(c.headDim)
+  return (q, k, v) => runKernel(KERNELS.attend, { q, k, v }, { scale })[0]
+}
+
+/**
  * The MoSA heads through the fused kernels: select (top-k + position sort + sigmoid, one launch),
  * project (row gather + Q/K/V GEMM + RoPE, one launch), attend (causal flash attention, one
  * launch), outScatter (score scaling + output GEMM + scatter-add, one launch).

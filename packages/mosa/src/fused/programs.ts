@@ -11,6 +11,8 @@ export interface Language {
   /** Largest head dim the kernels take. */
   maxHeadDim: number
   tiles(D: number): Tiles
+  /** Dynamic shared memory of an entry point for head dim D (CUDA; WGSL declares its own). */
+  sharedBytes?(D: number, entry: string): number
   /** CUDA block (ignored by WGSL, whose source declares its workgroup size). */
   block?: readonly [number, number, number]
   /** Entry point names differ in style only. */
@@ -22,6 +24,29 @@ const i32 = (value: number) => ({ type: 'i32' as const, value })
 const f32 = (value: number) => ({ type: 'f32' as const, value })
 
 type Inputs = Record<string, TensorInfo>
+
+/**
+ * When the CUDA forward attention splits each query tile's keys over several blocks: only for
+ * few, long rows (fewer than `maxBlocks` query tiles in all, each of more than `tiles` key tiles:
+ * the dense heads at long T), where one block per query tile leaves the longest rows as the tail.
+ * Mutable for tests (small `tiles` exercises the split on small inputs).
+ */
+export const cudaAttendSplit = { tiles: 16, maxBlocks: 1024 }
+
+/**
+ * CUDA attention backward: atomicDq adds dQ from the key-tile blocks with atomic reductions
+ * (five tile products per tile pair, sums in varying order); otherwise dQ has its own blocks in
+ * the same launch (seven products, S and dP recomputed; deterministic). Mutable for the bench's
+ * comparison and tests.
+ */
+export const cudaAttendBackward = { atomicDq: true }
+
+function attendSplit(lang: Language, n: number, heads: number): { S: number; L: number } | null {
+  if (lang.language !== 'cuda') return null
+  const L = cudaAttendSplit.tiles
+  if (n <= L || n * heads >= cudaAttendSplit.maxBlocks) return null
+  return { S: cdiv(n, L), L }
+}
 
 function runner(lang: Language, backend: Backend, D: number) {
   const tiles = lang.tiles(D)
@@ -39,6 +64,7 @@ function runner(lang: Language, backend: Backend, D: number) {
       entryPoint: lang.entry(entry),
       grid,
       block: lang.block,
+      sharedBytes: lang.sharedBytes?.(D, entry),
       inputs,
       outputs,
       scalars,
@@ -91,6 +117,36 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
     kernel(KERNELS.attend, ({ q, k, v }, attrs: { scale: number }, backend) => {
       const [B, Hs, K, D] = q.shape
       const { tiles, run } = runner(lang, backend, D)
+      const n = cdiv(K, tiles.BQ)
+      const split = attendSplit(lang, n, B * Hs)
+      if (split) {
+        // Few long rows (the dense heads): key ranges of split.L tiles in parallel, then merged.
+        const { S, L } = split
+        const rows = B * Hs * K
+        const parts = run(
+          'mosa_attend_part',
+          [n * S, Hs, B],
+          [q, k, v],
+          [
+            { shape: [S, rows, D], dtype: 'float32' },
+            { shape: [S, rows], dtype: 'float32' },
+            { shape: [S, rows], dtype: 'float32' },
+          ],
+          [i32(K), i32(Hs), f32(attrs.scale), i32(S), i32(L)],
+        )
+        const outs = run(
+          'mosa_attend_combine',
+          [cdiv(rows, 8), 1, 1],
+          parts,
+          [
+            { shape: [B, Hs, K, D], dtype: 'float32' },
+            { shape: [B, Hs, K], dtype: 'float32' },
+          ],
+          [i32(K), i32(rows), i32(S), i32(L)],
+        )
+        for (const p of parts) backend.release(p.dataId)
+        return outs
+      }
       return run(
         'mosa_attend',
         [cdiv(K, tiles.BQ), Hs, B],
@@ -147,6 +203,23 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const { tiles, run } = runner(lang, backend, D)
       const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const }
       const scalars = [i32(K), i32(Hs), f32(attrs.scale)]
+      if (lang.language === 'cuda') {
+        if (cudaAttendBackward.atomicDq) {
+          // dK/dV blocks that also add their share of dQ (atomics): no recomputation of S and dP.
+          const grid: [number, number, number] = [cdiv(K, tiles.BB), Hs, B]
+          const zeroed = { ...grad, zeroInit: true }
+          return run(
+            'mosa_attend_backward_atomic',
+            grid,
+            [q, k, v, out, lse, dout],
+            [zeroed, grad, grad],
+            scalars,
+          )
+        }
+        // One launch: dK/dV blocks and dQ blocks side by side.
+        const grid: [number, number, number] = [2 * cdiv(K, tiles.BB), Hs, B]
+        return run('mosa_attend_backward', grid, [q, k, v, out, lse, dout], [grad, grad, grad], scalars)
+      }
       const grid: [number, number, number] = [cdiv(K, tiles.BB), Hs, B]
       const [dk, dv] = run('mosa_attend_backward_kv', grid, [q, k, v, out, lse, dout], [grad, grad], scalars)
       const [dq] = run('mosa_attend_backward_q', grid, [q, k, v, out, lse, dout], [grad], scalars)

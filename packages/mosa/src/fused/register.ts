@@ -1,5 +1,5 @@
 import { registerKernel } from '@attnkit/core'
-import { mosaCudaSource } from '../kernels/mosa.cu.js'
+import { mosaCudaSharedBytes, mosaCudaSource } from '../kernels/mosa.cu.js'
 import { mosaWgslSource } from '../kernels/mosa.wgsl.js'
 import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
@@ -9,6 +9,7 @@ export const CUDA: Language = {
   language: 'cuda',
   backendName: 'cuda',
   source: (D) => mosaCudaSource(D),
+  sharedBytes: mosaCudaSharedBytes,
   maxHeadDim: 128,
   tiles: cudaTiles,
   block: [256, 1, 1],

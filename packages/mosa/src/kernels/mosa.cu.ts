@@ -2,20 +2,30 @@ import { cudaTiles } from './tiles.js'
 
 /**
  * CUDA C source of the fused MoSA kernels for one head dimension (NVRTC or nvcc; float32 data,
- * float32 accumulation; RoPE angles in double). Every kernel runs 256 threads. Binding follows
- * core's ProgramSpec convention: input pointers, output pointers, then scalars.
+ * float32 accumulation; RoPE angles in double). Every kernel runs 256 threads as a 16 x 16 grid
+ * (ty, tx). Binding follows core's ProgramSpec convention: input pointers, output pointers, then
+ * scalars.
  *
  * Kernels (per batch element b and MoSA head h; K = selected tokens, C = dModel):
  *  mosa_select                  radix top-k of the router logits + compaction in position order
  *  mosa_project                 gathered rows x W_h^T for Q, K, V + RoPE at original positions
  *  mosa_attend                  causal flash attention among the K tokens (+ log-sum-exp)
+ *  mosa_attend_part / _combine  the same split over key ranges, for few long rows (dense heads)
  *  mosa_out_scatter             (score * out) x Wo_h^T, atomically added at the selected rows
  *  mosa_out_backward            d out and d score from dy (gathered rows) x Wo_h
- *  mosa_attend_backward_kv      dK, dV per key tile
- *  mosa_attend_backward_q       dQ per query tile
+ *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
+ *  mosa_attend_backward_atomic  dK, dV per key tile, dQ added atomically from each key tile
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
+ *
+ * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
+ * float32 accuracy (3xTF32: mma.sync m16n8k8 on TF32 halves of each operand), the next chunk
+ * fetched into registers while this one is used, the tile handed to the epilogue through shared
+ * memory as 8 x TN outputs per thread. The
+ * attention kernels use 64 x 64 tiles: their products (S, dP, P.V, dV, dK, dQ) on the tensor
+ * cores the same way (each warp a 16-row strip), the softmax and dS elementwise per thread (4 x 4
+ * each) on the score tile in shared memory. Shared memory is dynamic (mosaCudaSharedBytes).
  */
 export function mosaCudaSource(D: number): string {
   const t = cudaTiles(D)
@@ -26,16 +36,22 @@ export function mosaCudaSource(D: number): string {
 #define TN (D / 16)
 #define BM ${t.BM}
 #define BN ${t.BN}
-#define BK ${t.BK}
-#define BQ ${t.BQ}
-#define BKV ${t.BKV}
-#define BB ${t.BB}
+#define GK ${t.BK}
+#define AB ${t.BQ}
 #define TM (BM / 16)
+#define LDG (GK + 4)
+#define LDH (D + 4)
+#define LDA (AB + 4)
 typedef unsigned int u32;
 // NVRTC has no standard headers: no size_t or INFINITY unless we define them.
 typedef unsigned long long usize;
 #ifndef INFINITY
 #define INFINITY (__int_as_float(0x7f800000))
+#endif
+// GEMM kernels: two blocks per multiprocessor where the tile fits in 128 registers a thread.
+#define MOSA_GEMM_BOUNDS __launch_bounds__(256, D <= 64 ? 2 : 1)
+#ifndef MOSA_DYNAMIC_SMEM
+#define MOSA_DYNAMIC_SMEM(name) extern __shared__ float4 name[]
 #endif
 
 __device__ __forceinline__ u32 mosa_key(float f) {
@@ -59,6 +75,31 @@ __device__ __forceinline__ float mosa_max16(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return v;
+}
+
+__device__ __forceinline__ float4 mosa_ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ void mosa_st4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ float mosa_dot4(float4 a, float4 b, float acc) {
+  acc = fmaf(a.x, b.x, acc);
+  acc = fmaf(a.y, b.y, acc);
+  acc = fmaf(a.z, b.z, acc);
+  return fmaf(a.w, b.w, acc);
+}
+// TN consecutive floats (TN = D / 16 is 2, 4, 6 or 8) from shared memory, 16-byte aligned when TN % 4 == 0.
+__device__ __forceinline__ void mosa_ldn(float (&dst)[TN], const float* p) {
+#if TN % 4 == 0
+#pragma unroll
+  for (int u = 0; u < TN; u += 4) {
+    const float4 v = mosa_ld4(p + u);
+    dst[u] = v.x;
+    dst[u + 1] = v.y;
+    dst[u + 2] = v.z;
+    dst[u + 3] = v.w;
+  }
+#else
+#pragma unroll
+  for (int u = 0; u < TN; ++u) dst[u] = p[u];
+#endif
 }
 
 // One block per (b, h) row of logits [B*Hs, T]: 4 radix passes find the k-th largest key, then
@@ -139,13 +180,177 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
   }
 }
 
-// Grid (ceil(K/BM), 3*Hs, B): block (i-tile, which*?, b) computes rows i0.. of q, k or v for head h.
-extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __restrict__ x,
+// ---------------------------------------------------------------- tensor cores, 3xTF32
+// Products on the tensor cores in float32 accuracy: each operand x is split into a TF32 part
+// big = tf32(x) and the TF32 rest small = tf32(x - big), and a*b is accumulated (in float32) as
+// small_a*big_b + big_a*small_b + big_a*big_b (the dropped small*small term is below float32
+// rounding). The test emulator (MOSA_EMU) supplies its own mosa_tf32 and mosa_mma.
+#ifndef MOSA_EMU
+__device__ __forceinline__ u32 mosa_tf32(float x) {
+  u32 r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+// c += a (16 x 8, row) * b (8 x 8, col): mma.sync.m16n8k8, TF32 inputs, float32 accumulation.
+__device__ __forceinline__ void mosa_mma(float (&c)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// *p += a, p[1] += b as one 8-byte atomic reduction (sm_90).
+__device__ __forceinline__ void mosa_red2(float* p, float a, float b) {
+  asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
+#endif
+__device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
+  big = mosa_tf32(x);
+  small = mosa_tf32(x - __uint_as_float(big));
+}
+
+// One warp: acc[mi][ni] (16 x 8 tiles at rows 16 mi, columns 8 ni) += sum over k < KR of
+// A(row, k) * B(col, k), operands read through fa / fb (shared memory). acc layout: the mma
+// accumulator (lane g = lane / 4, t = lane % 4: rows g and g + 8, columns 2t and 2t + 1).
+template <int MT, int NT, class FA, class FB>
+__device__ __forceinline__ void mosa_warp_mma(float (&acc)[MT][NT][4], int KR, FA fa, FB fb) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll 2
+  for (int k = 0; k < KR; k += 8) {
+    u32 ab[MT][4], as[MT][4], bb[NT][2], bs[NT][2];
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) {
+      const int r = mi * 16 + g;
+      mosa_split(fa(r, k + t), ab[mi][0], as[mi][0]);
+      mosa_split(fa(r + 8, k + t), ab[mi][1], as[mi][1]);
+      mosa_split(fa(r, k + t + 4), ab[mi][2], as[mi][2]);
+      mosa_split(fa(r + 8, k + t + 4), ab[mi][3], as[mi][3]);
+    }
+#pragma unroll
+    for (int ni = 0; ni < NT; ++ni) {
+      const int c = ni * 8 + g;
+      mosa_split(fb(c, k + t), bb[ni][0], bs[ni][0]);
+      mosa_split(fb(c, k + t + 4), bb[ni][1], bs[ni][1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NT; ++ni) {
+        mosa_mma(acc[mi][ni], as[mi], bb[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bs[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bb[ni]);
+      }
+  }
+}
+
+// Writes a warp's accumulators to C (row stride ldc) at the warp's origin.
+template <int MT, int NT>
+__device__ __forceinline__ void mosa_warp_store(float* C, int ldc, const float (&acc)[MT][NT][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NT; ++ni) {
+      float* c = C + (mi * 16 + g) * ldc + ni * 8 + 2 * t;
+      c[0] = acc[mi][ni][0];
+      c[1] = acc[mi][ni][1];
+      c[8 * ldc] = acc[mi][ni][2];
+      c[8 * ldc + 1] = acc[mi][ni][3];
+    }
+}
+
+// ---------------------------------------------------------------- GEMM building blocks
+// A chunk of GK reduction steps for ROWS rows, fetched from global memory into registers (so
+// the next chunk's loads overlap this chunk's arithmetic), then stored into shared memory. KFAST:
+// consecutive threads walk the reduction index (coalesced when the source is contiguous along
+// it) and S is row-major [ROWS][LDG]; otherwise they walk the rows and S is k-major
+// [GK][ROWS + 8]. Both layouts give conflict-free mma fragment loads (mosa_stage_at).
+template <int ROWS, bool KFAST>
+struct MosaStage {
+  static constexpr int N = ROWS * GK / 256;
+  float v[N];
+  template <class F>
+  __device__ __forceinline__ void fetch(F f, int k0) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const int e = threadIdx.x + 256 * n;
+      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
+      v[n] = f(r, k0 + kk);
+    }
+  }
+  __device__ __forceinline__ void store(float* S) const {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const int e = threadIdx.x + 256 * n;
+      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
+      S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r] = v[n];
+    }
+  }
+};
+
+template <int ROWS, bool KFAST>
+__device__ __forceinline__ float mosa_stage_at(const float* S, int r, int kk) {
+  return S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r];
+}
+
+// acc[TM][TN_] = A[BM rows][n] . B[16 TN_ rows][n] summed over n < N, both operands given
+// element-wise by fa(row, n) and fb(row, n) (zero outside); KA / KB: which index is contiguous.
+// prep(k0), called by every thread a barrier before chunk k0 is fetched, may fill shared tables
+// the fetch reads (double-buffered by chunk parity).
+// Thread (ty, tx) gets rows ty*TM + i and columns tx + 16 j. The block's 8 warps multiply on the
+// tensor cores (3xTF32, warp tile 32 x 8 TN_: 4 warps along the rows, 2 along the columns), then
+// the tile goes through shared memory into the thread layout above. Dynamic shared memory:
+// mosaCudaSharedBytes.
+template <int TN_, bool KA, bool KB, class FA, class FB, class FP>
+__device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb, FP prep) {
+  constexpr int BR = 16 * TN_;
+  constexpr int SA = KA ? BM * LDG : GK * (BM + 8);
+  MOSA_DYNAMIC_SMEM(mosa_gemm_smem);
+  float* As = reinterpret_cast<float*>(mosa_gemm_smem);
+  float* Bs = As + SA;
+  const int w = threadIdx.x >> 5, wm = (w & 3) * 32, wn = (w >> 2) * (BR / 2);
+  float c[2][TN_][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < TN_; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) c[mi][ni][e] = 0.0f;
+  MosaStage<BM, KA> sa;
+  MosaStage<BR, KB> sb;
+  prep(0);
+  __syncthreads();
+  sa.fetch(fa, 0);
+  sb.fetch(fb, 0);
+  for (int k0 = 0; k0 < N; k0 += GK) {
+    __syncthreads();
+    sa.store(As);
+    sb.store(Bs);
+    if (k0 + GK < N) prep(k0 + GK);
+    __syncthreads();
+    if (k0 + GK < N) {
+      sa.fetch(fa, k0 + GK);
+      sb.fetch(fb, k0 + GK);
+    }
+    mosa_warp_mma<2, TN_>(
+        c, GK, [&](int r, int k) { return mosa_stage_at<BM, KA>(As, wm + r, k); },
+        [&](int n, int k) { return mosa_stage_at<BR, KB>(Bs, wn + n, k); });
+  }
+  __syncthreads();
+  float* Cs = As;
+  mosa_warp_store<2, TN_>(Cs + wm * (BR + 4) + wn, BR + 4, c);
+  __syncthreads();
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN_; ++j) acc[i][j] = Cs[(ty * TM + i) * (BR + 4) + tx + 16 * j];
+}
+
+// Grid (ceil(K/BM), 3*Hs, B): rows i0.. of q, k or v for head h; thread rows ty*TM + m, columns tx + 16 j.
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project(const float* __restrict__ x,
     const int* __restrict__ indices, const float* __restrict__ wq, const float* __restrict__ wk,
     const float* __restrict__ wv, float* __restrict__ q, float* __restrict__ k, float* __restrict__ v,
     int T, int C, int Hs, int K, float ropeBase) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][D + 1];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM;
@@ -157,38 +362,15 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + idx[i0 + tid] : -1;
   __syncthreads();
   float acc[TM][TN];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[m][j] = 0.0f;
-  for (int c0 = 0; c0 < C; c0 += BK) {
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? x[(usize)row * C + c0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < D * BK; e += 256) {
-      int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + kk < C ? W[(usize)n * C + c0 + kk] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[TN];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-    __syncthreads();
-  }
+  mosa_gemm<TN, true, true>(
+      acc, C,
+      [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? x[(usize)row * C + c] : 0.0f; },
+      [&](int n, int c) { return c < C ? W[(usize)n * C + c] : 0.0f; },
+      [](int) {});
   const bool rotate = which < 2 && ropeBase > 0.0f;
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int i = i0 + ty + 16 * m;
+    const int i = i0 + ty * TM + m;
     if (i >= K) continue;
     float* o = out + (bh * K + i) * D;
     if (rotate) {
@@ -209,119 +391,10 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project(const float* __re
   }
 }
 
-#define TQ (BQ / 16)
-#define TJ (BKV / 16)
-// Grid (ceil(K/BQ), Hs, B). Query i sees key j <= i (positions ascend with the slot).
-extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
-    float* __restrict__ lse, int K, int Hs, float scale) {
-  __shared__ float Qs[D][BQ + 1];
-  __shared__ float Ks[D][BKV + 1];
-  __shared__ float Vs[BKV][D];
-  __shared__ float Ps[BQ][BKV + 1];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = blockIdx.x * BQ;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const float* qb = q + bh * K * D;
-  const float* kb = k + bh * K * D;
-  const float* vb = v + bh * K * D;
-  for (int e = tid; e < BQ * D; e += 256) {
-    int d = e % D, r = e / D;
-    Qs[d][r] = q0 + r < K ? qb[(usize)(q0 + r) * D + d] * scale : 0.0f;
-  }
-  float mrow[TQ], lrow[TQ], acc[TQ][TN];
-#pragma unroll
-  for (int m = 0; m < TQ; ++m) {
-    mrow[m] = -INFINITY;
-    lrow[m] = 0.0f;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) acc[m][n] = 0.0f;
-  }
-  const int tiles = (min(K, q0 + BQ) - 1) / BKV + 1;
-  for (int t = 0; t < tiles; ++t) {
-    const int k0 = t * BKV;
-    __syncthreads();
-    for (int e = tid; e < BKV * D; e += 256) {
-      int d = e % D, c = e / D;
-      bool ok = k0 + c < K;
-      Ks[d][c] = ok ? kb[(usize)(k0 + c) * D + d] : 0.0f;
-      Vs[c][d] = ok ? vb[(usize)(k0 + c) * D + d] : 0.0f;
-    }
-    __syncthreads();
-    float s[TQ][TJ];
-#pragma unroll
-    for (int m = 0; m < TQ; ++m)
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) s[m][j] = 0.0f;
-#pragma unroll 8
-    for (int d = 0; d < D; ++d) {
-      float a[TQ], bk[TJ];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m) a[m] = Qs[d][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) bk[j] = Ks[d][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m)
-#pragma unroll
-        for (int j = 0; j < TJ; ++j) s[m][j] = fmaf(a[m], bk[j], s[m][j]);
-    }
-#pragma unroll
-    for (int m = 0; m < TQ; ++m) {
-      const int qi = q0 + ty + 16 * m;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) {
-        const int kj = k0 + tx + 16 * j;
-        if (kj > qi || kj >= K) s[m][j] = -INFINITY;
-        mx = fmaxf(mx, s[m][j]);
-      }
-      mx = mosa_max16(mx);
-      const float mnew = fmaxf(mrow[m], mx);
-      const float alpha = mrow[m] == -INFINITY ? 0.0f : expf(mrow[m] - mnew);
-      float sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < TJ; ++j) {
-        const float p = s[m][j] == -INFINITY ? 0.0f : expf(s[m][j] - mnew);
-        Ps[ty + 16 * m][tx + 16 * j] = p;
-        sum += p;
-      }
-      sum = mosa_sum16(sum);
-      lrow[m] = lrow[m] * alpha + sum;
-      mrow[m] = mnew;
-#pragma unroll
-      for (int n = 0; n < TN; ++n) acc[m][n] *= alpha;
-    }
-    __syncthreads();
-#pragma unroll 4
-    for (int c = 0; c < BKV; ++c) {
-      float p[TQ], w[TN];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m) p[m] = Ps[ty + 16 * m][c];
-#pragma unroll
-      for (int n = 0; n < TN; ++n) w[n] = Vs[c][tx + 16 * n];
-#pragma unroll
-      for (int m = 0; m < TQ; ++m)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) acc[m][n] = fmaf(p[m], w[n], acc[m][n]);
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < TQ; ++m) {
-    const int qi = q0 + ty + 16 * m;
-    if (qi >= K) continue;
-    const float inv = 1.0f / lrow[m];
-#pragma unroll
-    for (int n = 0; n < TN; ++n) out[(bh * K + qi) * D + tx + 16 * n] = acc[m][n] * inv;
-    if (tx == 0) lse[bh * K + qi] = mrow[m] + logf(lrow[m]);
-  }
-}
-
-// Grid (ceil(K/BM), ceil(C/BN), B*Hs).
-extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* __restrict__ o,
+// Grid (ceil(K/BM), ceil(C/BN), B*Hs): y[rows, c0..] += score * (out x Wo_h^T).
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_scatter(const float* __restrict__ o,
     const float* __restrict__ scores, const int* __restrict__ indices, const float* __restrict__ wo,
     float* __restrict__ y, int T, int C, int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN + 1];
   __shared__ int rows[BM];
   __shared__ float sc[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -333,40 +406,18 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
     rows[tid] = ok ? b * T + indices[bh * K + i0 + tid] : -1;
     sc[tid] = ok ? scores[bh * K + i0 + tid] : 0.0f;
   }
+  const float* ob = o + (bh * K + i0) * D;
+  const int rowsLeft = K - i0;
   float acc[TM][BN / 16];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < BN / 16; ++j) acc[m][j] = 0.0f;
-  for (int d0 = 0; d0 < D; d0 += BK) {
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK;
-      As[kk][r] = i0 + r < K ? o[(bh * K + i0 + r) * D + d0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < BN * BK; e += 256) {
-      int kk = e % BK, n = e / BK;
-      Bs[kk][n] = c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d0 + kk] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[BN / 16];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < BN / 16; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < BN / 16; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<BN / 16, true, true>(
+      acc, D, [&](int r, int d) { return r < rowsLeft ? ob[(usize)r * D + d] : 0.0f; },
+      [&](int n, int d) { return c0 + n < C ? wo[(usize)(c0 + n) * Hs * D + h * D + d] : 0.0f; },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int row = rows[ty + 16 * m];
+    const int row = rows[ty * TM + m];
     if (row < 0) continue;
-    const float s = sc[ty + 16 * m];
+    const float s = sc[ty * TM + m];
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
       const int c = c0 + tx + 16 * j;
@@ -376,49 +427,26 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_scatter(const float* 
 }
 
 // Grid (ceil(K/BM), Hs, B): dz = dy[rows] x Wo_h; dout = score * dz; dscore = dz . out.
-extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float* __restrict__ dy,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_out_backward(const float* __restrict__ dy,
     const float* __restrict__ o, const float* __restrict__ scores, const int* __restrict__ indices,
     const float* __restrict__ wo, float* __restrict__ dout, float* __restrict__ dscores, int T, int C,
     int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][D];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int i0 = blockIdx.x * BM, h = blockIdx.y, b = blockIdx.z;
+  const int i0 = blockIdx.x * BM;
+  const int h = blockIdx.y, b = blockIdx.z;
   const usize bh = (usize)b * Hs + h;
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
+  __syncthreads();
   float acc[TM][TN];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[m][j] = 0.0f;
-  for (int c0 = 0; c0 < C; c0 += BK) {
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK, row = rows[r];
-      As[kk][r] = row >= 0 && c0 + kk < C ? dy[(usize)row * C + c0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < D * BK; e += 256) {
-      int n = e % D, kk = e / D;
-      Bs[kk][n] = c0 + kk < C ? wo[(usize)(c0 + kk) * Hs * D + h * D + n] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[TN];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<TN, true, false>(
+      acc, C,
+      [&](int r, int c) { const int row = rows[r]; return row >= 0 && c < C ? dy[(usize)row * C + c] : 0.0f; },
+      [&](int n, int c) { return c < C ? wo[(usize)c * Hs * D + h * D + n] : 0.0f; },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int i = i0 + ty + 16 * m;
+    const int i = i0 + ty * TM + m;
     const bool ok = i < K;
     const float s = ok ? scores[bh * K + i] : 0.0f;
     float part = 0.0f;
@@ -435,268 +463,34 @@ extern "C" __global__ void __launch_bounds__(256) mosa_out_backward(const float*
   }
 }
 
-#define TB (BB / 16)
-// Loads BB rows of a [K, D] slab transposed into S[d][r] (zeros past K).
-__device__ __forceinline__ void mosa_load_t(float (*S)[BB + 1], const float* src, int r0, int K, int tid) {
-  for (int e = tid; e < BB * D; e += 256) {
-    int d = e % D, r = e / D;
-    S[d][r] = r0 + r < K ? src[(usize)(r0 + r) * D + d] : 0.0f;
-  }
-}
-
-// delta_i = dout_i . out_i and lse_i for BB query rows starting at q0 (256 / BB threads per row).
-__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* out, const float* lse,
-    float* deltaS, float* lseS, int q0, int K, int tid) {
-  const int per = 256 / BB;
-  const int r = tid / per, part = tid % per;
-  const int qi = q0 + r;
-  float acc = 0.0f;
-  if (qi < K)
-    for (int d = part; d < D; d += per) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
-  for (int off = per / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if (part == 0) {
-    deltaS[r] = acc;
-    lseS[r] = qi < K ? lse[qi] : 0.0f;
-  }
-}
-
-// Grid (ceil(K/BB), Hs, B): one key tile, every query tile at or after it.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_kv(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
-    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
-    float* __restrict__ dv, int K, int Hs, float scale) {
-  __shared__ float Ks[D][BB + 1];
-  __shared__ float Vs[D][BB + 1];
-  __shared__ float Qs[D][BB + 1];
-  __shared__ float dOs[D][BB + 1];
-  __shared__ float Ps[BB][BB + 1];
-  __shared__ float dSs[BB][BB + 1];
-  __shared__ float lseS[BB];
-  __shared__ float deltaS[BB];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int k0 = blockIdx.x * BB;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const usize base = bh * K * D;
-  mosa_load_t(Ks, k + base, k0, K, tid);
-  mosa_load_t(Vs, v + base, k0, K, tid);
-  float dK[TB][TN], dV[TB][TN];
-#pragma unroll
-  for (int a = 0; a < TB; ++a)
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dK[a][n] = dV[a][n] = 0.0f;
-  for (int q0 = k0; q0 < K; q0 += BB) {
-    __syncthreads();
-    mosa_load_t(Qs, q + base, q0, K, tid);
-    mosa_load_t(dOs, dout + base, q0, K, tid);
-    mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K, tid);
-    __syncthreads();
-    float st[TB][TB], dpt[TB][TB];
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) st[a][c] = dpt[a][c] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < D; ++d) {
-      float kr[TB], vr[TB], qc[TB], oc[TB];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        kr[a] = Ks[d][ty + 16 * a];
-        vr[a] = Vs[d][ty + 16 * a];
-      }
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        qc[c] = Qs[d][tx + 16 * c];
-        oc[c] = dOs[d][tx + 16 * c];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int c = 0; c < TB; ++c) {
-          st[a][c] = fmaf(kr[a], qc[c], st[a][c]);
-          dpt[a][c] = fmaf(vr[a], oc[c], dpt[a][c]);
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        const int kj = k0 + ty + 16 * a, qi = q0 + tx + 16 * c;
-        const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(st[a][c] * scale - lseS[tx + 16 * c]) : 0.0f;
-        Ps[ty + 16 * a][tx + 16 * c] = p;
-        dSs[ty + 16 * a][tx + 16 * c] = p * (dpt[a][c] - deltaS[tx + 16 * c]);
-      }
-    __syncthreads();
-#pragma unroll 4
-    for (int i = 0; i < BB; ++i) {
-      float pa[TB], da[TB], go[TN], gq[TN];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        pa[a] = Ps[ty + 16 * a][i];
-        da[a] = dSs[ty + 16 * a][i];
-      }
-#pragma unroll
-      for (int n = 0; n < TN; ++n) {
-        go[n] = dOs[tx + 16 * n][i];
-        gq[n] = Qs[tx + 16 * n][i];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) {
-          dV[a][n] = fmaf(pa[a], go[n], dV[a][n]);
-          dK[a][n] = fmaf(da[a], gq[n], dK[a][n]);
-        }
-    }
-  }
-#pragma unroll
-  for (int a = 0; a < TB; ++a) {
-    const int kj = k0 + ty + 16 * a;
-    if (kj >= K) continue;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) {
-      dk[base + (usize)kj * D + tx + 16 * n] = dK[a][n] * scale;
-      dv[base + (usize)kj * D + tx + 16 * n] = dV[a][n];
-    }
-  }
-}
-
-// Grid (ceil(K/BB), Hs, B): one query tile, every key tile up to the diagonal.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_q(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
-    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
-    float scale) {
-  __shared__ float Qs[D][BB + 1];
-  __shared__ float dOs[D][BB + 1];
-  __shared__ float Ks[D][BB + 1];
-  __shared__ float Vs[D][BB + 1];
-  __shared__ float dSs[BB][BB + 1];
-  __shared__ float lseS[BB];
-  __shared__ float deltaS[BB];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int q0 = blockIdx.x * BB;
-  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
-  const usize base = bh * K * D;
-  mosa_load_t(Qs, q + base, q0, K, tid);
-  mosa_load_t(dOs, dout + base, q0, K, tid);
-  mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K, tid);
-  float dQ[TB][TN];
-#pragma unroll
-  for (int a = 0; a < TB; ++a)
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dQ[a][n] = 0.0f;
-  const int last = min(K, q0 + BB) - 1;
-  for (int k0 = 0; k0 <= last; k0 += BB) {
-    __syncthreads();
-    mosa_load_t(Ks, k + base, k0, K, tid);
-    mosa_load_t(Vs, v + base, k0, K, tid);
-    __syncthreads();
-    float s[TB][TB], dp[TB][TB];
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) s[a][c] = dp[a][c] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < D; ++d) {
-      float qr[TB], orow[TB], kc[TB], vc[TB];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) {
-        qr[a] = Qs[d][ty + 16 * a];
-        orow[a] = dOs[d][ty + 16 * a];
-      }
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        kc[c] = Ks[d][tx + 16 * c];
-        vc[c] = Vs[d][tx + 16 * c];
-      }
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int c = 0; c < TB; ++c) {
-          s[a][c] = fmaf(qr[a], kc[c], s[a][c]);
-          dp[a][c] = fmaf(orow[a], vc[c], dp[a][c]);
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < TB; ++a)
-#pragma unroll
-      for (int c = 0; c < TB; ++c) {
-        const int qi = q0 + ty + 16 * a, kj = k0 + tx + 16 * c;
-        const bool ok = kj <= qi && qi < K && kj < K;
-        const float p = ok ? expf(s[a][c] * scale - lseS[ty + 16 * a]) : 0.0f;
-        dSs[ty + 16 * a][tx + 16 * c] = p * (dp[a][c] - deltaS[ty + 16 * a]);
-      }
-    __syncthreads();
-#pragma unroll 4
-    for (int j = 0; j < BB; ++j) {
-      float da[TB], kv[TN];
-#pragma unroll
-      for (int a = 0; a < TB; ++a) da[a] = dSs[ty + 16 * a][j];
-#pragma unroll
-      for (int n = 0; n < TN; ++n) kv[n] = Ks[tx + 16 * n][j];
-#pragma unroll
-      for (int a = 0; a < TB; ++a)
-#pragma unroll
-        for (int n = 0; n < TN; ++n) dQ[a][n] = fmaf(da[a], kv[n], dQ[a][n]);
-    }
-  }
-#pragma unroll
-  for (int a = 0; a < TB; ++a) {
-    const int qi = q0 + ty + 16 * a;
-    if (qi >= K) continue;
-#pragma unroll
-    for (int n = 0; n < TN; ++n) dq[base + (usize)qi * D + tx + 16 * n] = dQ[a][n] * scale;
-  }
-}
-
 // Grid (ceil(K/BM), ceil(C/BN), B*Hs): dx[rows] += [gq | gk | gv] x [Wq_h; Wk_h; Wv_h].
-extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(const float* __restrict__ gq,
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_project_backward_input(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const int* __restrict__ indices,
     const float* __restrict__ wq, const float* __restrict__ wk, const float* __restrict__ wv,
     float* __restrict__ dx, int T, int C, int Hs, int K) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN];
   __shared__ int rows[BM];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int i0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
   const usize bh = blockIdx.z;
   const int b = (int)(bh / Hs), h = (int)(bh % Hs);
   if (tid < BM) rows[tid] = i0 + tid < K ? b * T + indices[bh * K + i0 + tid] : -1;
+  const usize g0 = (bh * K + i0) * D;
+  const int rowsLeft = K - i0;
   float acc[TM][BN / 16];
-#pragma unroll
-  for (int m = 0; m < TM; ++m)
-#pragma unroll
-    for (int j = 0; j < BN / 16; ++j) acc[m][j] = 0.0f;
-  for (int e0 = 0; e0 < 3 * D; e0 += BK) {
-    const int which = e0 / D, f0 = e0 % D;
-    const float* G = which == 0 ? gq : which == 1 ? gk : gv;
-    const float* W = which == 0 ? wq : which == 1 ? wk : wv;
-    __syncthreads();
-    for (int e = tid; e < BM * BK; e += 256) {
-      int kk = e % BK, r = e / BK;
-      As[kk][r] = i0 + r < K ? G[(bh * K + i0 + r) * D + f0 + kk] : 0.0f;
-    }
-    for (int e = tid; e < BN * BK; e += 256) {
-      int n = e % BN, kk = e / BN;
-      Bs[kk][n] = c0 + n < C ? W[(usize)(h * D + f0 + kk) * C + c0 + n] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], w[BN / 16];
-#pragma unroll
-      for (int m = 0; m < TM; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < BN / 16; ++j) w[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < TM; ++m)
-#pragma unroll
-        for (int j = 0; j < BN / 16; ++j) acc[m][j] = fmaf(a[m], w[j], acc[m][j]);
-    }
-  }
+  mosa_gemm<BN / 16, true, false>(
+      acc, 3 * D,
+      [&](int r, int e) {
+        const float* G = e < D ? gq : e < 2 * D ? gk : gv;
+        return r < rowsLeft ? G[g0 + (usize)r * D + e % D] : 0.0f;
+      },
+      [&](int n, int e) {
+        const float* W = e < D ? wq : e < 2 * D ? wk : wv;
+        return c0 + n < C ? W[(usize)(h * D + e % D) * C + c0 + n] : 0.0f;
+      },
+      [](int) {});
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    const int row = rows[ty + 16 * m];
+    const int row = rows[ty * TM + m];
     if (row < 0) continue;
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
@@ -706,92 +500,483 @@ extern "C" __global__ void __launch_bounds__(256) mosa_project_backward_input(co
   }
 }
 
-// out[p, q] (+ head offset) = sum over the B*K selected rows r of A[r, p] (* score r) * table[row r, q].
-template <bool TRANSPOSED, bool SCALED>
-__device__ __forceinline__ void mosa_weight_grad_tile(const float* __restrict__ A,
-    const float* __restrict__ scores, const float* __restrict__ table, const int* __restrict__ indices,
-    float* __restrict__ out, int T, int Q, int Hs, int K, int B, int h, int p0, int q0) {
-  __shared__ float As[BK][64];
-  __shared__ float Gs[BK][64];
-  __shared__ int rowOff[BK];
-  __shared__ int aOff[BK];
-  __shared__ float rowScale[BK];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const int R = B * K;
-  float acc[4][4];
-#pragma unroll
-  for (int m = 0; m < 4; ++m)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[m][j] = 0.0f;
-  for (int r0 = 0; r0 < R; r0 += BK) {
-    __syncthreads();
-    if (tid < BK) {
-      const int r = r0 + tid;
-      if (r < R) {
-        const int b = r / K, i = r % K;
-        const usize bh = (usize)b * Hs + h;
-        rowOff[tid] = b * T + indices[bh * K + i];
-        aOff[tid] = (int)(bh * K + i);
-        rowScale[tid] = SCALED ? scores[bh * K + i] : 1.0f;
-      } else {
-        rowOff[tid] = -1;
-        aOff[tid] = 0;
-        rowScale[tid] = 0.0f;
-      }
-    }
-    __syncthreads();
-    for (int e = tid; e < BK * 64; e += 256) {
-      int c = e % 64, kk = e / 64;
-      const bool ok = rowOff[kk] >= 0;
-      As[kk][c] = ok && p0 + c < D ? A[(usize)aOff[kk] * D + p0 + c] * rowScale[kk] : 0.0f;
-      Gs[kk][c] = ok && q0 + c < Q ? table[(usize)rowOff[kk] * Q + q0 + c] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[4], g[4];
-#pragma unroll
-      for (int m = 0; m < 4; ++m) a[m] = As[kk][ty + 16 * m];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) g[j] = Gs[kk][tx + 16 * j];
-#pragma unroll
-      for (int m = 0; m < 4; ++m)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[m][j] = fmaf(a[m], g[j], acc[m][j]);
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < 4; ++m) {
-    const int p = p0 + ty + 16 * m;
-    if (p >= D) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int qq = q0 + tx + 16 * j;
-      if (qq >= Q) continue;
-      if (TRANSPOSED) out[(usize)qq * Hs * D + h * D + p] = acc[m][j];
-      else out[(usize)(h * D + p) * Q + qq] = acc[m][j];
-    }
+// Row tables of the weight gradients' reduction (B*K selected rows r, chunk by chunk, double-
+// buffered): the gathered row b*T + index, the row of the [B, Hs, K] head slab, and its score.
+struct MosaRowTable {
+  int row[2][GK];
+  int at[2][GK];
+  float score[2][GK];
+};
+__device__ __forceinline__ void mosa_row_table(MosaRowTable& t, const int* indices, const float* scores, int k0,
+    int R, int K, int T, int Hs, int h) {
+  const int j = threadIdx.x, slot = (k0 / GK) & 1;
+  if (j >= GK) return;
+  const int r = k0 + j;
+  if (r < R) {
+    const int b = r / K, i = r - b * K;
+    const int at = (b * Hs + h) * K + i;
+    t.row[slot][j] = b * T + indices[at];
+    t.at[slot][j] = at;
+    t.score[slot][j] = scores ? scores[at] : 1.0f;
+  } else {
+    t.row[slot][j] = -1;
+    t.at[slot][j] = 0;
+    t.score[slot][j] = 0.0f;
   }
 }
 
-// Grid (ceil(C/64), ceil(D/64), 3*Hs).
-extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_qkv(const float* __restrict__ gq,
+// Grid (ceil(C/BM), 1, 3*Hs): dW[h*D + p, c] = sum over the B*K selected rows r of g[r, p] * x[row r, c],
+// one block per BM columns c (thread rows) and every p (thread columns).
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __restrict__ gq,
     const float* __restrict__ gk, const float* __restrict__ gv, const float* __restrict__ x,
     const int* __restrict__ indices, float* __restrict__ dwq, float* __restrict__ dwk,
     float* __restrict__ dwv, int T, int C, int Hs, int K, int B) {
+  __shared__ MosaRowTable tab;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int which = blockIdx.z % 3, h = blockIdx.z / 3;
-  const float* A = which == 0 ? gq : which == 1 ? gk : gv;
+  const float* G = which == 0 ? gq : which == 1 ? gk : gv;
   float* out = which == 0 ? dwq : which == 1 ? dwk : dwv;
-  mosa_weight_grad_tile<false, false>(A, nullptr, x, indices, out, T, C, Hs, K, B, h, blockIdx.y * 64,
-                                      blockIdx.x * 64);
+  const int c0 = blockIdx.x * BM, R = B * K;
+  float acc[TM][TN];
+  mosa_gemm<TN, false, false>(
+      acc, R,
+      [&](int m, int r) {
+        const int row = tab.row[(r / GK) & 1][r % GK];
+        return row >= 0 && c0 + m < C ? x[(usize)row * C + c0 + m] : 0.0f;
+      },
+      [&](int p, int r) {
+        const int slot = (r / GK) & 1, j = r % GK;
+        return tab.row[slot][j] >= 0 ? G[(usize)tab.at[slot][j] * D + p] : 0.0f;
+      },
+      [&](int k0) { mosa_row_table(tab, indices, nullptr, k0, R, K, T, Hs, h); });
+#pragma unroll
+  for (int m = 0; m < TM; ++m) {
+    const int c = c0 + ty * TM + m;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) out[(usize)(h * D + tx + 16 * j) * C + c] = acc[m][j];
+  }
 }
 
-// Grid (ceil(C/64), ceil(D/64), Hs): dWo[c, h*D + p] = sum_r dy[row r, c] * score_r * out[r, p].
-extern "C" __global__ void __launch_bounds__(256) mosa_weight_grad_out(const float* __restrict__ o,
+// Grid (ceil(C/BM), 1, Hs): dWo[c, h*D + p] = sum_r dy[row r, c] * score_r * out[r, p].
+extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __restrict__ o,
     const float* __restrict__ scores, const float* __restrict__ dy, const int* __restrict__ indices,
     float* __restrict__ dwo, int T, int C, int Hs, int K, int B) {
-  mosa_weight_grad_tile<true, true>(o, scores, dy, indices, dwo, T, C, Hs, K, B, blockIdx.z,
-                                    blockIdx.y * 64, blockIdx.x * 64);
+  __shared__ MosaRowTable tab;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int h = blockIdx.z;
+  const int c0 = blockIdx.x * BM, R = B * K;
+  float acc[TM][TN];
+  mosa_gemm<TN, false, false>(
+      acc, R,
+      [&](int m, int r) {
+        const int row = tab.row[(r / GK) & 1][r % GK];
+        return row >= 0 && c0 + m < C ? dy[(usize)row * C + c0 + m] : 0.0f;
+      },
+      [&](int p, int r) {
+        const int slot = (r / GK) & 1, j = r % GK;
+        return tab.row[slot][j] >= 0 ? tab.score[slot][j] * o[(usize)tab.at[slot][j] * D + p] : 0.0f;
+      },
+      [&](int k0) { mosa_row_table(tab, indices, scores, k0, R, K, T, Hs, h); });
+#pragma unroll
+  for (int m = 0; m < TM; ++m) {
+    const int c = c0 + ty * TM + m;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) dwo[(usize)c * Hs * D + h * D + tx + 16 * j] = acc[m][j];
+  }
+}
+
+// ---------------------------------------------------------------- attention among the K tokens
+// Rows r0.. of a [K, D] slab into S[AB][LDH] (zeros past K), times mul.
+__device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r0, int K, float mul) {
+  for (int e = threadIdx.x; e < AB * (D / 4); e += 256) {
+    const int r = e / (D / 4), c = (e % (D / 4)) * 4;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r0 + r < K) {
+      v = mosa_ld4(src + (usize)(r0 + r) * D + c);
+      v.x *= mul;
+      v.y *= mul;
+      v.z *= mul;
+      v.w *= mul;
+    }
+    mosa_st4(S + r * LDH + c, v);
+  }
+}
+
+// S[64][LDA] = A[64 rows][d] . B[64 rows][d] over d < D (rows of stride LDH) on the tensor cores;
+// with a second pair into S2 when TWO. Warp tile 16 x 32 (4 warps along the rows, 2 along the columns).
+template <bool TWO>
+__device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const float* Bm, float* S2,
+    const float* A2, const float* B2) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * 32;
+  float c[1][4][4];
+#pragma unroll
+  for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
+  mosa_warp_mma<1, 4>(
+      c, D, [&](int r, int k) { return A[(wr + r) * LDH + k]; }, [&](int n, int k) { return Bm[(wc + n) * LDH + k]; });
+  mosa_warp_store<1, 4>(S + wr * LDA + wc, LDA, c);
+  if (TWO) {
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
+    mosa_warp_mma<1, 4>(
+        c, D, [&](int r, int k) { return A2[(wr + r) * LDH + k]; }, [&](int n, int k) { return B2[(wc + n) * LDH + k]; });
+    mosa_warp_store<1, 4>(S2 + wr * LDA + wc, LDA, c);
+  }
+}
+
+// acc (the warp's 16 x D/2 tile at rows 16 (w % 4), columns (D/2)(w / 4)) += P[rows][c] . V[c][cols]
+// over c < AB: P [AB][LDA] row-major, V [AB][LDH] row-major.
+__device__ __forceinline__ void mosa_tile_pv(float (&acc)[1][TN][4], const float* P, const float* V) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+  mosa_warp_mma<1, TN>(
+      acc, AB, [&](int r, int c) { return P[(wr + r) * LDA + c]; }, [&](int n, int c) { return V[c * LDH + wc + n]; });
+}
+
+__device__ __forceinline__ void mosa_zero(float (&acc)[1][TN][4]) {
+#pragma unroll
+  for (int ni = 0; ni < TN; ++ni)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[0][ni][e] = 0.0f;
+}
+
+// Writes the warp's 16 x D/2 tile (mosa_tile_pv layout) times mul into rows r0.. of a [K, D] slab;
+// rowMul: an extra factor per tile row (or null).
+__device__ __forceinline__ void mosa_tile_write(float* dst, const float (&acc)[1][TN][4], int r0, int K, float mul,
+    const float* rowMul) {
+  const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = wr + g + 8 * h;
+    if (r0 + row >= K) continue;
+    const float f = rowMul ? mul * rowMul[row] : mul;
+    float* d = dst + (usize)(r0 + row) * D + wc + 2 * t;
+#pragma unroll
+    for (int ni = 0; ni < TN; ++ni) {
+      d[ni * 8] = acc[0][ni][2 * h] * f;
+      d[ni * 8 + 1] = acc[0][ni][2 * h + 1] * f;
+    }
+  }
+}
+
+// Query tile qt of head (blockIdx.y, blockIdx.z) against key tiles [t0, t1). Query i sees key
+// j <= i (positions ascend with the slot). Scores and P.V on the tensor cores (3xTF32); the online
+// softmax per thread: queries ty*4 + i, keys tx + 16 j. PART: writes the unnormalised output and
+// the running max and sum of rows to slab "part" of opart / mpart / lpart (for mosa_attend_combine);
+// otherwise the normalised output and log-sum-exp.
+template <bool PART>
+__device__ __forceinline__ void mosa_attend_tile(float* smem, int qt, int t0, int t1, int part,
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    float* __restrict__ out, float* __restrict__ lse, float* __restrict__ opart, float* __restrict__ mpart,
+    float* __restrict__ lpart, int K, int Hs, float scale) {
+  float* Qs = smem;
+  float* Ks = Qs + AB * LDH;
+  float* Vs = Ks + AB * LDH;
+  float* Ss = Vs + AB * LDH;
+  __shared__ float alphaS[AB];
+  __shared__ float lS[AB];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = qt * AB;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  const int w = tid >> 5, wr = (w & 3) * 16, g = (tid & 31) >> 2;
+  mosa_rows_load(Qs, q + base, q0, K, scale);
+  float mrow[4], lrow[4], o[1][TN][4];
+  mosa_zero(o);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    mrow[i] = -INFINITY;
+    lrow[i] = 0.0f;
+  }
+  for (int kt = t0; kt < t1; ++kt) {
+    const int k0 = kt * AB;
+    __syncthreads();
+    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    __syncthreads();
+    mosa_tile_scores<false>(Ss, Qs, Ks, nullptr, nullptr, nullptr);
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = ty * 4 + i, qi = q0 + r;
+      float s[4];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kj = k0 + tx + 16 * j;
+        s[j] = Ss[r * LDA + tx + 16 * j];
+        if (kj > qi || kj >= K) s[j] = -INFINITY;
+        mx = fmaxf(mx, s[j]);
+      }
+      mx = mosa_max16(mx);
+      const float mnew = fmaxf(mrow[i], mx);
+      const float alpha = mrow[i] == -INFINITY ? 0.0f : expf(mrow[i] - mnew);
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mnew);
+        Ss[r * LDA + tx + 16 * j] = p;
+        sum += p;
+      }
+      sum = mosa_sum16(sum);
+      lrow[i] = lrow[i] * alpha + sum;
+      mrow[i] = mnew;
+      if (tx == 0) alphaS[r] = alpha;
+    }
+    __syncthreads();
+    const float a0 = alphaS[wr + g], a1 = alphaS[wr + g + 8];
+#pragma unroll
+    for (int ni = 0; ni < TN; ++ni) {
+      o[0][ni][0] *= a0;
+      o[0][ni][1] *= a0;
+      o[0][ni][2] *= a1;
+      o[0][ni][3] *= a1;
+    }
+    mosa_tile_pv(o, Ss, Vs);
+  }
+  const usize rows = (usize)gridDim.z * Hs * K;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = ty * 4 + i, qi = q0 + r;
+    if (tx == 0) {
+      lS[r] = 1.0f / lrow[i];
+      if (qi < K) {
+        if (PART) {
+          mpart[part * rows + bh * K + qi] = mrow[i];
+          lpart[part * rows + bh * K + qi] = lrow[i];
+        } else {
+          lse[bh * K + qi] = mrow[i] + logf(lrow[i]);
+        }
+      }
+    }
+  }
+  __syncthreads();
+  if (PART) mosa_tile_write(opart + (part * rows + bh * K) * D, o, q0, K, 1.0f, nullptr);
+  else mosa_tile_write(out + base, o, q0, K, 1.0f, lS);
+}
+
+// Grid (ceil(K/AB), Hs, B): one query tile against every key tile up to the diagonal.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
+    float* __restrict__ lse, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;  // the longest rows first
+  mosa_attend_tile<false>(reinterpret_cast<float*>(mosa_smem), qt, 0, qt + 1, 0, q, k, v, out, lse, nullptr,
+                          nullptr, nullptr, K, Hs, scale);
+}
+
+// Split over keys, for few long rows (the dense heads): grid (n S, Hs, B), n = ceil(K/AB) query
+// tiles, S parts of L key tiles each; block x takes query tile n - 1 - x / S (the longest first)
+// against key tiles [L s, L s + L) with s = x % S, up to the diagonal (an empty range returns).
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_part(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ opart,
+    float* __restrict__ mpart, float* __restrict__ lpart, int K, int Hs, float scale, int S, int L) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  const int n = (int)gridDim.x / S, x = (int)blockIdx.x;
+  const int qt = n - 1 - x / S, s = x % S;
+  const int t0 = s * L, t1 = min(t0 + L, qt + 1);
+  if (t0 >= t1) return;
+  mosa_attend_tile<true>(reinterpret_cast<float*>(mosa_smem), qt, t0, t1, s, q, k, v, nullptr, nullptr, opart,
+                         mpart, lpart, K, Hs, scale);
+}
+
+// Merges mosa_attend_part's slabs: one warp per row of [B*Hs*K] (rows), the parts that saw keys.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_combine(const float* __restrict__ opart,
+    const float* __restrict__ mpart, const float* __restrict__ lpart, float* __restrict__ out,
+    float* __restrict__ lse, int K, int rows, int S, int L) {
+  const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const int qt = (row % K) / AB;
+  const int parts = min(S, qt / L + 1);
+  float m = -INFINITY;
+  for (int s = 0; s < parts; ++s) m = fmaxf(m, mpart[(usize)s * rows + row]);
+  float l = 0.0f;
+  for (int s = 0; s < parts; ++s) l += lpart[(usize)s * rows + row] * expf(mpart[(usize)s * rows + row] - m);
+  const float inv = 1.0f / l;
+  for (int d = lane; d < D; d += 32) {
+    float acc = 0.0f;
+    for (int s = 0; s < parts; ++s)
+      acc += opart[((usize)s * rows + row) * D + d] * expf(mpart[(usize)s * rows + row] - m);
+    out[(usize)row * D + d] = acc * inv;
+  }
+  if (lane == 0) lse[row] = m + logf(l);
+}
+
+// delta_r = dout_r . out_r and lse_r for AB query rows starting at q0 (4 threads per row).
+__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* out, const float* lse,
+    float* deltaS, float* lseS, int q0, int K) {
+  const int r = threadIdx.x >> 2, part = threadIdx.x & 3;
+  const int qi = q0 + r;
+  float acc = 0.0f;
+  if (qi < K)
+    for (int d = part; d < D; d += 4) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
+  acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+  acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+  if (part == 0) {
+    deltaS[r] = acc;
+    lseS[r] = qi < K ? lse[qi] : 0.0f;
+  }
+}
+
+// One key tile (k0 = tile * AB), every query tile at or after it. S^T, dP^T, dV and dK on the
+// tensor cores; P and dS per thread: keys ty*4 + i, queries tx + 16 j. DQ: also this key tile's
+// share of dQ (dS . K), added to dq (zeroed first) with atomic reductions.
+template <bool DQ>
+__device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
+    float* __restrict__ dv, float* __restrict__ dq, int K, int Hs, float scale) {
+  float* Ks = smem;
+  float* Vs = Ks + AB * LDH;
+  float* Qs = Vs + AB * LDH;
+  float* dOs = Qs + AB * LDH;
+  float* Ps = dOs + AB * LDH;
+  float* dSs = Ps + AB * LDA;
+  __shared__ float lseS[AB];
+  __shared__ float deltaS[AB];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int k0 = tile * AB;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+  mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+  float dK[1][TN][4], dV[1][TN][4];
+  mosa_zero(dK);
+  mosa_zero(dV);
+  for (int q0 = k0; q0 < K; q0 += AB) {
+    __syncthreads();
+    mosa_rows_load(Qs, q + base, q0, K, 1.0f);
+    mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
+    mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+    __syncthreads();
+    mosa_tile_scores<true>(Ps, Ks, Qs, dSs, Vs, dOs);
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int a = ty * 4 + i, c = tx + 16 * j, kj = k0 + a, qi = q0 + c;
+        const bool ok = kj <= qi && qi < K && kj < K;
+        const float p = ok ? expf(Ps[a * LDA + c] * scale - lseS[c]) : 0.0f;
+        dSs[a * LDA + c] = p * (dSs[a * LDA + c] - deltaS[c]);
+        Ps[a * LDA + c] = p;
+      }
+    __syncthreads();
+    mosa_tile_pv(dV, Ps, dOs);
+    mosa_tile_pv(dK, dSs, Qs);
+    if (DQ) {
+      // dQ[c][n] += sum_a dS[a][c] K[a][n] for the warp's 16 queries x D/2 dims.
+      const int w = tid >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
+      const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+      float gq[1][TN][4];
+      mosa_zero(gq);
+      mosa_warp_mma<1, TN>(
+          gq, AB, [&](int r, int a) { return dSs[a * LDA + wr + r]; },
+          [&](int n, int a) { return Ks[a * LDH + wc + n]; });
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int qi = q0 + wr + g + 8 * hh;
+        if (qi >= K) continue;
+        float* d = dq + base + (usize)qi * D + wc + 2 * t;
+#pragma unroll
+        for (int ni = 0; ni < TN; ++ni) mosa_red2(d + ni * 8, gq[0][ni][2 * hh] * scale, gq[0][ni][2 * hh + 1] * scale);
+      }
+    }
+  }
+  mosa_tile_write(dk + base, dK, k0, K, scale, nullptr);
+  mosa_tile_write(dv + base, dV, k0, K, 1.0f, nullptr);
+}
+
+// One query tile (q0 = tile * AB), every key tile up to the diagonal. S, dP and dQ on the tensor
+// cores; dS per thread: queries ty*4 + i, keys tx + 16 j.
+__device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
+    float scale) {
+  float* Qs = smem;
+  float* dOs = Qs + AB * LDH;
+  float* Ks = dOs + AB * LDH;
+  float* Vs = Ks + AB * LDH;
+  float* Ss = Vs + AB * LDH;
+  float* dPs = Ss + AB * LDA;
+  __shared__ float lseS[AB];
+  __shared__ float deltaS[AB];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = tile * AB;
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  mosa_rows_load(Qs, q + base, q0, K, 1.0f);
+  mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
+  mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+  float dQ[1][TN][4];
+  mosa_zero(dQ);
+  const int last = min(K, q0 + AB) - 1;
+  for (int k0 = 0; k0 <= last; k0 += AB) {
+    __syncthreads();
+    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
+    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    __syncthreads();
+    mosa_tile_scores<true>(Ss, Qs, Ks, dPs, dOs, Vs);
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int r = ty * 4 + i, c = tx + 16 * j, qi = q0 + r, kj = k0 + c;
+        const bool ok = kj <= qi && qi < K && kj < K;
+        const float p = ok ? expf(Ss[r * LDA + c] * scale - lseS[r]) : 0.0f;
+        Ss[r * LDA + c] = p * (dPs[r * LDA + c] - deltaS[r]);
+      }
+    __syncthreads();
+    mosa_tile_pv(dQ, Ss, Ks);
+  }
+  mosa_tile_write(dq + base, dQ, q0, K, scale, nullptr);
+}
+
+// Grid (2 ceil(K/AB), Hs, B): blocks x < n = ceil(K/AB) compute dK, dV of key tile x (the most
+// query tiles first), the others dQ of query tile 2n - 1 - x (the most key tiles first), so both
+// halves of the backward pass share one launch and fill each other's tails.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* smem = reinterpret_cast<float*>(mosa_smem);
+  const int n = (int)gridDim.x / 2, x = (int)blockIdx.x;
+  if (x < n) mosa_backward_kv<false>(smem, x, q, k, v, out, lse, dout, dk, dv, nullptr, K, Hs, scale);
+  else mosa_backward_q(smem, 2 * n - 1 - x, q, k, v, out, lse, dout, dq, K, Hs, scale);
+}
+
+// Grid (ceil(K/AB), Hs, B): one block per key tile computing dK, dV and adding its share of dQ
+// (atomic float reductions into dq, zeroed first; the sum order varies from run to run). Two of
+// the seven tile products fewer than mosa_attend_backward, which recomputes S and dP for dQ.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  mosa_backward_kv<true>(reinterpret_cast<float*>(mosa_smem), blockIdx.x, q, k, v, out, lse, dout, dk, dv, dq, K,
+                         Hs, scale);
 }
 `
+}
+
+/** Dynamic shared memory (bytes) of a fused CUDA kernel for head dim D (0: static only). */
+export function mosaCudaSharedBytes(D: number, entry: string): number {
+  const t = cudaTiles(D)
+  const head = t.BQ * (D + 4) * 4
+  const probs = t.BQ * (t.BQ + 4) * 4
+  if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
+  if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
+  if (entry === 'mosa_select') return 0
+  // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
+  const br = Math.max(D, t.BN)
+  const a = Math.max(t.BM * (t.BK + 4), t.BK * (t.BM + 8))
+  const b = Math.max(br * (t.BK + 4), t.BK * (br + 8))
+  return 4 * Math.max(a + b, t.BM * (br + 4))
 }

@@ -22,16 +22,9 @@ export interface Tiles {
 }
 
 export function cudaTiles(D: number): Tiles {
-  return {
-    D,
-    BM: 64,
-    BN: 64,
-    BK: 16,
-    BQ: D <= 64 ? 64 : 32,
-    BKV: D <= 32 ? 64 : D <= 64 ? 32 : 16,
-    BB: D <= 64 ? 32 : 16,
-    BW: 64,
-  }
+  // GEMMs: 128-row block tiles (8 rows per thread), 64 dModel columns (or the head dim), 16-deep
+  // reduction chunks. Attention: 64 x 64 tiles forward and backward, for every head dim.
+  return { D, BM: 128, BN: 64, BK: 16, BQ: 64, BKV: 64, BB: 64, BW: 128 }
 }
 
 /**

@@ -23,7 +23,7 @@ static int emu_cur = 0;
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __shared__ static
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 
 static void emu_switch_next() {
   int from = emu_cur;
@@ -50,3 +50,40 @@ static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+struct float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+// Dynamic shared memory: one static block of 1 MiB (a block's worth, reused block after block).
+#define MOSA_DYNAMIC_SMEM(name) static float4 name[65536]
+static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+// Tensor-core emulation for the kernels' mosa_tf32 / mosa_mma (mma.sync.m16n8k8 TF32 -> float32):
+// cvt.rna.tf32.f32 rounds to 10 mantissa bits, ties away from zero; the warp's fragments meet in
+// statics between two barriers (the whole block calls it in lockstep, as it does on the GPU).
+#define MOSA_EMU 1
+static inline unsigned mosa_tf32(float x) {
+  unsigned b = __float_as_uint(x);
+  if ((b & 0x7f800000u) == 0x7f800000u) return b;
+  return (b + 0x1000u) & 0xffffe000u;
+}
+static unsigned emu_mma_a[1024][4];
+static unsigned emu_mma_b[1024][2];
+static inline void mosa_mma(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  const int t = emu_cur, base = t & ~31, lane = t & 31;
+  for (int i = 0; i < 4; ++i) emu_mma_a[t][i] = a[i];
+  for (int i = 0; i < 2; ++i) emu_mma_b[t][i] = b[i];
+  __syncthreads();
+  const int g = lane >> 2, q = lane & 3;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * q + (e & 1);
+    float acc = c[e];
+    for (int k = 0; k < 8; ++k) {
+      const float av = __uint_as_float(emu_mma_a[base + (row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+      const float bv = __uint_as_float(emu_mma_b[base + col * 4 + k % 4][k >= 4 ? 1 : 0]);
+      acc += av * bv;
+    }
+    c[e] = acc;
+  }
+  __syncthreads();
+}
+// Atomic reductions: fibers never interleave inside a call, so a plain add is atomic here.
+static inline void mosa_red2(float* p, float a, float b) { p[0] += a; p[1] += b; }
