@@ -9,7 +9,12 @@ import { join } from 'node:path'
 import * as o from '@attnkit/core'
 import { formatSummary, runCase, runConformance } from '@attnkit/core/testing'
 import { benchAttention, benchMatmul, createCudaBackend, runTorchReference } from '../src/index.js'
-import { BWD_ALTERNATIVES, FWD_ALTERNATIVES, tunableString } from '../src/kernels/attention.js'
+import {
+  BWD_ALTERNATIVES,
+  FWD_ALTERNATIVES,
+  FWD_WGMMA_ALTERNATIVES,
+  tunableString,
+} from '../src/kernels/attention.js'
 import { flashCases } from './flash-cases.js'
 
 const OUT = process.env.OUT ?? ''
@@ -61,19 +66,22 @@ async function main() {
 
   log(`\n== conformance suite [${elapsed()}]`)
   let conformance = ''
-  try {
-    const summary = await runConformance(backend, {
-      only: QUICK ? ['unary/exp', 'attention/headdim64'] : undefined,
-      onResult: (rs) => {
-        for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
-      },
-    })
-    conformance = formatSummary(summary)
-    log(conformance)
-    save('conformance.txt', `${conformance}\n`)
-  } catch (e) {
-    log(`conformance crashed: ${(e as Error).stack}`)
-  }
+  // ATTNKIT_RUNNER_SKIP_CONFORMANCE=1: a tuning run (flash checks and speed only).
+  if (process.env.ATTNKIT_RUNNER_SKIP_CONFORMANCE === '1') log('skipped (ATTNKIT_RUNNER_SKIP_CONFORMANCE=1)')
+  else
+    try {
+      const summary = await runConformance(backend, {
+        only: QUICK ? ['unary/exp', 'attention/headdim64'] : undefined,
+        onResult: (rs) => {
+          for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
+        },
+      })
+      conformance = formatSummary(summary)
+      log(conformance)
+      save('conformance.txt', `${conformance}\n`)
+    } catch (e) {
+      log(`conformance crashed: ${(e as Error).stack}`)
+    }
   log(`compile stats: ${JSON.stringify(backend.compiler.stats)} [${elapsed()}]`)
 
   log('\n== device allocations after attention forward + backward')
@@ -127,10 +135,27 @@ async function main() {
         if (!r.ok) bad.push(`${c.name} ${r.check} ${r.error}`)
     return bad.join('; ')
   }
-  let bestFwd = { name: 'default', tflops: 0 }
-  for (const t of [undefined, ...FWD_ALTERNATIVES]) {
-    const name = t ? tunableString(t) : 'default'
-    process.env.ATTNKIT_FLASH_FWD = t ? name : ''
+  // Forward variants: the wgmma kernel (sm_90a; default on Hopper) with its tunables, and the
+  // mma.sync kernel (ATTNKIT_FLASH_WGMMA=0) with its own. Each sets the three variables.
+  const fwdVariants: { name: string; env: Record<string, string> }[] = [
+    { name: 'default', env: {} },
+    ...FWD_WGMMA_ALTERNATIVES.map((t) => ({
+      name: `wgmma ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_FWD_WGMMA: tunableString(t) },
+    })),
+    { name: 'mma.sync default', env: { ATTNKIT_FLASH_WGMMA: '0' } },
+    ...FWD_ALTERNATIVES.map((t) => ({
+      name: `mma.sync ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_WGMMA: '0', ATTNKIT_FLASH_FWD: tunableString(t) },
+    })),
+  ]
+  const setFwdEnv = (env: Record<string, string>) => {
+    for (const k of ['ATTNKIT_FLASH_WGMMA', 'ATTNKIT_FLASH_FWD', 'ATTNKIT_FLASH_FWD_WGMMA'])
+      process.env[k] = env[k] ?? ''
+  }
+  let bestFwd = { name: 'default', tflops: 0, env: {} as Record<string, string> }
+  for (const { name, env } of fwdVariants) {
+    setFwdEnv(env)
     try {
       const bad = await checkVariant()
       const at = await benchAttention(backend, { ...shape, backward: false })
@@ -138,12 +163,12 @@ async function main() {
       log(
         `fwd ${name}: ${at.forwardMs.toFixed(3)} ms ${at.forwardTflops.toFixed(1)} TFLOP/s ${bad ? `WRONG: ${bad}` : 'ok'}`,
       )
-      if (!bad && at.forwardTflops > bestFwd.tflops) bestFwd = { name, tflops: at.forwardTflops }
+      if (!bad && at.forwardTflops > bestFwd.tflops) bestFwd = { name, tflops: at.forwardTflops, env }
     } catch (e) {
       log(`fwd ${name} crashed: ${(e as Error).message}`)
     }
   }
-  process.env.ATTNKIT_FLASH_FWD = bestFwd.name === 'default' ? '' : bestFwd.name
+  setFwdEnv(bestFwd.env)
   let bestBwd = {
     name: 'default',
     tflops: 0,
@@ -168,7 +193,7 @@ async function main() {
   process.env.ATTNKIT_FLASH_BWD = bestBwd.name === 'default' ? '' : bestBwd.name
   log(`best: fwd ${bestFwd.name}, bwd ${bestBwd.name}`)
   bench.attention_best = {
-    fwd: bestFwd,
+    fwd: { name: bestFwd.name, tflops: bestFwd.tflops },
     bwd: { name: bestBwd.name, tflops: bestBwd.tflops },
     run: bestBwd.at,
   }

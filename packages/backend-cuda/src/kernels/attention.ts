@@ -41,6 +41,37 @@ export function tunableString(t: Record<string, number>): string {
     .join(',')
 }
 
+/**
+ * The Hopper forward (kernels/flash_fwd_wgmma.cu, wgmma on sm_90a): 128 query rows per CTA (two
+ * warpgroups), BC keys per tile, STAGES cp.async stages. ATTNKIT_FLASH_FWD_WGMMA overrides the
+ * tunables; ATTNKIT_FLASH_WGMMA=0 falls back to the mma.sync kernel (flash_fwd.cu) on Hopper too.
+ */
+const FWD_WGMMA_DEFAULT: Record<string, number> = { BC: 128, STAGES: 2, FAST_EXP: 1, LAZY_RESCALE: 1 }
+export const FWD_WGMMA_ALTERNATIVES: Record<string, number>[] = [
+  { BC: 128, STAGES: 3, FAST_EXP: 1, LAZY_RESCALE: 1 },
+  { BC: 64, STAGES: 2, FAST_EXP: 1, LAZY_RESCALE: 1 },
+  { BC: 64, STAGES: 2, MIN_CTAS: 2, FAST_EXP: 1, LAZY_RESCALE: 1 },
+  { BC: 64, STAGES: 3, FAST_EXP: 1, LAZY_RESCALE: 1 },
+]
+
+/** Whether the forward runs on the wgmma kernel: compiled for sm_90a, unless turned off. */
+export function usesWgmmaForward(arch: string): boolean {
+  return arch === 'sm_90a' && process.env.ATTNKIT_FLASH_WGMMA !== '0'
+}
+
+export function flashFwdWgmmaConfig(hd: number) {
+  const d = parseTunables(process.env.ATTNKIT_FLASH_FWD_WGMMA, FWD_WGMMA_DEFAULT)
+  const rows = 128
+  // + 1 KiB: the kernel rounds the buffer up to a 1024-byte boundary (128-byte swizzle atoms).
+  return {
+    defines: d,
+    rows,
+    threads: 256,
+    keys: d.BC,
+    sharedBytes: (rows * hd + 2 * d.STAGES * d.BC * hd) * 2 + 1024,
+  }
+}
+
 export function flashFwdConfig(hd: number) {
   const d = parseTunables(process.env.ATTNKIT_FLASH_FWD, FWD_DEFAULT)
   const rows = 16 * d.WM * d.NW
@@ -225,12 +256,14 @@ export function attentionForward(
   }
   const flags = [attrs.causal ? 1 : 0, attrs.window, attrs.sinks, keep ? 1 : 0]
   if (usesFlash(q.dtype, s, attrs.scale)) {
-    const cfg = flashFwdConfig(s.D)
+    const wgmma = usesWgmmaForward(backend.compiler.arch)
+    const cfg = wgmma ? flashFwdWgmmaConfig(s.D) : flashFwdConfig(s.D)
     const kb = keyBounds(backend, kPos, keep, s, cfg.keys)
     const kern = backend.kernel(
-      'flash_fwd.cu',
-      { ...flashDefines(q.dtype, s.D), ...cfg.defines },
-      'flash_fwd_k',
+      wgmma ? 'flash_fwd_wgmma.cu' : 'flash_fwd.cu',
+      // ATTNKIT_SM90A: the wgmma code is compiled in (NVRTC targets sm_90a here).
+      { ...flashDefines(q.dtype, s.D), ...cfg.defines, ...(wgmma ? { ATTNKIT_SM90A: 1 } : {}) },
+      wgmma ? 'flash_fwd_wgmma_k' : 'flash_fwd_k',
       FWD_ARGS,
     )
     backend.launch(kern, [Math.ceil(s.Tq / cfg.rows), s.B * s.Hq, 1], [cfg.threads, 1, 1], cfg.sharedBytes, [
