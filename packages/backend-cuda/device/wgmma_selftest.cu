@@ -3,6 +3,8 @@
 //     8 k16 steps (two 64-column blocks), as flash_fwd_wgmma.cu's first GEMM;
 //  2. O = P V with P (64 x 128) in registers and V (128 keys x 128) read MN-major (transposed),
 //     with V's LBO/SBO as flash_fwd_wgmma.cu has them, and swapped;
+//  3. dQ = dS K as flash_bwd_wgmma.cu: dS^T (128 keys x 64 queries) and K (128 keys x 128) in
+//     SW128 tiles, both read MN-major (wgmma_ss_tt_n64), one launch per 64-column block of K;
 // each against a float64 CPU product, on random bf16 data. Prints one line per test.
 // Build (sm_90a): nvcc -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ikernels -o selftest device/wgmma_selftest.cu
 #include <cstdio>
@@ -93,6 +95,41 @@ __global__ void __launch_bounds__(128) pv_test(const bf* p, const bf* v, float* 
     }
 }
 
+// dsT: 128 keys x 64 queries, K: 128 keys x 128; out: 64 x 128 float (columns 64 * blk ...).
+__global__ void __launch_bounds__(128) dq_test(const bf* dst, const bf* k, float* out, int blk) {
+  extern __shared__ __align__(128) unsigned char raw[];
+  unsigned char* sm = raw + ((1024u - (smem_addr(raw) & 1023u)) & 1023u);
+  bf* sK = (bf*)sm;
+  bf* sS = sK + 128 * 128;
+  const int tid = threadIdx.x;
+  for (int c = tid; c < 128 * 16; c += 128) {
+    const int r = c / 16, ch = c % 16;
+    *(uint4*)(sK + sw128_off(r, ch, 128)) = *(const uint4*)(k + r * 128 + ch * 8);
+  }
+  for (int c = tid; c < 128 * 8; c += 128) {
+    const int r = c / 8, ch = c % 8;
+    *(uint4*)(sS + sw128_off(r, ch, 128)) = *(const uint4*)(dst + r * 64 + ch * 8);
+  }
+  fence_proxy_async();
+  __syncthreads();
+  float d[32];
+  const u32 ka = smem_addr(sK), sa = smem_addr(sS);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk)
+    wgmma_ss_tt_n64(d, sw128_desc(sa + kk * 16 * 128, 128 * 128, 1024),
+                    sw128_desc(ka + blk * 128 * 128 + kk * 16 * 128, 128 * 128, 1024), kk);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs<32>(d);
+  const int wq = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  for (int nb = 0; nb < 8; ++nb)
+    for (int i = 0; i < 4; ++i) {
+      const int row = 16 * wq + g + 8 * (i >> 1), col = 64 * blk + 8 * nb + 2 * t4 + (i & 1);
+      out[row * 128 + col] = d[nb * 4 + i];
+    }
+}
+
 static float b2f(bf x) { return __bfloat162float(x); }
 
 static double rel_err(const std::vector<float>& got, const std::vector<double>& ref) {
@@ -163,6 +200,22 @@ int main() {
            c == 0 ? " [kernel's choice]" : " [swapped]", e, e < 1e-3 ? "ok" : "WRONG");
     if (c == 0) fails += e >= 1e-3;
   }
+  // 3. dQ = dS K with dS^T (128 x 64) = hp viewed as 128 rows of 64
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 128; ++j) {
+      double a = 0;
+      for (int t = 0; t < 128; ++t) a += (double)b2f(hp[t * 64 + i]) * b2f(hk[t * 128 + j]);
+      ref[i * 128 + j] = a;
+    }
+  CK(cudaFuncSetAttribute(dq_test, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+  CK(cudaMemset(dout, 0xff, 64 * 128 * 4));
+  for (int blk = 0; blk < 2; ++blk) dq_test<<<1, 128, 48 * 1024 + 1024>>>(dp, dk, dout, blk);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpy(got.data(), dout, 64 * 128 * 4, cudaMemcpyDeviceToHost));
+  e = rel_err(got, ref);
+  printf("selftest dq (SS, A and B MN-major SW128): rel err %.2e %s\n", e, e < 1e-3 ? "ok" : "WRONG");
+  fails += e >= 1e-3;
   printf("selftest: %s\n", fails ? "FAILED" : "passed");
   return fails ? 1 : 0;
 }

@@ -6,8 +6,9 @@
 // repeated along N), then O += P V with P converted to 16 bits in registers as the A operand and
 // V read MN-major (transposed) from shared memory.
 // Defines: DT (__half or __nv_bfloat16; DT_IS_HALF for half), HD (64 or 128; Dv == D); tunables
-// BC (keys per tile, 64 or 128), STAGES (2 or 3), FAST_EXP, LAZY_RESCALE, V_DESC_SWAP (swaps
-// V's LBO and SBO: a layout self-test). Key tiles are skipped and masks applied from positions
+// BC (keys per tile, 64 or 128), STAGES (2 or 3), OVERLAP (1: softmax of tile j overlaps P V of
+// tile j - 1; needs STAGES=3), MIN_CTAS (CTAs per SM the registers are capped for), FAST_EXP,
+// LAZY_RESCALE. Key tiles are skipped and masks applied from positions
 // (causal, window, sinks, keep), exactly as flash_fwd.cu does.
 // Only built for sm_90a (the backend dispatches here on compute capability 9.0, else flash_fwd.cu);
 // compiled for another architecture the kernel traps.
@@ -19,8 +20,11 @@
 #ifndef BC
 #define BC 128
 #endif
+#ifndef OVERLAP
+#define OVERLAP 0
+#endif
 #ifndef STAGES
-#define STAGES 2
+#define STAGES (OVERLAP ? 3 : 2)
 #endif
 #define BR 128
 #define NTHREADS 256
@@ -50,7 +54,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
                       const TileBounds* __restrict__ kbounds, DT* __restrict__ out, float* __restrict__ lse, int Hq,
                       int Hk, int Tq, int Tk, float scale_log2, int causal, int window, int sinks, int has_keep) {
 #if defined(ATTNKIT_HAS_WGMMA)
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  DYN_SMEM(unsigned char, smem_raw);
   // SW128 atoms must start on 1024-byte boundaries: round the dynamic buffer up (1 KiB slack).
   const u32 raw_s = smem_addr(smem_raw);
   unsigned char* smem = smem_raw + ((1024u - (raw_s & 1023u)) & 1023u);
@@ -121,6 +125,147 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
   m[0] = m[1] = -F_INF;
   l[0] = l[1] = 0.f;
 
+#if OVERLAP
+  // Software-pipelined variant (FA3's intra-warpgroup overlap): in the iteration of tile j, the
+  // warpgroup issues S_j = Q K_j^T and O += P_{j-1} V_{j-1} together, and computes the softmax of
+  // S_j while the tensor cores still run P_{j-1} V_{j-1}; O is rescaled once that is done. V_{j-1}
+  // is read during iteration j, so tile j + 1 loads into a third stage (STAGES must be 3).
+  static_assert(STAGES == 3, "OVERLAP needs STAGES=3");
+  int cur = next_tile(0);
+  if (cur >= 0) {
+#pragma unroll
+    for (int i = 0; i < BR * RC / NTHREADS; ++i) {
+      const int c = tid + i * NTHREADS;
+      const int r = c / RC, ch = c - r * RC;
+      const int row = q0 + r;
+      cp_async16(sQ + sw128_off(r, ch, BR), qg + (i64)min(row, Tq - 1) * HD + ch * 8, row < Tq ? 16 : 0);
+    }
+    load_kv(cur, 0);
+  }
+  cp_async_commit();
+  int nxt = cur >= 0 ? next_tile(cur + 1) : -1;
+  int stage = 0, pstage = 0;
+  bool have_p = false;
+  u32 pa[BC / 16][4];
+  while (cur >= 0) {
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();  // everyone is done with tile j - 2's stage (its P V was waited for)
+    if (nxt >= 0) load_kv(nxt, (stage + 1) % 3);
+    cp_async_commit();
+    const u32 kA = sKa + stage * BC * HD * 2;
+    float s[NS];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      const u64 da = sw128_desc(sQa + (kk >> 2) * BR * 128 + wg * 64 * 128 + (kk & 3) * 32, 16, 1024);
+      const u64 db = sw128_desc(kA + (kk >> 2) * BC * 128 + (kk & 3) * 32, 16, 1024);
+      WGMMA_S(s, da, db, kk);
+    }
+    wgmma_commit();
+    if (have_p) {
+      const u32 vA = sVa + pstage * BC * HD * 2;
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) WGMMA_O(o, pa[kk], sw128_desc(vA + kk * 16 * 128, BC * 128, 1024), 1);
+      wgmma_commit();
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
+    fence_regs<NS>(s);
+
+    const TileBounds kb = kbg[cur];
+    if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep)) {
+      int qp[2];
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int row = row0 + 8 * hr;
+        qp[hr] = row < Tq ? qpos[(i64)bh * Tq + row] : 0;
+      }
+#pragma unroll
+      for (int nb = 0; nb < BC / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = cur * BC + nb * 8 + 2 * t4 + e;
+          const bool kin = key < Tk;
+          const int kp = kin ? kposg[key] : 0;
+          const int kv = (has_keep && kin) ? (int)keepg[key] : -1;
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr)
+            if (!(kin && key_visible(qp[hr], kp, kv, causal, window, sinks))) s[nb * 4 + hr * 2 + e] = -F_INF;
+        }
+    }
+    float mx[2];
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float x = -F_INF;
+#pragma unroll
+      for (int nb = 0; nb < BC / 8; ++nb) x = fmaxf(x, fmaxf(s[nb * 4 + hr * 2], s[nb * 4 + hr * 2 + 1]));
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+      mx[hr] = x * scale_log2;
+    }
+#ifdef LAZY_RESCALE
+    const bool rescale = __any_sync(0xffffffffu, mx[0] > m[0] + 8.f || mx[1] > m[1] + 8.f);
+#else
+    const bool rescale = true;
+#endif
+    float corr[2] = {1.f, 1.f};
+    if (rescale) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const float m_new = fmaxf(m[hr], mx[hr]);
+        corr[hr] = m_new == -F_INF ? 1.f : EXP2(m[hr] - m_new);
+        m[hr] = m_new;
+      }
+    }
+    u32 pn[BC / 16][4];
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const float m_use = m[hr] == -F_INF ? 0.f : m[hr];
+      float rs = 0.f;
+#pragma unroll
+      for (int nb = 0; nb < BC / 8; ++nb) {
+        const float p0 = EXP2(fmaf(s[nb * 4 + hr * 2], scale_log2, -m_use));
+        const float p1 = EXP2(fmaf(s[nb * 4 + hr * 2 + 1], scale_log2, -m_use));
+        rs += p0 + p1;
+        pn[nb >> 1][(nb & 1) * 2 + hr] = pack2(p0, p1);
+      }
+      l[hr] = l[hr] * corr[hr] + rs;
+    }
+    if (have_p) {
+      wgmma_wait<0>();
+      fence_regs<NO>(o);
+    }
+    if (rescale) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; ++nb) {
+          o[nb * 4 + hr * 2] *= corr[hr];
+          o[nb * 4 + hr * 2 + 1] *= corr[hr];
+        }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) pa[kk][r] = pn[kk][r];
+    have_p = true;
+    pstage = stage;
+    cur = nxt;
+    nxt = cur >= 0 ? next_tile(cur + 1) : -1;
+    stage = (stage + 1) % 3;
+  }
+  if (have_p) {
+    const u32 vA = sVa + pstage * BC * HD * 2;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) WGMMA_O(o, pa[kk], sw128_desc(vA + kk * 16 * 128, BC * 128, 1024), 1);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs<NO>(o);
+  }
+#else
   // Prologue: Q and the first STAGES - 1 visible tiles, one cp.async group each (Q with the first).
   int tiles[STAGES];  // tiles[j]: the tile loaded j tiles ahead of the current one (-1: none)
   int cur = next_tile(0);
@@ -235,11 +380,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     }
 
     // O += P V: V is [key][hd] in shared memory, read MN-major (N = hd contiguous).
-#if defined(V_DESC_SWAP)
-    const u32 v_lbo = 1024, v_sbo = BC * 128;
-#else
     const u32 v_lbo = BC * 128, v_sbo = 1024;
-#endif
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk) WGMMA_O(o, pa[kk], sw128_desc(vA + kk * 16 * 128, v_lbo, v_sbo), 1);
@@ -253,6 +394,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     tiles[STAGES - 1] = tiles[STAGES - 2] >= 0 ? next_tile(tiles[STAGES - 2] + 1) : -1;
     stage = (stage + 1) % STAGES;
   }
+#endif
   cp_async_wait<0>();
 
 #pragma unroll
