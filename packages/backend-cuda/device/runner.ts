@@ -9,7 +9,13 @@ import { join } from 'node:path'
 import * as o from '@attnkit/core'
 import { formatSummary, runCase, runConformance } from '@attnkit/core/testing'
 import { benchAttention, benchMatmul, createCudaBackend, runTorchReference } from '../src/index.js'
-import { BWD_ALTERNATIVES, FWD_ALTERNATIVES, tunableString } from '../src/kernels/attention.js'
+import {
+  BWD_ALTERNATIVES,
+  BWD_WGMMA_ALTERNATIVES,
+  FWD_ALTERNATIVES,
+  FWD_WGMMA_ALTERNATIVES,
+  tunableString,
+} from '../src/kernels/attention.js'
 import { flashCases } from './flash-cases.js'
 
 const OUT = process.env.OUT ?? ''
@@ -20,7 +26,9 @@ const log = (line: string) => {
 const save = (file: string, text: string) => {
   if (OUT) writeFileSync(join(OUT, file), text)
 }
-// ATTNKIT_RUNNER_QUICK=1: a rehearsal (one flash case, a few conformance cases, no speed runs).
+// ATTNKIT_RUNNER_QUICK=1: a rehearsal (the GQA head-dim-128 flash case, a few conformance cases, no
+// speed runs). ATTNKIT_RUNNER_SKIP_BWD_WGMMA=1: the backward stays on mma.sync throughout (after a
+// rehearsal that crashed on the wgmma backward).
 const QUICK = process.env.ATTNKIT_RUNNER_QUICK === '1'
 const t0 = performance.now()
 const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`
@@ -39,41 +47,54 @@ async function main() {
     backend.dispose()
     return
   }
-  log(`\n== flash-attention checks (tensor-core path) [${elapsed()}]`)
   const cpu = await o.backend('cpu')
-  let flashFails = 0
-  for (const c of QUICK ? flashCases().slice(0, 1) : flashCases()) {
-    for (const dtype of c.dtypes) {
-      try {
-        const rs = await runCase(c, dtype, backend, cpu)
-        for (const r of rs) {
-          if (!r.ok) flashFails++
-          log(
-            `${r.ok ? 'ok  ' : 'FAIL'} ${c.name} ${dtype} ${r.check}: ${r.error.toExponential(2)} / ${r.tolerance.toExponential(1)}${r.ok ? '' : ` ${r.detail ?? ''}`}`,
-          )
+  // The 48 flash cases and the conformance suite, under the tunables in the environment now.
+  const flashChecks = async (): Promise<number> => {
+    log(`\n== flash-attention checks (tensor-core path) [${elapsed()}]`)
+    let fails = 0
+    for (const c of QUICK ? flashCases().filter((x) => /gqa/.test(x.name)) : flashCases()) {
+      for (const dtype of c.dtypes) {
+        try {
+          const rs = await runCase(c, dtype, backend, cpu)
+          for (const r of rs) {
+            if (!r.ok) fails++
+            log(
+              `${r.ok ? 'ok  ' : 'FAIL'} ${c.name} ${dtype} ${r.check}: ${r.error.toExponential(2)} / ${r.tolerance.toExponential(1)}${r.ok ? '' : ` ${r.detail ?? ''}`}`,
+            )
+          }
+        } catch (e) {
+          fails++
+          log(`FAIL ${c.name} ${dtype}: ${(e as Error).stack}`)
         }
-      } catch (e) {
-        flashFails++
-        log(`FAIL ${c.name} ${dtype}: ${(e as Error).stack}`)
       }
     }
+    return fails
   }
-
-  log(`\n== conformance suite [${elapsed()}]`)
-  let conformance = ''
-  try {
-    const summary = await runConformance(backend, {
-      only: QUICK ? ['unary/exp', 'attention/headdim64'] : undefined,
-      onResult: (rs) => {
-        for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
-      },
-    })
-    conformance = formatSummary(summary)
-    log(conformance)
-    save('conformance.txt', `${conformance}\n`)
-  } catch (e) {
-    log(`conformance crashed: ${(e as Error).stack}`)
+  const conformanceRun = async (file: string): Promise<string> => {
+    log(`\n== conformance suite [${elapsed()}]`)
+    // ATTNKIT_RUNNER_SKIP_CONFORMANCE=1: a tuning run (flash checks and speed only).
+    if (process.env.ATTNKIT_RUNNER_SKIP_CONFORMANCE === '1') {
+      log('skipped (ATTNKIT_RUNNER_SKIP_CONFORMANCE=1)')
+      return ''
+    }
+    try {
+      const summary = await runConformance(backend, {
+        only: QUICK ? ['unary/exp', 'attention/headdim64'] : undefined,
+        onResult: (rs) => {
+          for (const r of rs) if (!r.ok) log(`  FAIL ${r.case} ${r.dtype} ${r.check}: ${r.detail ?? r.error}`)
+        },
+      })
+      const text = formatSummary(summary)
+      log(text)
+      if (file) save(file, `${text}\n`)
+      return text
+    } catch (e) {
+      log(`conformance crashed: ${(e as Error).stack}`)
+      return ''
+    }
   }
+  const flashFails = await flashChecks()
+  const conformance = await conformanceRun('conformance.txt')
   log(`compile stats: ${JSON.stringify(backend.compiler.stats)} [${elapsed()}]`)
 
   log('\n== device allocations after attention forward + backward')
@@ -127,10 +148,27 @@ async function main() {
         if (!r.ok) bad.push(`${c.name} ${r.check} ${r.error}`)
     return bad.join('; ')
   }
-  let bestFwd = { name: 'default', tflops: 0 }
-  for (const t of [undefined, ...FWD_ALTERNATIVES]) {
-    const name = t ? tunableString(t) : 'default'
-    process.env.ATTNKIT_FLASH_FWD = t ? name : ''
+  // Forward variants: the wgmma kernel (sm_90a; default on Hopper) with its tunables, and the
+  // mma.sync kernel (ATTNKIT_FLASH_WGMMA=0) with its own. Each sets the three variables.
+  const fwdVariants: { name: string; env: Record<string, string> }[] = [
+    { name: 'default', env: {} },
+    ...FWD_WGMMA_ALTERNATIVES.map((t) => ({
+      name: `wgmma ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_FWD_SM90: tunableString(t) },
+    })),
+    { name: 'mma.sync default', env: { ATTNKIT_FLASH_WGMMA: '0' } },
+    ...FWD_ALTERNATIVES.map((t) => ({
+      name: `mma.sync ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_WGMMA: '0', ATTNKIT_FLASH_FWD: tunableString(t) },
+    })),
+  ]
+  const setFwdEnv = (env: Record<string, string>) => {
+    for (const k of ['ATTNKIT_FLASH_WGMMA', 'ATTNKIT_FLASH_FWD', 'ATTNKIT_FLASH_FWD_SM90'])
+      process.env[k] = env[k] ?? ''
+  }
+  let bestFwd = { name: 'default', tflops: 0, env: {} as Record<string, string> }
+  for (const { name, env } of fwdVariants) {
+    setFwdEnv(env)
     try {
       const bad = await checkVariant()
       const at = await benchAttention(backend, { ...shape, backward: false })
@@ -138,20 +176,39 @@ async function main() {
       log(
         `fwd ${name}: ${at.forwardMs.toFixed(3)} ms ${at.forwardTflops.toFixed(1)} TFLOP/s ${bad ? `WRONG: ${bad}` : 'ok'}`,
       )
-      if (!bad && at.forwardTflops > bestFwd.tflops) bestFwd = { name, tflops: at.forwardTflops }
+      if (!bad && at.forwardTflops > bestFwd.tflops) bestFwd = { name, tflops: at.forwardTflops, env }
     } catch (e) {
       log(`fwd ${name} crashed: ${(e as Error).message}`)
     }
   }
-  process.env.ATTNKIT_FLASH_FWD = bestFwd.name === 'default' ? '' : bestFwd.name
+  setFwdEnv(bestFwd.env)
   let bestBwd = {
     name: 'default',
     tflops: 0,
     at: undefined as undefined | Awaited<ReturnType<typeof benchAttention>>,
+    env: {} as Record<string, string>,
   }
-  for (const t of [undefined, ...BWD_ALTERNATIVES]) {
-    const name = t ? tunableString(t) : 'default'
-    process.env.ATTNKIT_FLASH_BWD = t ? name : ''
+  // Backward variants: the wgmma kernel (default on Hopper at head dim 128), and the mma.sync
+  // kernel (ATTNKIT_FLASH_BWD_WGMMA=0) with its tunables.
+  const bwdVariants: { name: string; env: Record<string, string> }[] = [
+    { name: 'default', env: {} },
+    ...BWD_WGMMA_ALTERNATIVES.map((t) => ({
+      name: `wgmma ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_BWD_SM90: tunableString(t) },
+    })),
+    { name: 'mma.sync default', env: { ATTNKIT_FLASH_BWD_WGMMA: '0' } },
+    ...BWD_ALTERNATIVES.map((t) => ({
+      name: `mma.sync ${tunableString(t)}`,
+      env: { ATTNKIT_FLASH_BWD_WGMMA: '0', ATTNKIT_FLASH_BWD: tunableString(t) },
+    })),
+  ]
+  const setBwdEnv = (env: Record<string, string>) => {
+    for (const k of ['ATTNKIT_FLASH_BWD', 'ATTNKIT_FLASH_BWD_WGMMA', 'ATTNKIT_FLASH_BWD_SM90'])
+      process.env[k] = env[k] ?? ''
+    if (process.env.ATTNKIT_RUNNER_SKIP_BWD_WGMMA === '1') process.env.ATTNKIT_FLASH_BWD_WGMMA = '0'
+  }
+  for (const { name, env } of bwdVariants) {
+    setBwdEnv(env)
     try {
       const bad = await checkVariant()
       const at = await benchAttention(backend, shape)
@@ -160,15 +217,25 @@ async function main() {
         `fwd+bwd (fwd ${bestFwd.name}) bwd ${name}: ${at.forwardBackwardMs.toFixed(3)} ms ${at.forwardBackwardTflops.toFixed(1)} TFLOP/s ${bad ? `WRONG: ${bad}` : 'ok'}`,
       )
       if (!bad && at.forwardBackwardTflops > bestBwd.tflops)
-        bestBwd = { name, tflops: at.forwardBackwardTflops, at }
+        bestBwd = { name, tflops: at.forwardBackwardTflops, at, env }
     } catch (e) {
       log(`bwd ${name} crashed: ${(e as Error).message}`)
     }
   }
-  process.env.ATTNKIT_FLASH_BWD = bestBwd.name === 'default' ? '' : bestBwd.name
+  setBwdEnv(bestBwd.env)
   log(`best: fwd ${bestFwd.name}, bwd ${bestBwd.name}`)
+  // The timed variants were checked on two cases only: where the best is not the default, the
+  // whole set of checks runs again under it.
+  let bestChecks = ''
+  if (bestFwd.name !== 'default' || bestBwd.name !== 'default') {
+    log(`\n== checks again under the best variants (fwd ${bestFwd.name}; bwd ${bestBwd.name})`)
+    const fails = await flashChecks()
+    const conf = await conformanceRun('')
+    bestChecks = `best variants: flash checks failed: ${fails}; ${conf.split('\n')[0]}`
+    log(bestChecks)
+  }
   bench.attention_best = {
-    fwd: bestFwd,
+    fwd: { name: bestFwd.name, tflops: bestFwd.tflops },
     bwd: { name: bestBwd.name, tflops: bestBwd.tflops },
     run: bestBwd.at,
   }
@@ -215,6 +282,7 @@ async function main() {
     log(`kernel resources: ${(e as Error).message}`)
   }
   log(`\nflash checks failed: ${flashFails}; ${conformance.split('\n')[0]} [${elapsed()}]`)
+  if (bestChecks) log(bestChecks)
   backend.dispose()
 }
 

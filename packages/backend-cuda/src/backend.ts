@@ -230,7 +230,9 @@ export class CudaBackend implements Backend {
         kernelCacheHits: this.compiler.stats.cacheHits,
       },
       features: [
-        'tensor-cores (mma.sync bf16/f16, float32 accumulation)',
+        this.compiler.arch === 'sm_90a'
+          ? 'tensor-cores (wgmma and mma.sync bf16/f16, float32 accumulation)'
+          : 'tensor-cores (mma.sync bf16/f16, float32 accumulation)',
         'cublasLt',
         `nvrtc ${this.compiler.arch}`,
         'caching-allocator',

@@ -3,10 +3,14 @@ import type { Defines } from './compiler.js'
 import { CTYPE, KIND } from './host-convert.js'
 import {
   BWD_ALTERNATIVES,
+  BWD_WGMMA_ALTERNATIVES,
   FWD_ALTERNATIVES,
+  FWD_WGMMA_ALTERNATIVES,
   flashBwdConfig,
+  flashBwdWgmmaConfig,
   flashDefines,
   flashFwdConfig,
+  flashFwdWgmmaConfig,
 } from './kernels/attention.js'
 
 type Stored = Exclude<DType, 'float64'>
@@ -49,11 +53,24 @@ export function kernelVariants(): { file: string; defines: Defines }[] {
   for (const d of ['bfloat16', 'float16'] as const)
     for (const hd of [64, 128]) {
       v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines(d, hd), ...flashFwdConfig(hd).defines } })
+      v.push({
+        file: 'flash_fwd_wgmma.cu',
+        defines: { ...flashDefines(d, hd), ...flashFwdWgmmaConfig(hd).defines },
+      })
       v.push({ file: 'flash_bwd.cu', defines: { ...flashDefines(d, hd), ...flashBwdConfig(hd).defines } })
+      if (hd === 128)
+        v.push({
+          file: 'flash_bwd_wgmma.cu',
+          defines: { ...flashDefines(d, hd), ...flashBwdWgmmaConfig(hd).defines },
+        })
     }
   // The tunable alternatives the H100 runner compares.
   for (const t of FWD_ALTERNATIVES)
     v.push({ file: 'flash_fwd.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
+  for (const t of FWD_WGMMA_ALTERNATIVES)
+    v.push({ file: 'flash_fwd_wgmma.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
+  for (const t of BWD_WGMMA_ALTERNATIVES)
+    v.push({ file: 'flash_bwd_wgmma.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
   for (const t of BWD_ALTERNATIVES)
     v.push({ file: 'flash_bwd.cu', defines: { ...flashDefines('bfloat16', 128), ...t } })
   return v

@@ -41,6 +41,71 @@ export function tunableString(t: Record<string, number>): string {
     .join(',')
 }
 
+/**
+ * The Hopper forward (kernels/flash_fwd_wgmma.cu, wgmma on sm_90a): 128 query rows per CTA (two
+ * warpgroups), BC keys per tile, STAGES cp.async stages, OVERLAP (softmax of one tile under the
+ * P V of the previous one; three stages). ATTNKIT_FLASH_FWD_SM90 overrides the
+ * tunables; ATTNKIT_FLASH_WGMMA=0 falls back to the mma.sync kernel (flash_fwd.cu) on Hopper too.
+ */
+// H100 run 2 (bench/results/h100-2026-11-23-wgmma-run2): 64-key tiles with two CTAs per SM (four
+// warpgroups, 128 registers) 352 TFLOP/s; 128-key tiles, one CTA 295; the pipelined OVERLAP loop 268.
+const FWD_WGMMA_DEFAULT: Record<string, number> = {
+  BC: 64,
+  STAGES: 2,
+  MIN_CTAS: 2,
+  FAST_EXP: 1,
+  LAZY_RESCALE: 1,
+}
+// (MIN_CTAS is spelt out: a variant inherits the defaults it does not name. H100 run 3 timed the
+// 128-key ones with the default's MIN_CTAS=2, i.e. capped at 128 registers and spilling.)
+export const FWD_WGMMA_ALTERNATIVES: Record<string, number>[] = [
+  { BC: 128, STAGES: 2, MIN_CTAS: 1, FAST_EXP: 1, LAZY_RESCALE: 1 },
+  { BC: 128, STAGES: 3, OVERLAP: 1, MIN_CTAS: 1, FAST_EXP: 1, LAZY_RESCALE: 1 },
+  { BC: 64, STAGES: 2, MIN_CTAS: 1, FAST_EXP: 1, LAZY_RESCALE: 1 },
+]
+
+/** Whether the forward runs on the wgmma kernel: compiled for sm_90a, unless turned off. */
+export function usesWgmmaForward(arch: string): boolean {
+  return arch === 'sm_90a' && process.env.ATTNKIT_FLASH_WGMMA !== '0'
+}
+
+export function flashFwdWgmmaConfig(hd: number) {
+  const d = parseTunables(process.env.ATTNKIT_FLASH_FWD_SM90, FWD_WGMMA_DEFAULT)
+  if (d.OVERLAP) d.STAGES = 3 // the pipelined loop keeps three stages
+  const rows = 128
+  // + 1 KiB: the kernel rounds the buffer up to a 1024-byte boundary (128-byte swizzle atoms).
+  return {
+    defines: d,
+    rows,
+    threads: 256,
+    keys: d.BC,
+    sharedBytes: (rows * hd + 2 * d.STAGES * d.BC * hd) * 2 + 1024,
+  }
+}
+
+/** Whether the backward runs on the wgmma kernel (flash_bwd_wgmma.cu: head dim 128, sm_90a). */
+export function usesWgmmaBackward(arch: string, hd: number): boolean {
+  return usesWgmmaForward(arch) && process.env.ATTNKIT_FLASH_BWD_WGMMA !== '0' && hd === 128
+}
+
+/** Tunables of flash_bwd_wgmma.cu (ATTNKIT_FLASH_BWD_SM90 overrides them). */
+const BWD_WGMMA_DEFAULT: Record<string, number> = { FAST_EXP: 1 }
+export const BWD_WGMMA_ALTERNATIVES: Record<string, number>[] = [{ FAST_EXP: 1, DQ_DEFER: 1 }]
+
+export function flashBwdWgmmaConfig(hd: number) {
+  const d = parseTunables(process.env.ATTNKIT_FLASH_BWD_SM90, BWD_WGMMA_DEFAULT)
+  const keys = 128
+  const dsBuffers = d.DQ_DEFER ? 2 : 1
+  // K, V; two stages of Q and dO; dS^T; lse, delta, positions (two stages); 1 KiB for alignment.
+  return {
+    defines: d,
+    keys,
+    threads: 256,
+    sharedBytes:
+      (2 * keys * hd + 4 * BWD_BQ * hd + dsBuffers * keys * BWD_BQ) * 2 + 3 * 2 * BWD_BQ * 4 + 1024,
+  }
+}
+
 export function flashFwdConfig(hd: number) {
   const d = parseTunables(process.env.ATTNKIT_FLASH_FWD, FWD_DEFAULT)
   const rows = 16 * d.WM * d.NW
@@ -225,12 +290,14 @@ export function attentionForward(
   }
   const flags = [attrs.causal ? 1 : 0, attrs.window, attrs.sinks, keep ? 1 : 0]
   if (usesFlash(q.dtype, s, attrs.scale)) {
-    const cfg = flashFwdConfig(s.D)
+    const wgmma = usesWgmmaForward(backend.compiler.arch)
+    const cfg = wgmma ? flashFwdWgmmaConfig(s.D) : flashFwdConfig(s.D)
     const kb = keyBounds(backend, kPos, keep, s, cfg.keys)
     const kern = backend.kernel(
-      'flash_fwd.cu',
-      { ...flashDefines(q.dtype, s.D), ...cfg.defines },
-      'flash_fwd_k',
+      wgmma ? 'flash_fwd_wgmma.cu' : 'flash_fwd.cu',
+      // ATTNKIT_SM90A: the wgmma code is compiled in (NVRTC targets sm_90a here).
+      { ...flashDefines(q.dtype, s.D), ...cfg.defines, ...(wgmma ? { ATTNKIT_SM90A: 1 } : {}) },
+      wgmma ? 'flash_fwd_wgmma_k' : 'flash_fwd_k',
       FWD_ARGS,
     )
     backend.launch(kern, [Math.ceil(s.Tq / cfg.rows), s.B * s.Hq, 1], [cfg.threads, 1, 1], cfg.sharedBytes, [
@@ -325,15 +392,16 @@ export function attentionBackward(
       rows,
       s.Dv,
     ])
-    const cfg = flashBwdConfig(s.D)
+    const wgmma = usesWgmmaBackward(backend.compiler.arch, s.D)
+    const cfg = wgmma ? flashBwdWgmmaConfig(s.D) : flashBwdConfig(s.D)
     const kb = keyBounds(backend, kPos, keep, s, cfg.keys)
     const qb = queryBounds(backend, qPos, s, BWD_BQ)
     const dqAcc = backend.scratch(rows * s.D * 4)
     backend.zeroBlock(dqAcc, rows * s.D * 4)
     const kern = backend.kernel(
-      'flash_bwd.cu',
-      { ...flashDefines(dtype, s.D), ...cfg.defines },
-      'flash_bwd_k',
+      wgmma ? 'flash_bwd_wgmma.cu' : 'flash_bwd.cu',
+      { ...flashDefines(dtype, s.D), ...cfg.defines, ...(wgmma ? { ATTNKIT_SM90A: 1 } : {}) },
+      wgmma ? 'flash_bwd_wgmma_k' : 'flash_bwd_k',
       BWD_ARGS,
     )
     backend.launch(kern, [Math.ceil(s.Tk / cfg.keys), s.B * s.Hk, 1], [cfg.threads, 1, 1], cfg.sharedBytes, [

@@ -1,7 +1,7 @@
 // A CPU emulator for attnkit's CUDA C kernels, for tests on machines without a GPU. Each kernel
 // source is compiled with g++ and this header (-include emu.h -DATTNKIT_EMULATE): every CUDA
 // thread of a block runs as a fiber (ucontext); __syncthreads and the warp collectives (shuffles,
-// ldmatrix, mma.sync) are scheduling points where fibers wait for their block or warp. cp.async
+// ldmatrix, mma.sync, wgmma's register operand) are scheduling points where fibers wait for their block or warp. cp.async
 // copies at once. It checks the kernels' indexing, masking and reductions against the CPU
 // reference; it says nothing about speed or the GPU's memory model.
 #pragma once
@@ -259,6 +259,79 @@ inline void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1, bool
   }
   yield(AT_WARP);
   for (int i = 0; i < 4; ++i) d[i] = out[i];
+}
+
+// wgmma (Hopper warpgroup MMA, kernels/wgmma.cuh), m64nNk16 with float32 accumulators: shared
+// operands are read through their matrix descriptors (start, LBO, SBO; 128-byte swizzle only),
+// K-major or MN-major, at the layouts the H100 self-test (device/wgmma_selftest.cu) confirmed.
+// The product is computed at issue: the asynchronous completion (commit/wait) is not modelled.
+inline uint32_t smem_offset(const void* p) {
+  return (uint32_t)(static_cast<const unsigned char*>(p) - rt().dyn.data());
+}
+
+// Element (i along M or N, j along K) of a shared operand.
+inline uint16_t wgmma_elem(uint64_t desc, bool mn_major, int i, int j) {
+  if ((desc >> 62) != 1) {
+    fprintf(stderr, "emu: wgmma descriptor without the 128-byte swizzle is not emulated\n");
+    abort();
+  }
+  const uint32_t start = (uint32_t)(desc & 0x3FFF) << 4;
+  const uint32_t lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4;
+  const uint32_t sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+  const uint32_t logical = mn_major ? start + (j / 8) * sbo + (j % 8) * 128 + (i / 64) * lbo + (i % 64) * 2
+                                    : start + (i / 8) * sbo + (i % 8) * 128 + j * 2;
+  const uint32_t phys = logical ^ (((logical >> 7) & 7) << 4);
+  if (phys + 2 > rt().dyn.size()) {
+    fprintf(stderr, "emu: wgmma operand outside shared memory (offset %u)\n", phys);
+    abort();
+  }
+  uint16_t v;
+  memcpy(&v, rt().dyn.data() + phys, 2);
+  return v;
+}
+
+// This thread's accumulators: rows 16 * (warp % 4) + g (+ 8), columns 8 * nb + 2 * t (+ 1).
+inline void wgmma_ss(float* d, int n, uint64_t da, uint64_t db, int scale_d, bool ta, bool tb, bool is_half) {
+  const int l = lane(), wq = (rt().cur->linear >> 5) & 3, g = l / 4, t = l % 4;
+  for (int nb = 0; nb < n / 8; ++nb)
+    for (int i = 0; i < 4; ++i) {
+      const int m = 16 * wq + g + 8 * (i >> 1), c = 8 * nb + 2 * t + (i & 1);
+      float acc = scale_d ? d[nb * 4 + i] : 0.f;
+      for (int k = 0; k < 16; ++k)
+        acc += half_bits(wgmma_elem(da, ta, m, k), is_half) * half_bits(wgmma_elem(db, tb, c, k), is_half);
+      d[nb * 4 + i] = acc;
+    }
+}
+
+// A from registers (each warp holds its 16 rows, mma.sync's A fragment layout), B MN-major.
+inline void wgmma_rs(float* d, int n, const uint32_t* a, uint64_t db, int scale_d, bool is_half) {
+  WarpSlots& w = warp();
+  const int l = lane();
+  for (int i = 0; i < 4; ++i) w.a[l][i] = a[i];
+  yield(AT_WARP);
+  float A[16][16];
+  for (int L = 0; L < 32; ++L) {
+    const int g = L / 4, t = L % 4;
+    auto lo = [&](uint32_t v) { return half_bits((uint16_t)(v & 0xffff), is_half); };
+    auto hi = [&](uint32_t v) { return half_bits((uint16_t)(v >> 16), is_half); };
+    A[g][2 * t] = lo(w.a[L][0]);
+    A[g][2 * t + 1] = hi(w.a[L][0]);
+    A[g + 8][2 * t] = lo(w.a[L][1]);
+    A[g + 8][2 * t + 1] = hi(w.a[L][1]);
+    A[g][2 * t + 8] = lo(w.a[L][2]);
+    A[g][2 * t + 9] = hi(w.a[L][2]);
+    A[g + 8][2 * t + 8] = lo(w.a[L][3]);
+    A[g + 8][2 * t + 9] = hi(w.a[L][3]);
+  }
+  yield(AT_WARP);
+  const int g = l / 4, t = l % 4;
+  for (int nb = 0; nb < n / 8; ++nb)
+    for (int i = 0; i < 4; ++i) {
+      const int r = g + 8 * (i >> 1), c = 8 * nb + 2 * t + (i & 1);
+      float acc = scale_d ? d[nb * 4 + i] : 0.f;
+      for (int k = 0; k < 16; ++k) acc += A[r][k] * half_bits(wgmma_elem(db, true, c, k), is_half);
+      d[nb * 4 + i] = acc;
+    }
 }
 
 }  // namespace emu
