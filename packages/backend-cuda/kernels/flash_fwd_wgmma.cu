@@ -62,7 +62,6 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
   DT* sK = sQ + BR * HD;                 // STAGES x (BC x HD)
   DT* sV = sK + STAGES * BC * HD;        // STAGES x (BC x HD)
   const u32 sQa = smem_addr(sQ), sKa = smem_addr(sK), sVa = smem_addr(sV);
-  __shared__ int s_qmin, s_qmax;
 
   const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, t4 = lane & 3;
@@ -82,19 +81,8 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
   const u8* keepg = keep + (has_keep ? (i64)bhk * Tk : 0);
   const TileBounds* kbg = kbounds + (i64)bhk * ntk;
 
-  if (tid == 0) {
-    s_qmin = 0x7fffffff;
-    s_qmax = (int)0x80000000;
-  }
-  __syncthreads();
-  for (int r = tid; r < BR; r += NTHREADS) {
-    if (q0 + r >= Tq) break;
-    const int p = qpos[(i64)bh * Tq + q0 + r];
-    atomicMin(&s_qmin, p);
-    atomicMax(&s_qmax, p);
-  }
-  __syncthreads();
-  const int qmin = s_qmin, qmax = s_qmax;
+  int qmin, qmax;
+  block_position_range(qpos + (i64)bh * Tq, q0, BR, Tq, qmin, qmax);
 
   auto next_tile = [&](int from) -> int {
     for (int t = from; t < ntk; ++t) {

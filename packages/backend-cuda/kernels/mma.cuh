@@ -136,6 +136,28 @@ __device__ __forceinline__ bool tile_may_be_visible(int qmin, int qmax, const Ti
   return has_keep && kb.any_keep;
 }
 
+// The lowest and highest position among rows [q0, min(q0 + rows, tq)) of `pos`, for every thread of
+// the block: a CTA's query range, against which whole key tiles are skipped or left unmasked.
+// Every thread of the block must call it (it synchronises).
+__device__ __forceinline__ void block_position_range(const int* pos, int q0, int rows, int tq, int& lo, int& hi) {
+  __shared__ int s_lo, s_hi;
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  if (tid == 0) {
+    s_lo = 0x7fffffff;
+    s_hi = (int)0x80000000;
+  }
+  __syncthreads();
+  for (int r = tid; r < rows; r += nthreads) {
+    if (q0 + r >= tq) break;
+    const int p = pos[q0 + r];
+    atomicMin(&s_lo, p);
+    atomicMax(&s_hi, p);
+  }
+  __syncthreads();
+  lo = s_lo;
+  hi = s_hi;
+}
+
 // Is every (query, key) pair of the tile visible (no masking needed)?
 __device__ __forceinline__ bool tile_all_visible(int qmin, int qmax, const TileBounds& kb, int causal, int window,
                                                  int sinks, int has_keep) {
