@@ -77,14 +77,15 @@ describe.skipIf(missing)(
       }
     })
 
-    it('attention backward with the row term dout . out per block and precomputed (both dQ variants)', async () => {
+    // Head dim 64: the delta kernel's warp covers two elements per lane there (one at 32).
+    it('attention backward with the row term dout . out per block and precomputed (both dQ variants, D = 64)', async () => {
       const saved = { ...cudaAttendBackward }
       try {
         for (const precomputedDelta of [false, true])
           for (const atomicDq of [true, false]) {
             Object.assign(cudaAttendBackward, { precomputedDelta, atomicDq })
             await expectFusedMatchesPortable(
-              { ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 },
+              { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 1 },
               1,
               150,
               12,
