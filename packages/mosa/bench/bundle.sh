@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Bundles the MoSA H100 bench into .carry/mosa (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
-# e.g. the main checkout's .carry/mosa3 from a worktree) for the device machine: h100.mjs (core +
+# Bundles the MoSA H100 bench into .carry/mosa4 (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
+# e.g. the main checkout's /work/main/.carry/mosa4 from a worktree) for the device machine: h100.mjs (core +
 # backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, backend-cuda's .cu
-# kernels (point ATTNKIT_CUDA_KERNELS_DIR at <dir>/kernels) and the PyTorch baseline. Run from
+# kernels (point ATTNKIT_CUDA_KERNELS_DIR at <dir>/kernels), the PyTorch baseline and run.sh (the
+# whole H100 call: bash <dir>/run.sh, with node.xz beside <dir>). Run from
 # anywhere; builds core and backend-cuda first.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -11,7 +12,7 @@ export PATH=/opt/node24/package/bin:/opt/pnpm1242/bin:$PATH
 pnpm --filter @attnkit/core build >/dev/null
 pnpm --filter @attnkit/backend-cuda build >/dev/null
 esbuild="$(ls -d node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)"
-out="${MOSA_CARRY_DIR:-.carry/mosa}"
+out="${MOSA_CARRY_DIR:-.carry/mosa4}"
 rm -rf "$out"
 mkdir -p "$out/node_modules/@koromix"
 "$esbuild" packages/mosa/bench/h100.ts --bundle --platform=node --format=esm --target=node22 \
@@ -20,5 +21,6 @@ cp -rL "$(ls -d node_modules/.pnpm/koffi@*/node_modules/koffi | head -1)" "$out/
 cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koromix/koffi-linux-x64 | head -1)" \
   "$out/node_modules/@koromix/koffi-linux-x64"
 cp packages/mosa/bench/torch_baseline.py "$out/"
+cp packages/mosa/bench/run-h100.sh "$out/run.sh"
 cp -r packages/backend-cuda/kernels "$out/kernels"
 du -sh "$out"

@@ -28,7 +28,8 @@ import {
   valueAndGrad,
 } from '@attnkit/core'
 import { resolveConfig } from '../src/config.js'
-import { cudaAttendBackward } from '../src/fused/programs.js'
+import { cudaAttendBackward, cudaAttendSplit, cudaKernelVariant } from '../src/fused/programs.js'
+import { ensureFusedKernels } from '../src/fused/register.js'
 import {
   computeMatchedHeads,
   cost,
@@ -130,7 +131,24 @@ async function runPath(params: MosaParams, x: Tensor, w: Tensor, path: MosaPath)
   return { res, path: r.path }
 }
 
+/**
+ * Fused against portable (forward, selection, every gradient), then again with the long-row rules
+ * forced (cudaAttendSplit.tiles = 1: split forward attention and the backward's dQ blocks, the
+ * kernels the dense heads take at T = 8192, which the check's T = 1024 would not reach).
+ */
 async function check(be: Backend) {
+  const main = await checkOnce(be)
+  const saved = cudaAttendSplit.tiles
+  cudaAttendSplit.tiles = 1
+  try {
+    const longRows = await checkOnce(be)
+    return { ...main, longRows: { sameSelection: longRows.sameSelection, errors: longRows.errors } }
+  } finally {
+    cudaAttendSplit.tiles = saved
+  }
+}
+
+async function checkOnce(be: Backend) {
   const quick = flag('quick')
   const config: MosaConfig = quick
     ? { dModel: 48, headDim: 32, denseHeads: 1, sparseHeads: 4, sparsity: 4 }
@@ -306,141 +324,189 @@ async function profile(be: Backend) {
       ],
     ]
     for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
-    // A/B: the GEMM kernels capped at 128 registers for two blocks per SM (as shipped for D <= 64)
-    // against one block per SM with no cap, same source otherwise.
-    const source = mosaCudaSource(D)
-    const oneBlock = source.replace('__launch_bounds__(256, D <= 64 ? 2 : 1)', '__launch_bounds__(256, 1)')
-    if (oneBlock === source) throw new Error('profile: GEMM launch bounds not found in the source')
-    const gk32 = source.replace('#define GK 16', '#define GK 32')
-    if (gk32 === source) throw new Error('profile: GK not found in the source')
-    const variant = (
-      src: string,
-      entryPoint: string,
-      grid: [number, number, number],
-      inputs: Tensor[],
-      outputs: number[][],
-      scalars: [string, number][],
-    ) =>
-      timeIt(be, () => {
-        const outs = be.runProgram!({
-          language: 'cuda',
-          name: src === gk32 ? 'mosa-d64-gk32' : 'mosa-d64-oneblock',
-          source: src,
-          entryPoint,
-          grid,
-          block: [256, 1, 1],
-          sharedBytes: mosaCudaSharedBytes(D, entryPoint),
-          inputs,
-          outputs: outputs.map((shape) => ({ shape, dtype: 'float32' as const })),
-          scalars: scalars.map(([type, value]) => ({ type: type as 'i32' | 'f32', value })),
-        })
-        for (const o of outs) be.release(o.dataId)
-        return []
+    // A/B of the attention settings against the defaults: cudaAttendBackward (dQ variant, delta)
+    // and cudaKernelVariant (source variants: the tile loader, the fragment-loop unroll).
+    type Setting = {
+      backward?: Partial<typeof cudaAttendBackward>
+      kernel?: Partial<typeof cudaKernelVariant>
+    }
+    const withSetting = async <R>(set: Setting, fn: () => Promise<R>) => {
+      const saved = { backward: { ...cudaAttendBackward }, kernel: { ...cudaKernelVariant } }
+      Object.assign(cudaAttendBackward, set.backward ?? {})
+      Object.assign(cudaKernelVariant, set.kernel ?? {})
+      try {
+        return await fn()
+      } finally {
+        Object.assign(cudaAttendBackward, saved.backward)
+        Object.assign(cudaKernelVariant, saved.kernel)
+      }
+    }
+    const before: Setting = {
+      backward: { atomicDq: true, precomputedDelta: false },
+      kernel: { batchedRowLoads: false },
+    }
+    const rowLoop: Setting = { kernel: { batchedRowLoads: false } }
+    const mosaBackward = () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale })
+    const attendOnce = () => runKernel(KERNELS.attend, { q, k, v }, { scale })
+    const backwardVariants: [string, Setting][] = [
+      ['delta per block', { backward: { precomputedDelta: false } }],
+      ['delta precomputed', { backward: { precomputedDelta: true } }],
+      ['dQ blocks', { backward: { atomicDq: false } }],
+      ['row-loop loads', rowLoop],
+      ['full unroll', { kernel: { fragmentUnroll: 0 } }],
+      ['before (atomic dQ, delta per block, row loop)', before],
+    ]
+    print({
+      case: name,
+      kernel: 'attend, row-loop loads (A/B)',
+      ms: await withSetting(rowLoop, () => timeIt(be, attendOnce)),
+      gflop: attn,
+    })
+    for (const [label, set] of backwardVariants)
+      print({
+        case: name,
+        kernel: `attendBackward, ${label} (A/B)`,
+        ms: await withSetting(set, () => timeIt(be, mosaBackward)),
+        gflop: 2.5 * attn,
       })
-    const qkv = [B, Hs, K, D]
-    print({
-      case: name,
-      kernel: 'project, GEMM 1 block/SM (A/B)',
-      ms: await variant(
-        oneBlock,
-        'mosa_project',
-        [Math.ceil(K / 128), 3 * Hs, B],
-        [x, indices, w.q, w.k, w.v],
-        [qkv, qkv, qkv],
-        [
-          ['i32', T],
-          ['i32', C],
-          ['i32', Hs],
-          ['i32', K],
-          ['f32', c.ropeBase],
-        ],
-      ),
-      gflop: 3 * gemm,
-    })
-    print({
-      case: name,
-      kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
-      ms: await variant(
-        oneBlock,
-        'mosa_weight_grad_qkv',
-        [Math.ceil(C / 128), 1, 3 * Hs],
-        [dout, dout, dout, x, indices],
-        [
-          [Hs * D, C],
-          [Hs * D, C],
-          [Hs * D, C],
-        ],
-        [
-          ['i32', T],
-          ['i32', C],
-          ['i32', Hs],
-          ['i32', K],
-          ['i32', B],
-        ],
-      ),
-      gflop: 3 * gemm,
-    })
-    print({
-      case: name,
-      kernel: 'project, 32-deep chunks (A/B)',
-      ms: await variant(
-        gk32,
-        'mosa_project',
-        [Math.ceil(K / 128), 3 * Hs, B],
-        [x, indices, w.q, w.k, w.v],
-        [qkv, qkv, qkv],
-        [
-          ['i32', T],
-          ['i32', C],
-          ['i32', Hs],
-          ['i32', K],
-          ['f32', c.ropeBase],
-        ],
-      ),
-      gflop: 3 * gemm,
-    })
-    print({
-      case: name,
-      kernel: 'projectBackwardWeight, 32-deep (A/B)',
-      ms: await variant(
-        gk32,
-        'mosa_weight_grad_qkv',
-        [Math.ceil(C / 128), 1, 3 * Hs],
-        [dout, dout, dout, x, indices],
-        [
-          [Hs * D, C],
-          [Hs * D, C],
-          [Hs * D, C],
-        ],
-        [
-          ['i32', T],
-          ['i32', C],
-          ['i32', Hs],
-          ['i32', K],
-          ['i32', B],
-        ],
-      ),
-      gflop: 3 * gemm,
-    })
-    // A/B: attention backward with dQ in its own blocks (no atomics) against the shipped default.
-    const atomicDefault = cudaAttendBackward.atomicDq
-    cudaAttendBackward.atomicDq = !atomicDefault
-    const other = atomicDefault ? 'dQ blocks, no atomics' : 'atomic dQ'
-    print({
-      case: name,
-      kernel: `attendBackward, ${other} (A/B)`,
-      ms: await timeIt(be, () =>
-        runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale }),
-      ),
-      gflop: 2.5 * attn,
-    })
-    print({
-      case: name,
-      kernel: `layer fwd+bwd, ${other} (A/B)`,
-      ms: (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms,
-      gflop: 0,
-    })
-    cudaAttendBackward.atomicDq = atomicDefault
+    {
+      // Same numbers? Output and dQ of the earlier settings against the defaults (max-normalised).
+      const [a] = mosaBackward()
+      const [b] = await withSetting(before, async () => mosaBackward())
+      const [oa] = attendOnce()
+      const [ob] = await withSetting(before, async () => attendOnce())
+      const errs = `out ${relError(await host(ob), await host(oa)).toExponential(2)}, dq ${relError(await host(b), await host(a)).toExponential(2)}`
+      console.log(`profile ${name} before vs default settings: ${errs}`)
+      dispose([a, b, oa, ob])
+    }
+    for (const [label, set] of [
+      ['row-loop loads', rowLoop],
+      ['before (atomic dQ, delta per block, row loop)', before],
+    ] as [string, Setting][])
+      print({
+        case: name,
+        kernel: `layer fwd+bwd, ${label} (A/B)`,
+        ms: await withSetting(set, async () => (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms),
+        gflop: 0,
+      })
+    if (flag('gemm-ab')) {
+      // A/B: the GEMM kernels capped at 128 registers for two blocks per SM (as shipped for D <= 64)
+      // against one block per SM with no cap, same source otherwise.
+      const source = mosaCudaSource(D)
+      const oneBlock = source.replace('__launch_bounds__(256, D <= 64 ? 2 : 1)', '__launch_bounds__(256, 1)')
+      if (oneBlock === source) throw new Error('profile: GEMM launch bounds not found in the source')
+      const gk32 = source.replace('#define GK 16', '#define GK 32')
+      if (gk32 === source) throw new Error('profile: GK not found in the source')
+      const variant = (
+        src: string,
+        entryPoint: string,
+        grid: [number, number, number],
+        inputs: Tensor[],
+        outputs: number[][],
+        scalars: [string, number][],
+      ) =>
+        timeIt(be, () => {
+          const outs = be.runProgram!({
+            language: 'cuda',
+            name: src === gk32 ? 'mosa-d64-gk32' : 'mosa-d64-oneblock',
+            source: src,
+            entryPoint,
+            grid,
+            block: [256, 1, 1],
+            sharedBytes: mosaCudaSharedBytes(D, entryPoint),
+            inputs,
+            outputs: outputs.map((shape) => ({ shape, dtype: 'float32' as const })),
+            scalars: scalars.map(([type, value]) => ({ type: type as 'i32' | 'f32', value })),
+          })
+          for (const o of outs) be.release(o.dataId)
+          return []
+        })
+      const qkv = [B, Hs, K, D]
+      print({
+        case: name,
+        kernel: 'project, GEMM 1 block/SM (A/B)',
+        ms: await variant(
+          oneBlock,
+          'mosa_project',
+          [Math.ceil(K / 128), 3 * Hs, B],
+          [x, indices, w.q, w.k, w.v],
+          [qkv, qkv, qkv],
+          [
+            ['i32', T],
+            ['i32', C],
+            ['i32', Hs],
+            ['i32', K],
+            ['f32', c.ropeBase],
+          ],
+        ),
+        gflop: 3 * gemm,
+      })
+      print({
+        case: name,
+        kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
+        ms: await variant(
+          oneBlock,
+          'mosa_weight_grad_qkv',
+          [Math.ceil(C / 128), 1, 3 * Hs],
+          [dout, dout, dout, x, indices],
+          [
+            [Hs * D, C],
+            [Hs * D, C],
+            [Hs * D, C],
+          ],
+          [
+            ['i32', T],
+            ['i32', C],
+            ['i32', Hs],
+            ['i32', K],
+            ['i32', B],
+          ],
+        ),
+        gflop: 3 * gemm,
+      })
+      print({
+        case: name,
+        kernel: 'project, 32-deep chunks (A/B)',
+        ms: await variant(
+          gk32,
+          'mosa_project',
+          [Math.ceil(K / 128), 3 * Hs, B],
+          [x, indices, w.q, w.k, w.v],
+          [qkv, qkv, qkv],
+          [
+            ['i32', T],
+            ['i32', C],
+            ['i32', Hs],
+            ['i32', K],
+            ['f32', c.ropeBase],
+          ],
+        ),
+        gflop: 3 * gemm,
+      })
+      print({
+        case: name,
+        kernel: 'projectBackwardWeight, 32-deep (A/B)',
+        ms: await variant(
+          gk32,
+          'mosa_weight_grad_qkv',
+          [Math.ceil(C / 128), 1, 3 * Hs],
+          [dout, dout, dout, x, indices],
+          [
+            [Hs * D, C],
+            [Hs * D, C],
+            [Hs * D, C],
+          ],
+          [
+            ['i32', T],
+            ['i32', C],
+            ['i32', Hs],
+            ['i32', K],
+            ['i32', B],
+          ],
+        ),
+        gflop: 3 * gemm,
+      })
+    }
     // The whole fused layer, fwd+bwd, and its MoSA heads alone (no dense heads): the difference is
     // the dense heads' part (projections, RoPE, fused attention, layout ops).
     const sparseOnly: MosaConfig = { ...config, denseHeads: 0 }
@@ -474,18 +540,32 @@ async function profile(be: Backend) {
       ms: await timeIt(be, () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })),
       gflop: dAttn,
     })
+    const denseBackward = () =>
+      runKernel(KERNELS.attendBackward, { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo }, { scale })
     print({
       case: name,
       kernel: 'dense heads: fused attendBackward',
-      ms: await timeIt(be, () =>
-        runKernel(
-          KERNELS.attendBackward,
-          { q: dq, k: dk, v: dv, out: dOut, lse: dLse, dout: ddo },
-          { scale },
-        ),
-      ),
+      ms: await timeIt(be, denseBackward),
       gflop: 2.5 * dAttn,
     })
+    print({
+      case: name,
+      kernel: 'dense heads: attend, row-loop loads (A/B)',
+      ms: await withSetting(rowLoop, () =>
+        timeIt(be, () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })),
+      ),
+      gflop: dAttn,
+    })
+    for (const [label, set] of [...backwardVariants, ['atomic dQ', { backward: { atomicDq: true } }]] as [
+      string,
+      Setting,
+    ][])
+      print({
+        case: name,
+        kernel: `dense heads: attendBackward, ${label} (A/B)`,
+        ms: await withSetting(set, () => timeIt(be, denseBackward)),
+        gflop: 2.5 * dAttn,
+      })
     // Agreement at this size: fused attention vs core's (forward output and dq), max-normalised.
     const coreOut = attention(dq, dk, dv, { causal: true })
     const coreDq = valueAndGrad((t: { q: Tensor }) =>
@@ -533,6 +613,11 @@ function report() {
   } catch {
     console.log('(no torch.json: PyTorch columns empty)')
   }
+  // torch-first.json: an earlier PyTorch run of the same call (before the attnkit part), if any.
+  let torchFirst: Record<string, { ms: number }> = {}
+  try {
+    torchFirst = JSON.parse(readFileSync(join(out, 'torch-first.json'), 'utf8')).cases
+  } catch {}
   const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(2) : '-')
   const mb = (v: unknown) => (typeof v === 'number' ? (v / 2 ** 20).toFixed(0) : '-')
   console.log(`device: ${mosa.device}; dtype ${mosa.dtype ?? 'float32'}, batch ${mosa.rows[0]?.batch ?? '?'}`)
@@ -540,6 +625,10 @@ function report() {
   console.log(
     `  same selection: ${mosa.check.sameSelection}; max errors ${JSON.stringify(mosa.check.errors)}`,
   )
+  if (mosa.check.longRows)
+    console.log(
+      `  long-row kernels forced (split forward, dQ blocks): same selection: ${mosa.check.longRows.sameSelection}; max errors ${JSON.stringify(mosa.check.longRows.errors)}`,
+    )
   console.log(
     'case        Hs  fused ms  portable ms  dense ms  torch ms  fused/portable  fused/torch  fused MiB  portable MiB  dense MiB  torch MiB  fwd err',
   )
@@ -570,12 +659,64 @@ function report() {
       ].join(' '),
     )
   }
+  if (Object.keys(torchFirst).length) {
+    console.log('PyTorch run before the attnkit part (same call), ms and fused/torch:')
+    for (const r of mosa.rows) {
+      const t = torchFirst[r.name]?.ms
+      const fused = r.fused?.ms
+      console.log(
+        `  ${r.name.padEnd(10)} ${f(t).padStart(7)} ${typeof t === 'number' && typeof fused === 'number' ? `${(t / fused).toFixed(2)}x` : '-'}`,
+      )
+    }
+  }
   if (torch['check'])
     console.log(`PyTorch on attnkit's weights: max rel error of y vs attnkit ${torch['check'].checkError}`)
 }
 
+/**
+ * --ncu: only the attention kernels of the T = 8192, s4 layer, once each (MoSA heads' attend and
+ * attendBackward, the dense heads' split attend and attendBackward), for Nsight Compute
+ * (`ncu -k regex:mosa_attend ... node h100.mjs --ncu`).
+ */
+async function ncuLaunches(be: Backend) {
+  ensureFusedKernels()
+  const T = 8192
+  const D = 64
+  const C = 512
+  const sparseHeads = computeMatchedHeads({
+    dModel: C,
+    headDim: D,
+    heads: 8,
+    denseHeads: 2,
+    sparsity: 4,
+    seqLen: T,
+  })
+  const K = selectedTokens(T, 4)
+  const rng = new Rng(4)
+  const scale = 1 / Math.sqrt(D)
+  for (const [H, L] of [
+    [sparseHeads, K],
+    [2, T],
+  ]) {
+    const [q, k, v, dout] = [0, 1, 2, 3].map(() => rng.normal([1, H, L, D], 0, 1, { backend: be }))
+    const [o, lse] = runKernel(KERNELS.attend, { q, k, v }, { scale })
+    const grads = runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale })
+    await be.synchronize()
+    dispose([q, k, v, dout, o, lse, ...grads])
+  }
+}
+
 async function main() {
   if (flag('report')) return report()
+  if (flag('cases-only')) {
+    // cases.json alone, so torch_baseline.py can also run before the attnkit part (run-to-run spread).
+    writeFileSync(join(out, 'cases.json'), JSON.stringify(cases(), null, 1))
+    return
+  }
+  if (flag('ncu')) {
+    await import('@attnkit/backend-cuda')
+    return ncuLaunches(await setBackend('cuda'))
+  }
   const name = opt('backend', 'cuda')
   if (name === 'cuda') await import('@attnkit/backend-cuda')
   if (name === 'webgpu') await import('@attnkit/backend-webgpu')

@@ -1,4 +1,13 @@
-import { ArgumentError, add, DTypeError, fmtShape, ShapeError, type Tensor, tidy } from '@attnkit/core'
+import {
+  ArgumentError,
+  add,
+  type Backend,
+  DTypeError,
+  fmtShape,
+  ShapeError,
+  type Tensor,
+  tidy,
+} from '@attnkit/core'
 import { type MosaConfig, type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
 import { fusedDenseAttention, fusedSupport, sparseHeadsFused } from './fused/layer.js'
 import { checkParams, type MosaParams } from './params.js'
@@ -68,7 +77,7 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
   let fallbackReason = support && !support.ok ? support.reason : undefined
   if (useFused && path === 'auto' && x.dtype !== 'float32') {
     const [B, T] = x.shape
-    const why = portableFor16Bit(c, B, T, x.backend.info().maxTensorBytes)
+    const why = portableFor16Bit(c, B, T, maxTensorBytes(x.backend), x.backend.name)
     if (why) {
       useFused = false
       fallbackReason = why
@@ -107,22 +116,41 @@ export function portableLargestBytes(c: ResolvedConfig, batch: number, seqLen: n
   return batch * c.sparseHeads * selectedTokens(seqLen, c.sparsity) * c.dModel * 4
 }
 
+/** Backends' maxTensorBytes, read once per backend (info() is not free on every forward). */
+const tensorLimits = new WeakMap<Backend, number | undefined>()
+function maxTensorBytes(b: Backend): number | undefined {
+  if (!tensorLimits.has(b)) tensorLimits.set(b, b.info().maxTensorBytes)
+  return tensorLimits.get(b)
+}
+
+/**
+ * On CUDA, 16-bit layers take the portable path only while its largest tensor is at most this
+ * many bytes. H100, bfloat16, forward+backward (README): the bench layers at T = 1024 (largest
+ * tensor 16-17 MB) ran 1.9-2.3 ms portable against 2.8-3.6 ms fused, at T = 8192 (247-381 MB)
+ * 14.1-17.1 ms portable against 11.6-12.0 ms fused, in a third of the memory; the crossover lies
+ * between, and this threshold is set between the two measured sizes, not at a measured crossover.
+ */
+export const CUDA_16BIT_PORTABLE_MAX_BYTES = 64 * 2 ** 20
+
 /**
  * Why 'auto' runs a 16-bit layer's MoSA heads on the portable path (null: it takes the fused
  * kernels). The fused kernels compute in float32 on cast copies; the portable path's projections
- * run in 16 bits on tensor cores, faster for training on CUDA (H100, T = 8192, fwd+bwd: 92-110 ms
- * against 128-144 ms) though 4-6x larger in memory, so it is preferred wherever its largest
- * tensor fits in one buffer of the backend (WebGPU: 2 GiB, which the paper's T = 8192 layers pass).
+ * run in 16 bits on tensor cores. It is preferred wherever its largest tensor fits in one buffer
+ * of the backend (WebGPU: 2 GiB, which the paper's T = 8192 layers pass) and, on CUDA, only while
+ * that tensor is at most CUDA_16BIT_PORTABLE_MAX_BYTES (short sequences): past it the fused
+ * kernels are faster and smaller on the H100.
  */
 export function portableFor16Bit(
   c: ResolvedConfig,
   batch: number,
   seqLen: number,
   maxTensorBytes: number | undefined,
+  backendName?: string,
 ): string | null {
   const need = portableLargestBytes(c, batch, seqLen)
   if (maxTensorBytes !== undefined && need > maxTensorBytes) return null
-  return `16-bit layers take the portable path where it fits (its projections run in 16 bits; the fused kernels compute in float32): its largest tensor, ${need} bytes, fits ${maxTensorBytes === undefined ? 'this backend' : `this backend's ${maxTensorBytes}-byte limit`}`
+  if (backendName === 'cuda' && need > CUDA_16BIT_PORTABLE_MAX_BYTES) return null
+  return `16-bit layers take the portable path where it fits (its projections run in 16 bits; the fused kernels compute in float32): its largest tensor, ${need} bytes, fits ${maxTensorBytes === undefined ? 'this backend' : `this backend's ${maxTensorBytes}-byte limit`}${backendName === 'cuda' ? ` and is at most ${CUDA_16BIT_PORTABLE_MAX_BYTES} bytes (CUDA: the fused kernels are faster past that)` : ''}`
 }
 
 /** The MoSA layer's output [B, T, dModel] (see forwardWithRouting). */

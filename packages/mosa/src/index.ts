@@ -34,6 +34,7 @@ export {
 } from './decode.js'
 export { type DecodeEvaluation, evaluateDecode } from './decode-eval.js'
 export {
+  CUDA_16BIT_PORTABLE_MAX_BYTES,
   type ForwardOptions,
   type ForwardResult,
   forward,

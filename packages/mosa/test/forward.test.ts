@@ -110,4 +110,12 @@ describe("'auto' path for 16-bit layers", () => {
     expect(portableFor16Bit(paper, 4, 8192, webgpuLimit)).toBeNull()
     expect(portableFor16Bit(paper, 4, 8192, undefined)).toMatch(/fits this backend/)
   })
+
+  it('on CUDA keeps the portable path only for short sequences (bench layers, bfloat16 on the H100)', () => {
+    // dModel 512, 2 dense + 59 MoSA heads, s4: T = 1024 (portable faster) and 8192 (fused faster).
+    const bench = resolveConfig({ dModel: 512, headDim: 64, denseHeads: 2, sparseHeads: 59, sparsity: 4 })
+    expect(portableFor16Bit(bench, 1, 1024, undefined, 'cuda')).toMatch(/at most 67108864 bytes/)
+    expect(portableFor16Bit(bench, 1, 8192, undefined, 'cuda')).toBeNull()
+    expect(portableFor16Bit(bench, 1, 8192, undefined, 'webgpu')).toMatch(/fits this backend/)
+  })
 })

@@ -1,6 +1,12 @@
 import { setBackend } from '@attnkit/core'
-import { beforeAll, describe, it } from 'vitest'
-import { cudaAttendBackward, cudaAttendSplit } from '../src/fused/programs.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import {
+  attendBackwardAtomic,
+  attendBackwardDelta,
+  cudaAttendBackward,
+  cudaAttendSplit,
+  cudaKernelVariant,
+} from '../src/fused/programs.js'
 import type { MosaConfig } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emu/emulated-cuda.js'
 import { expectFusedMatchesPortable } from './fused-check.js'
@@ -47,11 +53,71 @@ describe.skipIf(missing)(
     })
 
     it('attention backward with dQ in its own blocks (no atomics), dense and MoSA heads', async () => {
+      const saved = cudaAttendBackward.atomicDq
       cudaAttendBackward.atomicDq = false
       try {
         await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 10)
       } finally {
-        cudaAttendBackward.atomicDq = true
+        cudaAttendBackward.atomicDq = saved
+      }
+    })
+
+    it("backward per shape ('auto': dQ blocks for few long rows, here 3 tiles per row over 1)", async () => {
+      const saved = cudaAttendSplit.tiles
+      cudaAttendSplit.tiles = 1
+      try {
+        expect(attendBackwardAtomic(3, 3)).toBe(false)
+        expect(attendBackwardAtomic(1, 3)).toBe(true)
+        expect(attendBackwardDelta(3, 3)).toBe(false)
+        expect(attendBackwardDelta(3, 2000)).toBe(true)
+        expect(attendBackwardDelta(1, 3)).toBe(false)
+        await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 11)
+      } finally {
+        cudaAttendSplit.tiles = saved
+      }
+    })
+
+    // Head dim 64: the delta kernel's warp covers two elements per lane there (one at 32).
+    it('attention backward with the row term dout . out per block and precomputed (both dQ variants, D = 64)', async () => {
+      const saved = { ...cudaAttendBackward }
+      try {
+        for (const precomputedDelta of [false, true])
+          for (const atomicDq of [true, false]) {
+            Object.assign(cudaAttendBackward, { precomputedDelta, atomicDq })
+            await expectFusedMatchesPortable(
+              { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 1 },
+              1,
+              150,
+              12,
+            )
+          }
+      } finally {
+        Object.assign(cudaAttendBackward, saved)
+      }
+    })
+
+    it('attention tiles through the earlier row-loop loader (the bench A/B source variant)', async () => {
+      const saved = cudaKernelVariant.batchedRowLoads
+      cudaKernelVariant.batchedRowLoads = false
+      try {
+        await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 2 }, 1, 150, 14)
+      } finally {
+        cudaKernelVariant.batchedRowLoads = saved
+      }
+    })
+
+    it('the source variant with the fragment loop unrolled fully (its own module), dense and MoSA heads', async () => {
+      const saved = cudaKernelVariant.fragmentUnroll
+      cudaKernelVariant.fragmentUnroll = 0
+      try {
+        await expectFusedMatchesPortable(
+          { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 2 },
+          1,
+          150,
+          13,
+        )
+      } finally {
+        cudaKernelVariant.fragmentUnroll = saved
       }
     })
 

@@ -8,6 +8,8 @@ export interface Language {
   backendName: string
   /** Source holding `entry` for head dim D (CUDA: one module with every kernel). */
   source(D: number, entry: string): string
+  /** Suffix of the module name naming a source variant (CUDA: cudaKernelVariant), if any. */
+  moduleTag?(): string
   /** Largest head dim the kernels take. */
   maxHeadDim: number
   tiles(D: number): Tiles
@@ -34,17 +36,53 @@ type Inputs = Record<string, TensorInfo>
 export const cudaAttendSplit = { tiles: 16, maxBlocks: 1024 }
 
 /**
- * CUDA attention backward: atomicDq adds dQ from the key-tile blocks with atomic reductions
- * (five tile products per tile pair, sums in varying order); otherwise dQ has its own blocks in
- * the same launch (seven products, S and dP recomputed; deterministic). Mutable for the bench's
- * comparison and tests.
+ * CUDA attention backward. atomicDq: true adds dQ from the key-tile blocks with atomic
+ * reductions (five tile products per tile pair, sums in varying order); false gives dQ its own
+ * blocks in the same launch (seven products, S and dP recomputed; deterministic); 'auto' (the
+ * default) takes dQ blocks for few long rows (the shape rule of cudaAttendSplit: the dense heads
+ * at long T, where the atomic variant's 1-block-per-key-tile grid leaves key tile 0 walking every
+ * query tile: H100, T = 8192, 2 heads: 2.57 ms against 2.89) and atomics elsewhere.
+ * precomputedDelta: true computes the row term dout . out once per row (mosa_attend_delta) instead
+ * of in every block visiting the query tile; 'auto' (the default) does so only for the atomic
+ * variant over rows of more than cudaAttendSplit.tiles tiles (H100, T = 8192, MoSA heads' backward:
+ * k = 2048 3.12 ms against 3.24; k = 512 1.69 against 1.51; the dense heads' dQ-block backward
+ * 2.69 against 2.65). Mutable for the bench's comparison and tests.
  */
-export const cudaAttendBackward = { atomicDq: true }
+export const cudaAttendBackward: { atomicDq: boolean | 'auto'; precomputedDelta: boolean | 'auto' } = {
+  atomicDq: 'auto',
+  precomputedDelta: 'auto',
+}
+
+/**
+ * Source variant of the CUDA kernels (mosaCudaSource's options; each variant compiles to its own
+ * module). Mutable for the bench's A/B and tests.
+ */
+export const cudaKernelVariant: { fragmentUnroll: number; batchedRowLoads: boolean } = {
+  fragmentUnroll: 2,
+  batchedRowLoads: true,
+}
+
+/** Few long rows: more than cudaAttendSplit.tiles tiles per row, fewer than maxBlocks tiles in all. */
+function fewLongRows(n: number, heads: number): boolean {
+  return n > cudaAttendSplit.tiles && n * heads < cudaAttendSplit.maxBlocks
+}
+
+/** Whether the CUDA attention backward adds dQ atomically for n tiles per row and `heads` rows. */
+export function attendBackwardAtomic(n: number, heads: number): boolean {
+  const a = cudaAttendBackward.atomicDq
+  return a === 'auto' ? !fewLongRows(n, heads) : a
+}
+
+/** Whether the CUDA attention backward reads delta from mosa_attend_delta (see cudaAttendBackward). */
+export function attendBackwardDelta(n: number, heads: number): boolean {
+  const p = cudaAttendBackward.precomputedDelta
+  return p === 'auto' ? attendBackwardAtomic(n, heads) && n > cudaAttendSplit.tiles : p
+}
 
 function attendSplit(lang: Language, n: number, heads: number): { S: number; L: number } | null {
   if (lang.language !== 'cuda') return null
   const L = cudaAttendSplit.tiles
-  if (n <= L || n * heads >= cudaAttendSplit.maxBlocks) return null
+  if (!fewLongRows(n, heads)) return null
   return { S: cdiv(n, L), L }
 }
 
@@ -59,7 +97,7 @@ function runner(lang: Language, backend: Backend, D: number) {
   ) =>
     backend.runProgram!({
       language: lang.language,
-      name: `mosa-d${D}`,
+      name: `mosa-d${D}${lang.moduleTag?.() ?? ''}`,
       source: lang.source(D, entry),
       entryPoint: lang.entry(entry),
       grid,
@@ -202,24 +240,41 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = q.shape
       const { tiles, run } = runner(lang, backend, D)
       const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const }
-      const scalars = [i32(K), i32(Hs), f32(attrs.scale)]
       if (lang.language === 'cuda') {
-        if (cudaAttendBackward.atomicDq) {
+        const pre = attendBackwardDelta(cdiv(K, tiles.BB), B * Hs)
+        // delta = dout . out per row, once (otherwise each block recomputes it from out).
+        const rows = B * Hs * K
+        const [delta] = pre
+          ? run(
+              'mosa_attend_delta',
+              [cdiv(rows, 8), 1, 1],
+              [out, dout],
+              [{ shape: [B, Hs, K], dtype: 'float32' }],
+              [i32(rows)],
+            )
+          : [out]
+        const scalars = [i32(K), i32(Hs), f32(attrs.scale), i32(pre ? 1 : 0)]
+        let grads: TensorInfo[]
+        if (attendBackwardAtomic(cdiv(K, tiles.BB), B * Hs)) {
           // dK/dV blocks that also add their share of dQ (atomics): no recomputation of S and dP.
           const grid: [number, number, number] = [cdiv(K, tiles.BB), Hs, B]
           const zeroed = { ...grad, zeroInit: true }
-          return run(
+          grads = run(
             'mosa_attend_backward_atomic',
             grid,
-            [q, k, v, out, lse, dout],
+            [q, k, v, delta, lse, dout],
             [zeroed, grad, grad],
             scalars,
           )
+        } else {
+          // One launch: dK/dV blocks and dQ blocks side by side.
+          const grid: [number, number, number] = [2 * cdiv(K, tiles.BB), Hs, B]
+          grads = run('mosa_attend_backward', grid, [q, k, v, delta, lse, dout], [grad, grad, grad], scalars)
         }
-        // One launch: dK/dV blocks and dQ blocks side by side.
-        const grid: [number, number, number] = [2 * cdiv(K, tiles.BB), Hs, B]
-        return run('mosa_attend_backward', grid, [q, k, v, out, lse, dout], [grad, grad, grad], scalars)
+        if (pre) backend.release(delta.dataId)
+        return grads
       }
+      const scalars = [i32(K), i32(Hs), f32(attrs.scale)]
       const grid: [number, number, number] = [cdiv(K, tiles.BB), Hs, B]
       const [dk, dv] = run('mosa_attend_backward_kv', grid, [q, k, v, out, lse, dout], [grad, grad], scalars)
       const [dq] = run('mosa_attend_backward_q', grid, [q, k, v, out, lse, dout], [grad], scalars)

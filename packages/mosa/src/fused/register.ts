@@ -3,12 +3,15 @@ import { mosaCudaSharedBytes, mosaCudaSource } from '../kernels/mosa.cu.js'
 import { mosaWgslSource } from '../kernels/mosa.wgsl.js'
 import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
-import { kernelConfigs, type Language } from './programs.js'
+import { cudaKernelVariant, kernelConfigs, type Language } from './programs.js'
 
 export const CUDA: Language = {
   language: 'cuda',
   backendName: 'cuda',
-  source: (D) => mosaCudaSource(D),
+  source: (D) => mosaCudaSource(D, { ...cudaKernelVariant }),
+  moduleTag: () =>
+    (cudaKernelVariant.fragmentUnroll === 2 ? '' : `-u${cudaKernelVariant.fragmentUnroll}`) +
+    (cudaKernelVariant.batchedRowLoads ? '' : '-rowloop'),
   sharedBytes: mosaCudaSharedBytes,
   maxHeadDim: 128,
   tiles: cudaTiles,

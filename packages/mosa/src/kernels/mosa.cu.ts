@@ -13,6 +13,7 @@ import { cudaTiles } from './tiles.js'
  *  mosa_attend_part / _combine  the same split over key ranges, for few long rows (dense heads)
  *  mosa_out_scatter             (score * out) x Wo_h^T, atomically added at the selected rows
  *  mosa_out_backward            d out and d score from dy (gathered rows) x Wo_h
+ *  mosa_attend_delta            dout . out per query row (the backward's row term, once)
  *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
  *  mosa_attend_backward_atomic  dK, dV per key tile, dQ added atomically from each key tile
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
@@ -27,12 +28,30 @@ import { cudaTiles } from './tiles.js'
  * cores the same way (each warp a 16-row strip), the softmax and dS elementwise per thread (4 x 4
  * each) on the score tile in shared memory. Shared memory is dynamic (mosaCudaSharedBytes).
  */
-export function mosaCudaSource(D: number): string {
+export interface MosaCudaOptions {
+  /**
+   * Unroll factor of the 8-deep steps of the warp's 3xTF32 tile product (mosa_warp_mma); 0 unrolls
+   * fully (the attention products, 8 steps over 64, then keep their fragment loads and products
+   * of later steps in flight). Default 2.
+   */
+  fragmentUnroll?: number
+  /**
+   * The attention kernels' tile loads: each thread's float4 loads issued together before they are
+   * stored to shared memory (default true); false: the earlier strided loop (bench A/B).
+   */
+  batchedRowLoads?: boolean
+}
+
+export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
+  const unroll = opts.fragmentUnroll ?? 2
+  const batched = opts.batchedRowLoads ?? true
+  const unrollPragma = unroll === 0 ? '#pragma unroll' : `#pragma unroll ${unroll}`
   const t = cudaTiles(D)
   if (D % 32 !== 0 || D > 128)
     throw new Error(`mosaCudaSource: head dim must be a multiple of 32 up to 128, got ${D}`)
   return `// @attnkit/mosa fused kernels, head dim ${D}
 #define D ${D}
+#define MOSA_BATCHED_ROWS ${batched ? 1 : 0}
 #define TN (D / 16)
 #define BM ${t.BM}
 #define BN ${t.BN}
@@ -50,6 +69,9 @@ typedef unsigned long long usize;
 #endif
 // GEMM kernels: two blocks per multiprocessor where the tile fits in 128 registers a thread.
 #define MOSA_GEMM_BOUNDS __launch_bounds__(256, D <= 64 ? 2 : 1)
+// Forward attention: three blocks per SM fit in shared memory for D <= 64 (70 KB each); the cap
+// (80 registers) keeps them resident with the batched tile loads' registers.
+#define MOSA_ATTEND_BOUNDS __launch_bounds__(256, D <= 64 ? 3 : 1)
 #ifndef MOSA_DYNAMIC_SMEM
 #define MOSA_DYNAMIC_SMEM(name) extern __shared__ float4 name[]
 #endif
@@ -214,7 +236,7 @@ __device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
 template <int MT, int NT, class FA, class FB>
 __device__ __forceinline__ void mosa_warp_mma(float (&acc)[MT][NT][4], int KR, FA fa, FB fb) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll 2
+${unrollPragma}
   for (int k = 0; k < KR; k += 8) {
     u32 ab[MT][4], as[MT][4], bb[NT][2], bs[NT][2];
 #pragma unroll
@@ -588,7 +610,42 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __
 }
 
 // ---------------------------------------------------------------- attention among the K tokens
-// Rows r0.. of a [K, D] slab into S[AB][LDH] (zeros past K), times mul.
+// Rows r0.. of a [K, D] slab into S[AB][LDH] (zeros past K), times mul. Each thread's float4
+// loads are issued together (a compile-time count, predicated) before any is stored, so one
+// memory round trip covers the tile, not one per load.
+#define MOSA_ROW_LOADS (AB * (D / 4) / 256)
+__device__ __forceinline__ void mosa_rows_fetch(float4 (&v)[MOSA_ROW_LOADS], const float* src, int r0, int K) {
+#pragma unroll
+  for (int n = 0; n < MOSA_ROW_LOADS; ++n) {
+    const int e = threadIdx.x + 256 * n, r = e / (D / 4), c = (e % (D / 4)) * 4;
+    v[n] = r0 + r < K ? mosa_ld4(src + (usize)(r0 + r) * D + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+}
+__device__ __forceinline__ void mosa_rows_store(float* S, const float4 (&v)[MOSA_ROW_LOADS], float mul) {
+#pragma unroll
+  for (int n = 0; n < MOSA_ROW_LOADS; ++n) {
+    const int e = threadIdx.x + 256 * n, r = e / (D / 4), c = (e % (D / 4)) * 4;
+    mosa_st4(S + r * LDH + c, make_float4(v[n].x * mul, v[n].y * mul, v[n].z * mul, v[n].w * mul));
+  }
+}
+#if MOSA_BATCHED_ROWS
+__device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r0, int K, float mul) {
+  float4 v[MOSA_ROW_LOADS];
+  mosa_rows_fetch(v, src, r0, K);
+  mosa_rows_store(S, v, mul);
+}
+// Two slabs' rows at once (both tiles' loads in flight together).
+__device__ __forceinline__ void mosa_rows_load2(float* S1, const float* src1, float* S2, const float* src2, int r0,
+    int K) {
+  float4 a[MOSA_ROW_LOADS], b[MOSA_ROW_LOADS];
+  mosa_rows_fetch(a, src1, r0, K);
+  mosa_rows_fetch(b, src2, r0, K);
+  mosa_rows_store(S1, a, 1.0f);
+  mosa_rows_store(S2, b, 1.0f);
+}
+#else
+// The earlier loader (kept for the bench's A/B): a strided loop the compiler does not unroll
+// cleanly, one load's round trip before the next.
 __device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r0, int K, float mul) {
   for (int e = threadIdx.x; e < AB * (D / 4); e += 256) {
     const int r = e / (D / 4), c = (e % (D / 4)) * 4;
@@ -603,6 +660,12 @@ __device__ __forceinline__ void mosa_rows_load(float* S, const float* src, int r
     mosa_st4(S + r * LDH + c, v);
   }
 }
+__device__ __forceinline__ void mosa_rows_load2(float* S1, const float* src1, float* S2, const float* src2, int r0,
+    int K) {
+  mosa_rows_load(S1, src1, r0, K, 1.0f);
+  mosa_rows_load(S2, src2, r0, K, 1.0f);
+}
+#endif
 
 // S[64][LDA] = A[64 rows][d] . B[64 rows][d] over d < D (rows of stride LDH) on the tensor cores;
 // with a second pair into S2 when TWO. Warp tile 16 x 32 (4 warps along the rows, 2 along the columns).
@@ -696,8 +759,7 @@ __device__ __forceinline__ void mosa_attend_tile(float* smem, int qt, int t0, in
   for (int kt = t0; kt < t1; ++kt) {
     const int k0 = kt * AB;
     __syncthreads();
-    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
-    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    mosa_rows_load2(Ks, k + base, Vs, v + base, k0, K);
     __syncthreads();
     mosa_tile_scores<false>(Ss, Qs, Ks, nullptr, nullptr, nullptr);
     __syncthreads();
@@ -761,7 +823,7 @@ __device__ __forceinline__ void mosa_attend_tile(float* smem, int qt, int t0, in
 }
 
 // Grid (ceil(K/AB), Hs, B): one query tile against every key tile up to the diagonal.
-extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __restrict__ q,
+extern "C" __global__ void MOSA_ATTEND_BOUNDS mosa_attend(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
     float* __restrict__ lse, int K, int Hs, float scale) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
@@ -773,7 +835,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend(const float* __res
 // Split over keys, for few long rows (the dense heads): grid (n S, Hs, B), n = ceil(K/AB) query
 // tiles, S parts of L key tiles each; block x takes query tile n - 1 - x / S (the longest first)
 // against key tiles [L s, L s + L) with s = x % S, up to the diagonal (an empty range returns).
-extern "C" __global__ void __launch_bounds__(256) mosa_attend_part(const float* __restrict__ q,
+extern "C" __global__ void MOSA_ATTEND_BOUNDS mosa_attend_part(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ opart,
     float* __restrict__ mpart, float* __restrict__ lpart, int K, int Hs, float scale, int S, int L) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
@@ -808,19 +870,42 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_combine(const floa
 }
 
 // delta_r = dout_r . out_r and lse_r for AB query rows starting at q0 (4 threads per row).
-__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* out, const float* lse,
-    float* deltaS, float* lseS, int q0, int K) {
+// pre != 0: rows holds delta itself (mosa_attend_delta, once per row); otherwise rows is the
+// forward output and delta is computed here (again by every block that visits the query tile).
+__device__ __forceinline__ void mosa_row_stats(const float* dout, const float* rows, const float* lse,
+    float* deltaS, float* lseS, int q0, int K, int pre) {
   const int r = threadIdx.x >> 2, part = threadIdx.x & 3;
   const int qi = q0 + r;
+  if (pre) {
+    if (part == 0) {
+      deltaS[r] = qi < K ? rows[qi] : 0.0f;
+      lseS[r] = qi < K ? lse[qi] : 0.0f;
+    }
+    return;
+  }
   float acc = 0.0f;
   if (qi < K)
-    for (int d = part; d < D; d += 4) acc = fmaf(dout[(usize)qi * D + d], out[(usize)qi * D + d], acc);
+    for (int d = part; d < D; d += 4) acc = fmaf(dout[(usize)qi * D + d], rows[(usize)qi * D + d], acc);
   acc += __shfl_xor_sync(0xffffffffu, acc, 1);
   acc += __shfl_xor_sync(0xffffffffu, acc, 2);
   if (part == 0) {
     deltaS[r] = acc;
     lseS[r] = qi < K ? lse[qi] : 0.0f;
   }
+}
+
+// delta[row] = dout[row] . out[row] over [rows, D] (one warp per row, 8 rows per block): the
+// attention backward's row term, computed once instead of in every key-tile block.
+extern "C" __global__ void __launch_bounds__(256) mosa_attend_delta(const float* __restrict__ out,
+    const float* __restrict__ dout, float* __restrict__ delta, int rows) {
+  const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  float acc = 0.0f;
+  if (row < rows)
+    for (int d = lane; d < D; d += 32) acc = fmaf(dout[(usize)row * D + d], out[(usize)row * D + d], acc);
+  // Every thread reaches the shuffles (no early return; the test emulator needs it).
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0 && row < rows) delta[row] = acc;
 }
 
 // One key tile (k0 = tile * AB), every query tile at or after it. S^T, dP^T, dV and dK on the
@@ -830,7 +915,7 @@ template <bool DQ>
 __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dk,
-    float* __restrict__ dv, float* __restrict__ dq, int K, int Hs, float scale) {
+    float* __restrict__ dv, float* __restrict__ dq, int K, int Hs, float scale, int pre) {
   float* Ks = smem;
   float* Vs = Ks + AB * LDH;
   float* Qs = Vs + AB * LDH;
@@ -843,16 +928,14 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
   const int k0 = tile * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
-  mosa_rows_load(Ks, k + base, k0, K, 1.0f);
-  mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+  mosa_rows_load2(Ks, k + base, Vs, v + base, k0, K);
   float dK[1][TN][4], dV[1][TN][4];
   mosa_zero(dK);
   mosa_zero(dV);
   for (int q0 = k0; q0 < K; q0 += AB) {
     __syncthreads();
-    mosa_rows_load(Qs, q + base, q0, K, 1.0f);
-    mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
-    mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+    mosa_rows_load2(Qs, q + base, dOs, dout + base, q0, K);
+    mosa_row_stats(dout + base, pre ? out + bh * K : out + base, lse + bh * K, deltaS, lseS, q0, K, pre);
     __syncthreads();
     mosa_tile_scores<true>(Ps, Ks, Qs, dSs, Vs, dOs);
     __syncthreads();
@@ -897,7 +980,7 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
 __device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq, int K, int Hs,
-    float scale) {
+    float scale, int pre) {
   float* Qs = smem;
   float* dOs = Qs + AB * LDH;
   float* Ks = dOs + AB * LDH;
@@ -910,16 +993,14 @@ __device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const flo
   const int q0 = tile * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
   const usize base = bh * K * D;
-  mosa_rows_load(Qs, q + base, q0, K, 1.0f);
-  mosa_rows_load(dOs, dout + base, q0, K, 1.0f);
-  mosa_row_stats(dout + base, out + base, lse + bh * K, deltaS, lseS, q0, K);
+  mosa_rows_load2(Qs, q + base, dOs, dout + base, q0, K);
+  mosa_row_stats(dout + base, pre ? out + bh * K : out + base, lse + bh * K, deltaS, lseS, q0, K, pre);
   float dQ[1][TN][4];
   mosa_zero(dQ);
   const int last = min(K, q0 + AB) - 1;
   for (int k0 = 0; k0 <= last; k0 += AB) {
     __syncthreads();
-    mosa_rows_load(Ks, k + base, k0, K, 1.0f);
-    mosa_rows_load(Vs, v + base, k0, K, 1.0f);
+    mosa_rows_load2(Ks, k + base, Vs, v + base, k0, K);
     __syncthreads();
     mosa_tile_scores<true>(Ss, Qs, Ks, dPs, dOs, Vs);
     __syncthreads();
@@ -940,16 +1021,17 @@ __device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const flo
 
 // Grid (2 ceil(K/AB), Hs, B): blocks x < n = ceil(K/AB) compute dK, dV of key tile x (the most
 // query tiles first), the others dQ of query tile 2n - 1 - x (the most key tiles first), so both
-// halves of the backward pass share one launch and fill each other's tails.
+// halves of the backward pass share one launch and fill each other's tails. Both backward kernels:
+// with pre != 0, "out" is delta [B, Hs, K] from mosa_attend_delta; otherwise the forward output.
 extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
-    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int pre) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
   float* smem = reinterpret_cast<float*>(mosa_smem);
   const int n = (int)gridDim.x / 2, x = (int)blockIdx.x;
-  if (x < n) mosa_backward_kv<false>(smem, x, q, k, v, out, lse, dout, dk, dv, nullptr, K, Hs, scale);
-  else mosa_backward_q(smem, 2 * n - 1 - x, q, k, v, out, lse, dout, dq, K, Hs, scale);
+  if (x < n) mosa_backward_kv<false>(smem, x, q, k, v, out, lse, dout, dk, dv, nullptr, K, Hs, scale, pre);
+  else mosa_backward_q(smem, 2 * n - 1 - x, q, k, v, out, lse, dout, dq, K, Hs, scale, pre);
 }
 
 // Grid (ceil(K/AB), Hs, B): one block per key tile computing dK, dV and adding its share of dQ
@@ -958,10 +1040,10 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward(const flo
 extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
-    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale) {
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int pre) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
   mosa_backward_kv<true>(reinterpret_cast<float*>(mosa_smem), blockIdx.x, q, k, v, out, lse, dout, dk, dv, dq, K,
-                         Hs, scale);
+                         Hs, scale, pre);
 }
 `
 }
@@ -973,7 +1055,7 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const probs = t.BQ * (t.BQ + 4) * 4
   if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
   if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
-  if (entry === 'mosa_select') return 0
+  if (entry === 'mosa_select' || entry === 'mosa_attend_delta' || entry === 'mosa_attend_combine') return 0
   // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
   const br = Math.max(D, t.BN)
   const a = Math.max(t.BM * (t.BK + 4), t.BK * (t.BM + 8))
