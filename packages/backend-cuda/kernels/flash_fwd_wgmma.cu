@@ -48,6 +48,44 @@
 #define MIN_CTAS 1
 #endif
 
+// Sets to -inf this thread's scores that the mask hides: rows row0 and row0 + 8 (positions from
+// qposg), keys key0 + nb * 8 + e of the tile (the accumulator layout of wgmma's m64nN fragment).
+__device__ __forceinline__ void mask_scores(float* s, const int* qposg, int row0, int Tq, const int* kposg,
+                                            const u8* keepg, int key0, int Tk, int causal, int window, int sinks,
+                                            int has_keep) {
+  int qp[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int row = row0 + 8 * hr;
+    qp[hr] = row < Tq ? qposg[row] : 0;
+  }
+#pragma unroll
+  for (int nb = 0; nb < BC / 8; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int key = key0 + nb * 8 + e;
+      const bool kin = key < Tk;
+      const int kp = kin ? kposg[key] : 0;
+      const int kv = (has_keep && kin) ? (int)keepg[key] : -1;
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        if (!(kin && key_visible(qp[hr], kp, kv, causal, window, sinks))) s[nb * 4 + hr * 2 + e] = -F_INF;
+    }
+}
+
+// The tile's row maxima of this thread's two rows (over the quad that shares them), in base 2.
+__device__ __forceinline__ void tile_row_max(const float* s, float scale_log2, float* mx) {
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float x = -F_INF;
+#pragma unroll
+    for (int nb = 0; nb < BC / 8; ++nb) x = fmaxf(x, fmaxf(s[nb * 4 + hr * 2], s[nb * 4 + hr * 2 + 1]));
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+    mx[hr] = x * scale_log2;
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     flash_fwd_wgmma_k(const DT* __restrict__ q, const DT* __restrict__ k, const DT* __restrict__ v,
                       const int* __restrict__ qpos, const int* __restrict__ kpos, const u8* __restrict__ keep,
@@ -163,36 +201,10 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     fence_regs<NS>(s);
 
     const TileBounds kb = kbg[cur];
-    if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep)) {
-      int qp[2];
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int row = row0 + 8 * hr;
-        qp[hr] = row < Tq ? qpos[(i64)bh * Tq + row] : 0;
-      }
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int key = cur * BC + nb * 8 + 2 * t4 + e;
-          const bool kin = key < Tk;
-          const int kp = kin ? kposg[key] : 0;
-          const int kv = (has_keep && kin) ? (int)keepg[key] : -1;
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr)
-            if (!(kin && key_visible(qp[hr], kp, kv, causal, window, sinks))) s[nb * 4 + hr * 2 + e] = -F_INF;
-        }
-    }
+    if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep))
+      mask_scores(s, qpos + (i64)bh * Tq, row0, Tq, kposg, keepg, cur * BC + 2 * t4, Tk, causal, window, sinks, has_keep);
     float mx[2];
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float x = -F_INF;
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb) x = fmaxf(x, fmaxf(s[nb * 4 + hr * 2], s[nb * 4 + hr * 2 + 1]));
-      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-      mx[hr] = x * scale_log2;
-    }
+    tile_row_max(s, scale_log2, mx);
 #ifdef LAZY_RESCALE
     const bool rescale = __any_sync(0xffffffffu, mx[0] > m[0] + 8.f || mx[1] > m[1] + 8.f);
 #else
@@ -301,38 +313,12 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     fence_regs<NS>(s);
 
     const TileBounds kb = kbg[cur];
-    if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep)) {
-      int qp[2];
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int row = row0 + 8 * hr;
-        qp[hr] = row < Tq ? qpos[(i64)bh * Tq + row] : 0;
-      }
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int key = cur * BC + nb * 8 + 2 * t4 + e;
-          const bool kin = key < Tk;
-          const int kp = kin ? kposg[key] : 0;
-          const int kv = (has_keep && kin) ? (int)keepg[key] : -1;
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr)
-            if (!(kin && key_visible(qp[hr], kp, kv, causal, window, sinks))) s[nb * 4 + hr * 2 + e] = -F_INF;
-        }
-    }
+    if (!tile_all_visible(qmin, qmax, kb, causal, window, sinks, has_keep))
+      mask_scores(s, qpos + (i64)bh * Tq, row0, Tq, kposg, keepg, cur * BC + 2 * t4, Tk, causal, window, sinks, has_keep);
 
     // Online softmax in base 2 (as flash_fwd.cu, LAZY_RESCALE included).
     float mx[2];
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float x = -F_INF;
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb) x = fmaxf(x, fmaxf(s[nb * 4 + hr * 2], s[nb * 4 + hr * 2 + 1]));
-      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-      mx[hr] = x * scale_log2;
-    }
+    tile_row_max(s, scale_log2, mx);
 #ifdef LAZY_RESCALE
     bool grow = mx[0] > m[0] + 8.f || mx[1] > m[1] + 8.f;
     if (__any_sync(0xffffffffu, grow))
