@@ -308,8 +308,10 @@ __device__ __forceinline__ void mosa_warp_store(float* C, int ldc, const float (
 // t = 0..3) and a half-warp's 8-byte stores along kk hit 32 distinct banks; stores along the rows
 // (k-major sources) meet 2-way.
 __device__ __forceinline__ int mosa_swz(int r) { return ((r & 1) << 2) | ((r >> 1) & 3); }
+// The group of kk within its row before the swizzle (bits 0-1 and 3.. of kk; bit 2 picks the pair).
+__device__ __forceinline__ int mosa_kgroup(int kk) { return ((kk >> 3) << 2) | (kk & 3); }
 __device__ __forceinline__ int mosa_split_at(int r, int kk) {
-  return r * (2 * GK) + ((((kk >> 3) << 2 | (kk & 3)) ^ mosa_swz(r)) << 2) + ((kk >> 2) & 1) * 2;
+  return r * (2 * GK) + ((mosa_kgroup(kk) ^ mosa_swz(r)) << 2) + ((kk >> 2) & 1) * 2;
 }
 // The warp's 3xTF32 product over one staged chunk: acc[mi][ni] += A rows (16 mi ..) x B rows
 // (8 ni ..) over the chunk's GK steps; A and B point at the warp's first row (a multiple of 8).
@@ -372,23 +374,41 @@ struct MosaStage {
       v[n] = f(r, k0 + kk);
     }
   }
+#if MOSA_SPLIT_STAGE
+  // Element n sits at mosa_split_at(r, kk) for e = tid + 256 n, written from one per-thread base:
+  // KFAST: r = r0 + n (256 / GK) with kk = kk0, a row step of a multiple of 8 (GK <= 32), so the
+  // swizzle stays r0's: base + n (256 / GK) 2 GK. k-major: r = r0 with kk = kk0 + n (256 / ROWS),
+  // kk0 below that power-of-two step, so kk's bits are kk0's and the step's apart: its group is
+  // kgroup(kk0) ^ kgroup(step n) and its pair bit either one's.
   __device__ __forceinline__ void store(float* S) const {
+    static_assert(KFAST ? (GK % 16 == 0 && GK <= 32) : (256 % ROWS == 0 && ROWS % 8 == 0), "split staging layout");
+    const int tid = threadIdx.x;
+    const int r0 = KFAST ? tid / GK : tid % ROWS, kk0 = KFAST ? tid % GK : tid / ROWS;
+    float* const p = S + (KFAST ? mosa_split_at(r0, kk0) : r0 * (2 * GK) + ((kk0 >> 2) & 1) * 2);
+    const int x4 = (mosa_kgroup(kk0) ^ mosa_swz(r0)) << 2;
 #pragma unroll
     for (int n = 0; n < N; ++n) {
-      const int e = threadIdx.x + 256 * n;
-      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
-#if MOSA_SPLIT_STAGE
       u32 big, small;
       mosa_split(v[n], big, small);
       float2 pair;
       pair.x = __uint_as_float(big);
       pair.y = __uint_as_float(small);
-      *reinterpret_cast<float2*>(S + mosa_split_at(r, kk)) = pair;
-#else
-      S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r] = v[n];
-#endif
+      constexpr int STEP = 256 / ROWS;
+      float* at = KFAST ? p + n * (256 / GK) * (2 * GK)
+                        : p + (x4 ^ (mosa_kgroup(n * STEP) << 2)) + ((n * STEP >> 2) & 1) * 2;
+      *reinterpret_cast<float2*>(at) = pair;
     }
   }
+#else
+  __device__ __forceinline__ void store(float* S) const {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const int e = threadIdx.x + 256 * n;
+      const int r = KFAST ? e / GK : e % ROWS, kk = KFAST ? e % GK : e / ROWS;
+      S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r] = v[n];
+    }
+  }
+#endif
 };
 
 template <int ROWS, bool KFAST>
