@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bundles the MoSA H100 bench into .carry/mosa4 (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
-# e.g. the main checkout's /work/main/.carry/mosa4 from a worktree) for the device machine: h100.mjs (core +
+# Bundles the MoSA H100 bench into .carry/mosa5 (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
+# e.g. the main checkout's /work/main/.carry/mosa5 from a worktree) for the device machine: h100.mjs (core +
 # backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, backend-cuda's .cu
 # kernels (point ATTNKIT_CUDA_KERNELS_DIR at <dir>/kernels), the PyTorch baseline and run.sh (the
 # whole H100 call: bash <dir>/run.sh, with node.xz beside <dir>). Run from
@@ -12,7 +12,7 @@ export PATH=/opt/node24/package/bin:/opt/pnpm1242/bin:$PATH
 pnpm --filter @attnkit/core build >/dev/null
 pnpm --filter @attnkit/backend-cuda build >/dev/null
 esbuild="$(ls -d node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)"
-out="${MOSA_CARRY_DIR:-.carry/mosa4}"
+out="${MOSA_CARRY_DIR:-.carry/mosa5}"
 rm -rf "$out"
 mkdir -p "$out/node_modules/@koromix"
 "$esbuild" packages/mosa/bench/h100.ts --bundle --platform=node --format=esm --target=node22 \
@@ -23,4 +23,15 @@ cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koro
 cp packages/mosa/bench/torch_baseline.py "$out/"
 cp packages/mosa/bench/run-h100.sh "$out/run.sh"
 cp -r packages/backend-cuda/kernels "$out/kernels"
+# SASS of the GEMM/attention loops, new and earlier main loop (D = 64), where nvcc is here.
+if command -v nvcc >/dev/null; then
+  mkdir -p "$out/sass"
+  "$esbuild" packages/mosa/bench/sources.ts --bundle --platform=node --format=esm --outfile="$out/sass/sources.mjs" --log-level=warning
+  node "$out/sass/sources.mjs" "$out/sass" && rm "$out/sass/sources.mjs"
+  for v in new old; do
+    nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o "$out/sass/mosa64-$v.cubin" "$out/sass/mosa64-$v.cu"
+    rm "$out/sass/mosa64-$v.cu"
+  done
+  cp packages/mosa/bench/sass_loops.py "$out/sass/"
+fi
 du -sh "$out"

@@ -379,9 +379,50 @@ async function profile(be: Backend) {
       console.log(`profile ${name} before vs default settings: ${errs}`)
       dispose([a, b, oa, ob])
     }
+    // This session's A/B (wt-mosa3): the GEMMs' operands split at every fragment load (the earlier
+    // main loop) against split once when staged, kernel by kernel.
+    const splitUse: Setting = { kernel: { splitStage: false } }
+    const gemmNames = [
+      'project (q,k,v)',
+      'outScatter',
+      'outBackward',
+      'outBackwardWeight',
+      'projectBackwardInput',
+      'projectBackwardWeight',
+    ]
+    for (const [kernel, gflop, fn] of launches.filter(([n]) => gemmNames.includes(n)))
+      print({
+        case: name,
+        kernel: `${kernel}, split per use (A/B)`,
+        ms: await withSetting(splitUse, () => timeIt(be, fn)),
+        gflop,
+      })
+    {
+      // Same numbers? The GEMM outputs of both main loops (project: q; outBackwardWeight: dWo).
+      const [qa] = runKernel(
+        KERNELS.project,
+        { x, indices, wq: w.q, wk: w.k, wv: w.v },
+        { ropeBase: c.ropeBase },
+      )
+      const [qb] = await withSetting(splitUse, async () =>
+        runKernel(KERNELS.project, { x, indices, wq: w.q, wk: w.k, wv: w.v }, { ropeBase: c.ropeBase }),
+      )
+      const [wa] = runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {})
+      const [wb] = await withSetting(splitUse, async () =>
+        runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {}),
+      )
+      const errs = `q ${relError(await host(qb), await host(qa)).toExponential(2)}, dWo ${relError(await host(wb), await host(wa)).toExponential(2)}`
+      console.log(`profile ${name} GEMMs split per use vs split when staged: ${errs}`)
+      dispose([qa, qb, wa, wb])
+    }
     for (const [label, set] of [
       ['row-loop loads', rowLoop],
       ['before (atomic dQ, delta per block, row loop)', before],
+      ['GEMMs split per use', splitUse],
+      [
+        'this session before (GEMMs split per use, dQ blocks unrolled by 2)',
+        { kernel: { splitStage: false, dqBlocksUnroll: 2 } },
+      ],
     ] as [string, Setting][])
       print({
         case: name,
@@ -556,10 +597,11 @@ async function profile(be: Backend) {
       ),
       gflop: dAttn,
     })
-    for (const [label, set] of [...backwardVariants, ['atomic dQ', { backward: { atomicDq: true } }]] as [
-      string,
-      Setting,
-    ][])
+    for (const [label, set] of [
+      ...backwardVariants,
+      ['atomic dQ', { backward: { atomicDq: true } }],
+      ['dQ blocks unrolled by 2 (before)', { kernel: { dqBlocksUnroll: 2 } }],
+    ] as [string, Setting][])
       print({
         case: name,
         kernel: `dense heads: attendBackward, ${label} (A/B)`,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The H100 call, from the bundle (bench/bundle.sh): bash .carry/mosa4/run.sh, carrying
+# The H100 call, from the bundle (bench/bundle.sh): bash .carry/mosa5/run.sh, carrying
 # .carry/node.xz and the bundle folder. PyTorch before and after the attnkit part (its run-to-run
 # spread), the table, the profile, then Nsight Compute on the T = 8192 attention kernels
 # (skipped with NCU=0). Eight files land in $OUT (the device tool returns no more).
@@ -18,6 +18,13 @@ echo "torch rc $?"
 rm -f "$OUT/cases.json" "$OUT/torch-check.safetensors"
 /tmp/node h100.mjs --report --out "$OUT" | tee "$OUT/report.txt"
 grep '^profile\|failed' "$OUT/attnkit-log.txt"
+# SASS instruction mix of the loops with HMMA (bundle.sh's cubins), where cuobjdump exists.
+cuobjdump=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1 || true)
+if [ -d "$here/sass" ] && [ -n "$cuobjdump" ]; then
+  for v in new old; do "$cuobjdump" -sass "$here/sass/mosa64-$v.cubin" >"/tmp/mosa64-$v.sass"; done
+  python3 "$here/sass/sass_loops.py" /tmp/mosa64-new.sass /tmp/mosa64-old.sass >"$OUT/sass-log.txt" 2>&1
+  grep -E 'mosa_(project|weight_grad_qkv|attend_backward)\b' "$OUT/sass-log.txt" | head -12
+fi
 if [ "${NCU:-1}" != 0 ]; then
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
   if [ -n "$ncu" ]; then

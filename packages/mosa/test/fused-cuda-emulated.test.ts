@@ -121,6 +121,25 @@ describe.skipIf(missing)(
       }
     })
 
+    it('the earlier GEMM main loop (operands split at every use) and the dQ-block backward unrolled by 2 (bench A/B source variants)', async () => {
+      const saved = { ...cudaKernelVariant }
+      const savedBackward = { ...cudaAttendBackward }
+      // dQ blocks for every head, so the variant's dQ-block kernel runs.
+      Object.assign(cudaKernelVariant, { splitStage: false, dqBlocksUnroll: 2 })
+      cudaAttendBackward.atomicDq = false
+      try {
+        await expectFusedMatchesPortable(
+          { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 2 },
+          1,
+          150,
+          15,
+        )
+      } finally {
+        Object.assign(cudaKernelVariant, saved)
+        Object.assign(cudaAttendBackward, savedBackward)
+      }
+    })
+
     it('head dim 64 and 128', async () => {
       await expectFusedMatchesPortable({ ...base, headDim: 64 }, 1, 30, 5)
       await expectFusedMatchesPortable({ ...base, headDim: 128, sparsity: 2 }, 1, 40, 6)

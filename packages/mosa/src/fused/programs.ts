@@ -57,9 +57,16 @@ export const cudaAttendBackward: { atomicDq: boolean | 'auto'; precomputedDelta:
  * Source variant of the CUDA kernels (mosaCudaSource's options; each variant compiles to its own
  * module). Mutable for the bench's A/B and tests.
  */
-export const cudaKernelVariant: { fragmentUnroll: number; batchedRowLoads: boolean } = {
+export const cudaKernelVariant: {
+  fragmentUnroll: number
+  dqBlocksUnroll: number
+  batchedRowLoads: boolean
+  splitStage: boolean
+} = {
   fragmentUnroll: 2,
+  dqBlocksUnroll: 0,
   batchedRowLoads: true,
+  splitStage: true,
 }
 
 /** Few long rows: more than cudaAttendSplit.tiles tiles per row, fewer than maxBlocks tiles in all. */

@@ -11,7 +11,9 @@ export const CUDA: Language = {
   source: (D) => mosaCudaSource(D, { ...cudaKernelVariant }),
   moduleTag: () =>
     (cudaKernelVariant.fragmentUnroll === 2 ? '' : `-u${cudaKernelVariant.fragmentUnroll}`) +
-    (cudaKernelVariant.batchedRowLoads ? '' : '-rowloop'),
+    (cudaKernelVariant.dqBlocksUnroll === 0 ? '' : `-dqbu${cudaKernelVariant.dqBlocksUnroll}`) +
+    (cudaKernelVariant.batchedRowLoads ? '' : '-rowloop') +
+    (cudaKernelVariant.splitStage ? '' : '-splituse'),
   sharedBytes: mosaCudaSharedBytes,
   maxHeadDim: 128,
   tiles: cudaTiles,

@@ -36,22 +36,39 @@ export interface MosaCudaOptions {
    */
   fragmentUnroll?: number
   /**
+   * The same unroll for the attention backward with dQ blocks (mosa_attend_backward: the dense
+   * heads' long rows); default 0 (fully: measured faster there, slower in the other kernels).
+   */
+  dqBlocksUnroll?: number
+  /**
    * The attention kernels' tile loads: each thread's float4 loads issued together before they are
    * stored to shared memory (default true); false: the earlier strided loop (bench A/B).
    */
   batchedRowLoads?: boolean
+  /**
+   * The GEMMs' operands split into their TF32 halves once, when a chunk is staged in shared memory
+   * (swizzled (big, small) pairs, one 16-byte load per fragment row; default true); false: split
+   * at every fragment load (the earlier main loop, bench A/B).
+   */
+  splitStage?: boolean
 }
 
 export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
   const unroll = opts.fragmentUnroll ?? 2
   const batched = opts.batchedRowLoads ?? true
-  const unrollPragma = unroll === 0 ? '#pragma unroll' : `#pragma unroll ${unroll}`
+  const splitStage = opts.splitStage ?? true
+  const dqBlocksUnroll = opts.dqBlocksUnroll ?? 0
+  // 0: fully (every fragment loop runs at most 16 steps).
+  const unrollCount = (u: number) => (u === 0 ? 16 : u)
   const t = cudaTiles(D)
   if (D % 32 !== 0 || D > 128)
     throw new Error(`mosaCudaSource: head dim must be a multiple of 32 up to 128, got ${D}`)
   return `// @attnkit/mosa fused kernels, head dim ${D}
 #define D ${D}
 #define MOSA_BATCHED_ROWS ${batched ? 1 : 0}
+#define MOSA_SPLIT_STAGE ${splitStage ? 1 : 0}
+#define MOSA_UNROLL ${unrollCount(unroll)}
+#define MOSA_DQB_UNROLL ${unrollCount(dqBlocksUnroll)}
 #define TN (D / 16)
 #define BM ${t.BM}
 #define BN ${t.BN}
@@ -233,10 +250,11 @@ __device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
 // One warp: acc[mi][ni] (16 x 8 tiles at rows 16 mi, columns 8 ni) += sum over k < KR of
 // A(row, k) * B(col, k), operands read through fa / fb (shared memory). acc layout: the mma
 // accumulator (lane g = lane / 4, t = lane % 4: rows g and g + 8, columns 2t and 2t + 1).
-template <int MT, int NT, class FA, class FB>
+// U: the 8-deep steps' unroll factor (16: fully).
+template <int MT, int NT, int U = MOSA_UNROLL, class FA, class FB>
 __device__ __forceinline__ void mosa_warp_mma(float (&acc)[MT][NT][4], int KR, FA fa, FB fb) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-${unrollPragma}
+#pragma unroll U
   for (int k = 0; k < KR; k += 8) {
     u32 ab[MT][4], as[MT][4], bb[NT][2], bs[NT][2];
 #pragma unroll
@@ -281,6 +299,63 @@ __device__ __forceinline__ void mosa_warp_store(float* C, int ldc, const float (
 }
 
 // ---------------------------------------------------------------- GEMM building blocks
+#if MOSA_SPLIT_STAGE
+// Split staging: element (r, kk) of a GK-deep chunk is stored once as its TF32 halves (big,
+// small) at mosa_split_at(r, kk): row r holds 2 GK words; for the 8-deep step s = kk / 8 and
+// t = kk % 4 the 16-byte group (s, t) is {big, small of 8s + t, big, small of 8s + t + 4}, so one
+// float4 load gives a fragment row's four registers. The groups are XOR-swizzled by row
+// (mosa_swz; rows r and r + 8 alike): a quarter-warp's float4 loads (fragment rows g = 2i, 2i + 1,
+// t = 0..3) and a half-warp's 8-byte stores along kk hit 32 distinct banks; stores along the rows
+// (k-major sources) meet 2-way.
+__device__ __forceinline__ int mosa_swz(int r) { return ((r & 1) << 2) | ((r >> 1) & 3); }
+// The group of kk within its row before the swizzle (bits 0-1 and 3.. of kk; bit 2 picks the pair).
+__device__ __forceinline__ int mosa_kgroup(int kk) { return ((kk >> 3) << 2) | (kk & 3); }
+__device__ __forceinline__ int mosa_split_at(int r, int kk) {
+  return r * (2 * GK) + ((mosa_kgroup(kk) ^ mosa_swz(r)) << 2) + ((kk >> 2) & 1) * 2;
+}
+// The warp's 3xTF32 product over one staged chunk: acc[mi][ni] += A rows (16 mi ..) x B rows
+// (8 ni ..) over the chunk's GK steps; A and B point at the warp's first row (a multiple of 8).
+template <int MT, int NT>
+__device__ __forceinline__ void mosa_warp_mma_split(float (&acc)[MT][NT][4], const float* A, const float* B) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, f = mosa_swz(g);
+  const float* a0 = A + g * (2 * GK);
+  const float* b0 = B + g * (2 * GK);
+#pragma unroll
+  for (int s = 0; s < GK / 8; ++s) {
+    const int off = (((s << 2) | t) ^ f) << 2;
+    u32 ab[MT][4], as[MT][4], bb[NT][2], bs[NT][2];
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) {
+      const float4 u = mosa_ld4(a0 + mi * 16 * (2 * GK) + off);
+      const float4 l = mosa_ld4(a0 + (mi * 16 + 8) * (2 * GK) + off);
+      ab[mi][0] = __float_as_uint(u.x);
+      as[mi][0] = __float_as_uint(u.y);
+      ab[mi][2] = __float_as_uint(u.z);
+      as[mi][2] = __float_as_uint(u.w);
+      ab[mi][1] = __float_as_uint(l.x);
+      as[mi][1] = __float_as_uint(l.y);
+      ab[mi][3] = __float_as_uint(l.z);
+      as[mi][3] = __float_as_uint(l.w);
+    }
+#pragma unroll
+    for (int ni = 0; ni < NT; ++ni) {
+      const float4 v = mosa_ld4(b0 + ni * 8 * (2 * GK) + off);
+      bb[ni][0] = __float_as_uint(v.x);
+      bs[ni][0] = __float_as_uint(v.y);
+      bb[ni][1] = __float_as_uint(v.z);
+      bs[ni][1] = __float_as_uint(v.w);
+    }
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NT; ++ni) {
+        mosa_mma(acc[mi][ni], as[mi], bb[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bs[ni]);
+        mosa_mma(acc[mi][ni], ab[mi], bb[ni]);
+      }
+  }
+}
+#endif
 // A chunk of GK reduction steps for ROWS rows, fetched from global memory into registers (so
 // the next chunk's loads overlap this chunk's arithmetic), then stored into shared memory. KFAST:
 // consecutive threads walk the reduction index (coalesced when the source is contiguous along
@@ -299,6 +374,32 @@ struct MosaStage {
       v[n] = f(r, k0 + kk);
     }
   }
+#if MOSA_SPLIT_STAGE
+  // Element n sits at mosa_split_at(r, kk) for e = tid + 256 n, written from one per-thread base:
+  // KFAST: r = r0 + n (256 / GK) with kk = kk0, a row step of a multiple of 8 (GK <= 32), so the
+  // swizzle stays r0's: base + n (256 / GK) 2 GK. k-major: r = r0 with kk = kk0 + n (256 / ROWS),
+  // kk0 below that power-of-two step, so kk's bits are kk0's and the step's apart: its group is
+  // kgroup(kk0) ^ kgroup(step n) and its pair bit either one's.
+  __device__ __forceinline__ void store(float* S) const {
+    static_assert(KFAST ? (GK % 16 == 0 && GK <= 32) : (256 % ROWS == 0 && ROWS % 8 == 0), "split staging layout");
+    const int tid = threadIdx.x;
+    const int r0 = KFAST ? tid / GK : tid % ROWS, kk0 = KFAST ? tid % GK : tid / ROWS;
+    float* const p = S + (KFAST ? mosa_split_at(r0, kk0) : r0 * (2 * GK) + ((kk0 >> 2) & 1) * 2);
+    const int x4 = (mosa_kgroup(kk0) ^ mosa_swz(r0)) << 2;
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      u32 big, small;
+      mosa_split(v[n], big, small);
+      float2 pair;
+      pair.x = __uint_as_float(big);
+      pair.y = __uint_as_float(small);
+      constexpr int STEP = 256 / ROWS;
+      float* at = KFAST ? p + n * (256 / GK) * (2 * GK)
+                        : p + (x4 ^ (mosa_kgroup(n * STEP) << 2)) + ((n * STEP >> 2) & 1) * 2;
+      *reinterpret_cast<float2*>(at) = pair;
+    }
+  }
+#else
   __device__ __forceinline__ void store(float* S) const {
 #pragma unroll
     for (int n = 0; n < N; ++n) {
@@ -307,6 +408,7 @@ struct MosaStage {
       S[KFAST ? r * LDG + kk : kk * (ROWS + 8) + r] = v[n];
     }
   }
+#endif
 };
 
 template <int ROWS, bool KFAST>
@@ -325,7 +427,11 @@ __device__ __forceinline__ float mosa_stage_at(const float* S, int r, int kk) {
 template <int TN_, bool KA, bool KB, class FA, class FB, class FP>
 __device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, FB fb, FP prep) {
   constexpr int BR = 16 * TN_;
+#if MOSA_SPLIT_STAGE
+  constexpr int SA = BM * 2 * GK;
+#else
   constexpr int SA = KA ? BM * LDG : GK * (BM + 8);
+#endif
   MOSA_DYNAMIC_SMEM(mosa_gemm_smem);
   float* As = reinterpret_cast<float*>(mosa_gemm_smem);
   float* Bs = As + SA;
@@ -353,9 +459,13 @@ __device__ __forceinline__ void mosa_gemm(float (&acc)[TM][TN_], int N, FA fa, F
       sa.fetch(fa, k0 + GK);
       sb.fetch(fb, k0 + GK);
     }
+#if MOSA_SPLIT_STAGE
+    mosa_warp_mma_split<2, TN_>(c, As + wm * (2 * GK), Bs + wn * (2 * GK));
+#else
     mosa_warp_mma<2, TN_>(
         c, GK, [&](int r, int k) { return mosa_stage_at<BM, KA>(As, wm + r, k); },
         [&](int n, int k) { return mosa_stage_at<BR, KB>(Bs, wn + n, k); });
+#endif
   }
   __syncthreads();
   float* Cs = As;
@@ -669,7 +779,7 @@ __device__ __forceinline__ void mosa_rows_load2(float* S1, const float* src1, fl
 
 // S[64][LDA] = A[64 rows][d] . B[64 rows][d] over d < D (rows of stride LDH) on the tensor cores;
 // with a second pair into S2 when TWO. Warp tile 16 x 32 (4 warps along the rows, 2 along the columns).
-template <bool TWO>
+template <bool TWO, int U = MOSA_UNROLL>
 __device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const float* Bm, float* S2,
     const float* A2, const float* B2) {
   const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * 32;
@@ -678,7 +788,7 @@ __device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const
   for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
     for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
-  mosa_warp_mma<1, 4>(
+  mosa_warp_mma<1, 4, U>(
       c, D, [&](int r, int k) { return A[(wr + r) * LDH + k]; }, [&](int n, int k) { return Bm[(wc + n) * LDH + k]; });
   mosa_warp_store<1, 4>(S + wr * LDA + wc, LDA, c);
   if (TWO) {
@@ -686,7 +796,7 @@ __device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const
     for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
       for (int e = 0; e < 4; ++e) c[0][ni][e] = 0.0f;
-    mosa_warp_mma<1, 4>(
+    mosa_warp_mma<1, 4, U>(
         c, D, [&](int r, int k) { return A2[(wr + r) * LDH + k]; }, [&](int n, int k) { return B2[(wc + n) * LDH + k]; });
     mosa_warp_store<1, 4>(S2 + wr * LDA + wc, LDA, c);
   }
@@ -694,9 +804,10 @@ __device__ __forceinline__ void mosa_tile_scores(float* S, const float* A, const
 
 // acc (the warp's 16 x D/2 tile at rows 16 (w % 4), columns (D/2)(w / 4)) += P[rows][c] . V[c][cols]
 // over c < AB: P [AB][LDA] row-major, V [AB][LDH] row-major.
+template <int U = MOSA_UNROLL>
 __device__ __forceinline__ void mosa_tile_pv(float (&acc)[1][TN][4], const float* P, const float* V) {
   const int w = threadIdx.x >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
-  mosa_warp_mma<1, TN>(
+  mosa_warp_mma<1, TN, U>(
       acc, AB, [&](int r, int c) { return P[(wr + r) * LDA + c]; }, [&](int n, int c) { return V[c * LDH + wc + n]; });
 }
 
@@ -924,6 +1035,8 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
   float* dSs = Ps + AB * LDA;
   __shared__ float lseS[AB];
   __shared__ float deltaS[AB];
+  // The atomic kernel's unroll, or the dQ-block kernel's (this function without DQ is only that).
+  constexpr int U = DQ ? MOSA_UNROLL : MOSA_DQB_UNROLL;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int k0 = tile * AB;
   const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
@@ -937,7 +1050,7 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
     mosa_rows_load2(Qs, q + base, dOs, dout + base, q0, K);
     mosa_row_stats(dout + base, pre ? out + bh * K : out + base, lse + bh * K, deltaS, lseS, q0, K, pre);
     __syncthreads();
-    mosa_tile_scores<true>(Ps, Ks, Qs, dSs, Vs, dOs);
+    mosa_tile_scores<true, U>(Ps, Ks, Qs, dSs, Vs, dOs);
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -950,15 +1063,15 @@ __device__ __forceinline__ void mosa_backward_kv(float* smem, int tile, const fl
         Ps[a * LDA + c] = p;
       }
     __syncthreads();
-    mosa_tile_pv(dV, Ps, dOs);
-    mosa_tile_pv(dK, dSs, Qs);
+    mosa_tile_pv<U>(dV, Ps, dOs);
+    mosa_tile_pv<U>(dK, dSs, Qs);
     if (DQ) {
       // dQ[c][n] += sum_a dS[a][c] K[a][n] for the warp's 16 queries x D/2 dims.
       const int w = tid >> 5, wr = (w & 3) * 16, wc = (w >> 2) * (D / 2);
       const int lane = tid & 31, g = lane >> 2, t = lane & 3;
       float gq[1][TN][4];
       mosa_zero(gq);
-      mosa_warp_mma<1, TN>(
+      mosa_warp_mma<1, TN, U>(
           gq, AB, [&](int r, int a) { return dSs[a * LDA + wr + r]; },
           [&](int n, int a) { return Ks[a * LDH + wc + n]; });
 #pragma unroll
@@ -1002,7 +1115,7 @@ __device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const flo
     __syncthreads();
     mosa_rows_load2(Ks, k + base, Vs, v + base, k0, K);
     __syncthreads();
-    mosa_tile_scores<true>(Ss, Qs, Ks, dPs, dOs, Vs);
+    mosa_tile_scores<true, MOSA_DQB_UNROLL>(Ss, Qs, Ks, dPs, dOs, Vs);
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -1014,7 +1127,7 @@ __device__ __forceinline__ void mosa_backward_q(float* smem, int tile, const flo
         Ss[r * LDA + c] = p * (dPs[r * LDA + c] - deltaS[r]);
       }
     __syncthreads();
-    mosa_tile_pv(dQ, Ss, Ks);
+    mosa_tile_pv<MOSA_DQB_UNROLL>(dQ, Ss, Ks);
   }
   mosa_tile_write(dq + base, dQ, q0, K, scale, nullptr);
 }
@@ -1058,7 +1171,9 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   if (entry === 'mosa_select' || entry === 'mosa_attend_delta' || entry === 'mosa_attend_combine') return 0
   // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
   const br = Math.max(D, t.BN)
-  const a = Math.max(t.BM * (t.BK + 4), t.BK * (t.BM + 8))
-  const b = Math.max(br * (t.BK + 4), t.BK * (br + 8))
+  // (Split staging: 2 BK words a row, within the unsplit layouts' BK + 4 and BM + 8 padding bound
+  // below for BK = 16; the epilogue's tile is the larger for every head dim.)
+  const a = Math.max(t.BM * (t.BK + 4), t.BK * (t.BM + 8), t.BM * 2 * t.BK)
+  const b = Math.max(br * (t.BK + 4), t.BK * (br + 8), br * 2 * t.BK)
   return 4 * Math.max(a + b, t.BM * (br + 4))
 }
