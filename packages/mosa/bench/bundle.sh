@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bundles the MoSA H100 bench into .carry/mosa5 (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
-# e.g. the main checkout's /work/main/.carry/mosa5 from a worktree) for the device machine: h100.mjs (core +
+# Bundles the MoSA H100 bench into .carry/mosa (git-ignored; MOSA_CARRY_DIR=<dir> writes elsewhere,
+# e.g. the main checkout's /work/main/.carry/mosa from a worktree) for the device machine: h100.mjs (core +
 # backend-cuda + mosa, koffi external), koffi with its linux-x64 binary, backend-cuda's .cu
 # kernels (point ATTNKIT_CUDA_KERNELS_DIR at <dir>/kernels), the PyTorch baseline and run.sh (the
 # whole H100 call: bash <dir>/run.sh, with node.xz beside <dir>). Run from
@@ -12,7 +12,7 @@ export PATH=/opt/node24/package/bin:/opt/pnpm1242/bin:$PATH
 pnpm --filter @attnkit/core build >/dev/null
 pnpm --filter @attnkit/backend-cuda build >/dev/null
 esbuild="$(ls -d node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)"
-out="${MOSA_CARRY_DIR:-.carry/mosa5}"
+out="${MOSA_CARRY_DIR:-.carry/mosa}"
 rm -rf "$out"
 mkdir -p "$out/node_modules/@koromix"
 "$esbuild" packages/mosa/bench/h100.ts --bundle --platform=node --format=esm --target=node22 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The H100 call, from the bundle (bench/bundle.sh): bash .carry/mosa5/run.sh, carrying
+# The H100 call, from the bundle (bench/bundle.sh): bash .carry/mosa/run.sh, carrying
 # .carry/node.xz and the bundle folder. PyTorch before and after the attnkit part (its run-to-run
 # spread), the table, the profile, then Nsight Compute on the T = 8192 attention kernels
 # (skipped with NCU=0). Eight files land in $OUT (the device tool returns no more).
