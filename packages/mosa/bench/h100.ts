@@ -379,7 +379,7 @@ async function profile(be: Backend) {
       console.log(`profile ${name} before vs default settings: ${errs}`)
       dispose([a, b, oa, ob])
     }
-    // This session's A/B (wt-mosa3): the GEMMs' operands split at every fragment load (the earlier
+    // A/B of the GEMMs: operands split at every fragment load (the earlier
     // main loop) against split once when staged, kernel by kernel.
     const splitUse: Setting = { kernel: { splitStage: false } }
     const gemmNames = [
