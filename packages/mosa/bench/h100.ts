@@ -463,90 +463,53 @@ async function profile(be: Backend) {
           return []
         })
       const qkv = [B, Hs, K, D]
-      print({
-        case: name,
-        kernel: 'project, GEMM 1 block/SM (A/B)',
-        ms: await variant(
-          oneBlock,
-          'mosa_project',
-          [Math.ceil(K / 128), 3 * Hs, B],
-          [x, indices, w.q, w.k, w.v],
-          [qkv, qkv, qkv],
-          [
-            ['i32', T],
-            ['i32', C],
-            ['i32', Hs],
-            ['i32', K],
-            ['f32', c.ropeBase],
-          ],
-        ),
-        gflop: 3 * gemm,
-      })
-      print({
-        case: name,
-        kernel: 'projectBackwardWeight, 1 block/SM (A/B)',
-        ms: await variant(
-          oneBlock,
-          'mosa_weight_grad_qkv',
-          [Math.ceil(C / 128), 1, 3 * Hs],
-          [dout, dout, dout, x, indices],
-          [
-            [Hs * D, C],
-            [Hs * D, C],
-            [Hs * D, C],
-          ],
-          [
-            ['i32', T],
-            ['i32', C],
-            ['i32', Hs],
-            ['i32', K],
-            ['i32', B],
-          ],
-        ),
-        gflop: 3 * gemm,
-      })
-      print({
-        case: name,
-        kernel: 'project, 32-deep chunks (A/B)',
-        ms: await variant(
-          gk32,
-          'mosa_project',
-          [Math.ceil(K / 128), 3 * Hs, B],
-          [x, indices, w.q, w.k, w.v],
-          [qkv, qkv, qkv],
-          [
-            ['i32', T],
-            ['i32', C],
-            ['i32', Hs],
-            ['i32', K],
-            ['f32', c.ropeBase],
-          ],
-        ),
-        gflop: 3 * gemm,
-      })
-      print({
-        case: name,
-        kernel: 'projectBackwardWeight, 32-deep (A/B)',
-        ms: await variant(
-          gk32,
-          'mosa_weight_grad_qkv',
-          [Math.ceil(C / 128), 1, 3 * Hs],
-          [dout, dout, dout, x, indices],
-          [
-            [Hs * D, C],
-            [Hs * D, C],
-            [Hs * D, C],
-          ],
-          [
-            ['i32', T],
-            ['i32', C],
-            ['i32', Hs],
-            ['i32', K],
-            ['i32', B],
-          ],
-        ),
-        gflop: 3 * gemm,
-      })
+      // The two GEMM kernels of the projections, under one tuning: forward and weight gradient.
+      const gemmPair = async (tuning: typeof oneBlock, label: [string, string]) => {
+        print({
+          case: name,
+          kernel: `project, ${label[0]} (A/B)`,
+          ms: await variant(
+            tuning,
+            'mosa_project',
+            [Math.ceil(K / 128), 3 * Hs, B],
+            [x, indices, w.q, w.k, w.v],
+            [qkv, qkv, qkv],
+            [
+              ['i32', T],
+              ['i32', C],
+              ['i32', Hs],
+              ['i32', K],
+              ['f32', c.ropeBase],
+            ],
+          ),
+          gflop: 3 * gemm,
+        })
+        print({
+          case: name,
+          kernel: `projectBackwardWeight, ${label[1]} (A/B)`,
+          ms: await variant(
+            tuning,
+            'mosa_weight_grad_qkv',
+            [Math.ceil(C / 128), 1, 3 * Hs],
+            [dout, dout, dout, x, indices],
+            [
+              [Hs * D, C],
+              [Hs * D, C],
+              [Hs * D, C],
+            ],
+            [
+              ['i32', T],
+              ['i32', C],
+              ['i32', Hs],
+              ['i32', K],
+              ['i32', B],
+            ],
+          ),
+          gflop: 3 * gemm,
+        })
+      }
+      await gemmPair(oneBlock, ['GEMM 1 block/SM', '1 block/SM'])
+      await gemmPair(gk32, ['32-deep chunks', '32-deep'])
     }
     // The whole fused layer, fwd+bwd, and its MoSA heads alone (no dense heads): the difference is
     // the dense heads' part (projections, RoPE, fused attention, layout ops).
