@@ -219,18 +219,8 @@ inline float half_bits(uint16_t v, bool is_half) {
   return f;
 }
 
-// mma.sync.m16n8k16.row.col, float32 accumulation, fragment layouts of the PTX ISA.
-inline void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1, bool is_half) {
-  WarpSlots& w = warp();
-  const int l = lane();
-  for (int i = 0; i < 4; ++i) {
-    w.a[l][i] = a[i];
-    w.c[l][i] = d[i];
-  }
-  w.b[l][0] = b0;
-  w.b[l][1] = b1;
-  yield(AT_WARP);
-  float A[16][16], B[16][8];
+// The 16 x 16 A operand that the warp's 32 lanes hold in mma.sync's A fragment layout (w.a).
+inline void a_fragment_matrix(const WarpSlots& w, float A[16][16], bool is_half) {
   for (int L = 0; L < 32; ++L) {
     const int g = L / 4, t = L % 4;
     auto lo = [&](uint32_t v) { return half_bits((uint16_t)(v & 0xffff), is_half); };
@@ -243,6 +233,26 @@ inline void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1, bool
     A[g][2 * t + 9] = hi(w.a[L][2]);
     A[g + 8][2 * t + 8] = lo(w.a[L][3]);
     A[g + 8][2 * t + 9] = hi(w.a[L][3]);
+  }
+}
+
+// mma.sync.m16n8k16.row.col, float32 accumulation, fragment layouts of the PTX ISA.
+inline void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1, bool is_half) {
+  WarpSlots& w = warp();
+  const int l = lane();
+  for (int i = 0; i < 4; ++i) {
+    w.a[l][i] = a[i];
+    w.c[l][i] = d[i];
+  }
+  w.b[l][0] = b0;
+  w.b[l][1] = b1;
+  yield(AT_WARP);
+  float A[16][16], B[16][8];
+  a_fragment_matrix(w, A, is_half);
+  for (int L = 0; L < 32; ++L) {
+    const int g = L / 4, t = L % 4;
+    auto lo = [&](uint32_t v) { return half_bits((uint16_t)(v & 0xffff), is_half); };
+    auto hi = [&](uint32_t v) { return half_bits((uint16_t)(v >> 16), is_half); };
     B[2 * t][g] = lo(w.b[L][0]);
     B[2 * t + 1][g] = hi(w.b[L][0]);
     B[2 * t + 8][g] = lo(w.b[L][1]);
@@ -310,19 +320,7 @@ inline void wgmma_rs(float* d, int n, const uint32_t* a, uint64_t db, int scale_
   for (int i = 0; i < 4; ++i) w.a[l][i] = a[i];
   yield(AT_WARP);
   float A[16][16];
-  for (int L = 0; L < 32; ++L) {
-    const int g = L / 4, t = L % 4;
-    auto lo = [&](uint32_t v) { return half_bits((uint16_t)(v & 0xffff), is_half); };
-    auto hi = [&](uint32_t v) { return half_bits((uint16_t)(v >> 16), is_half); };
-    A[g][2 * t] = lo(w.a[L][0]);
-    A[g][2 * t + 1] = hi(w.a[L][0]);
-    A[g + 8][2 * t] = lo(w.a[L][1]);
-    A[g + 8][2 * t + 1] = hi(w.a[L][1]);
-    A[g][2 * t + 8] = lo(w.a[L][2]);
-    A[g][2 * t + 9] = hi(w.a[L][2]);
-    A[g + 8][2 * t + 8] = lo(w.a[L][3]);
-    A[g + 8][2 * t + 9] = hi(w.a[L][3]);
-  }
+  a_fragment_matrix(w, A, is_half);
   yield(AT_WARP);
   const int g = l / 4, t = l % 4;
   for (int nb = 0; nb < n / 8; ++nb)
