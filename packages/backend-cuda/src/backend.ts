@@ -106,6 +106,8 @@ export class CudaBackend implements Backend {
   private indexKernelsPending = false
   private disposed = false
   private readonly deviceName: string
+  /** Clocks and bus width for info()'s peak rates: fixed per device, read once, not per info(). */
+  private readonly rates: { clockHz: number; memClockHz: number; busBits: number }
   private readonly details: Record<string, string | number | boolean>
   /** Per-backend state of kernel families (matmul plans, workspaces). */
   readonly state = new Map<string, unknown>()
@@ -128,6 +130,11 @@ export class CudaBackend implements Backend {
     this.smCount = driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.multiprocessorCount, dev)
     this.maxSharedOptin = driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.maxSharedMemoryPerBlockOptin, dev)
     this.deviceName = driver.deviceName(dev)
+    this.rates = {
+      clockHz: driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.clockRateKHz, dev) * 1e3,
+      memClockHz: driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.memoryClockRateKHz, dev) * 1e3,
+      busBits: driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.globalMemoryBusWidth, dev),
+    }
     this.allowTF32 = opts.allowTF32 ?? process.env.ATTNKIT_CUDA_ALLOW_TF32 === '1'
     const [major, minor] = this.computeCapability
     const arch = major === 9 && minor === 0 ? 'sm_90a' : `sm_${major}${minor}`
@@ -214,10 +221,7 @@ export class CudaBackend implements Backend {
 
   info(): BackendInfo {
     const [major, minor] = this.computeCapability
-    const dev = this.driver.device(this.deviceOrdinal)
-    const clockHz = this.driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.clockRateKHz, dev) * 1e3
-    const memClockHz = this.driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.memoryClockRateKHz, dev) * 1e3
-    const busBits = this.driver.deviceAttribute(CU_DEVICE_ATTRIBUTE.globalMemoryBusWidth, dev)
+    const { clockHz, memClockHz, busBits } = this.rates
     // Dense 16-bit tensor-core FLOP per clock per SM: 4096 on Hopper, 2048 on Ampere/Ada/others.
     const tc = major === 9 ? 4096 : 2048
     const fp32 = major >= 9 || (major === 8 && minor >= 6) ? 256 : 128

@@ -1,13 +1,4 @@
-import {
-  ArgumentError,
-  add,
-  type Backend,
-  DTypeError,
-  fmtShape,
-  ShapeError,
-  type Tensor,
-  tidy,
-} from '@attnkit/core'
+import { ArgumentError, add, DTypeError, fmtShape, ShapeError, type Tensor, tidy } from '@attnkit/core'
 import { type MosaConfig, type ResolvedConfig, resolveConfig, selectedTokens } from './config.js'
 import { fusedDenseAttention, fusedSupport, sparseHeadsFused } from './fused/layer.js'
 import { checkParams, type MosaParams } from './params.js'
@@ -77,7 +68,7 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
   let fallbackReason = support && !support.ok ? support.reason : undefined
   if (useFused && path === 'auto' && x.dtype !== 'float32') {
     const [B, T] = x.shape
-    const why = portableFor16Bit(c, B, T, maxTensorBytes(x.backend), x.backend.name)
+    const why = portableFor16Bit(c, B, T, x.backend.info().maxTensorBytes, x.backend.name)
     if (why) {
       useFused = false
       fallbackReason = why
@@ -114,13 +105,6 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
 /** Bytes of the portable path's largest tensor: its scatter's [B·Hs·k, dModel] int32 row indices. */
 export function portableLargestBytes(c: ResolvedConfig, batch: number, seqLen: number): number {
   return batch * c.sparseHeads * selectedTokens(seqLen, c.sparsity) * c.dModel * 4
-}
-
-/** Backends' maxTensorBytes, read once per backend (info() is not free on every forward). */
-const tensorLimits = new WeakMap<Backend, number | undefined>()
-function maxTensorBytes(b: Backend): number | undefined {
-  if (!tensorLimits.has(b)) tensorLimits.set(b, b.info().maxTensorBytes)
-  return tensorLimits.get(b)
 }
 
 /**

@@ -29,19 +29,10 @@ export function decodeShapeOf(cache: TpaCache): DecodeShape {
   }
 }
 
-const multiprocessorCounts = new WeakMap<Backend, number | undefined>()
-
-/**
- * The backend's multiprocessor (SM) count where its info reports one (the CUDA backend's
- * details.multiprocessors), looked up once per backend: info() queries the device, which a
- * decode step should not pay for.
- */
+/** The backend's multiprocessor (SM) count where its info reports one (the CUDA backend's details.multiprocessors). */
 export function multiprocessorsOf(backend: Backend): number | undefined {
-  if (multiprocessorCounts.has(backend)) return multiprocessorCounts.get(backend)
   const reported = backend.info().details?.multiprocessors
-  const count = typeof reported === 'number' && reported > 0 ? reported : undefined
-  multiprocessorCounts.set(backend, count)
-  return count
+  return typeof reported === 'number' && reported > 0 ? reported : undefined
 }
 
 /** The decode kernel for a cache on its backend: its tile, and on CUDA which kernel; or why none fits. */
