@@ -86,6 +86,26 @@ __device__ __forceinline__ void tile_row_max(const float* s, float scale_log2, f
   }
 }
 
+// P = exp2(S * scale - m) for this thread's two rows, packed to 16 bits as the A fragments of
+// P V (k-step nb / 2: regs {row g: k 0-7, row g+8: k 0-7, row g: k 8-15, row g+8: k 8-15}), and
+// the rows' sums of P.
+__device__ __forceinline__ void tile_probabilities(const float* s, const float* m, float scale_log2, u32 (*p)[4],
+                                                   float* rs) {
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const float m_use = m[hr] == -F_INF ? 0.f : m[hr];
+    float sum = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < BC / 8; ++nb) {
+      const float p0 = EXP2(fmaf(s[nb * 4 + hr * 2], scale_log2, -m_use));
+      const float p1 = EXP2(fmaf(s[nb * 4 + hr * 2 + 1], scale_log2, -m_use));
+      sum += p0 + p1;
+      p[nb >> 1][(nb & 1) * 2 + hr] = pack2(p0, p1);
+    }
+    rs[hr] = sum;
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
     flash_fwd_wgmma_k(const DT* __restrict__ q, const DT* __restrict__ k, const DT* __restrict__ v,
                       const int* __restrict__ qpos, const int* __restrict__ kpos, const u8* __restrict__ keep,
@@ -220,19 +240,10 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
       }
     }
     u32 pn[BC / 16][4];
+    float rs[2];
+    tile_probabilities(s, m, scale_log2, pn, rs);
 #pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const float m_use = m[hr] == -F_INF ? 0.f : m[hr];
-      float rs = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb) {
-        const float p0 = EXP2(fmaf(s[nb * 4 + hr * 2], scale_log2, -m_use));
-        const float p1 = EXP2(fmaf(s[nb * 4 + hr * 2 + 1], scale_log2, -m_use));
-        rs += p0 + p1;
-        pn[nb >> 1][(nb & 1) * 2 + hr] = pack2(p0, p1);
-      }
-      l[hr] = l[hr] * corr[hr] + rs;
-    }
+    for (int hr = 0; hr < 2; ++hr) l[hr] = l[hr] * corr[hr] + rs[hr];
     if (have_p) {
       wgmma_wait<0>();
       fence_regs<NO>(o);
@@ -338,20 +349,10 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_CTAS)
       }
     }
     u32 pa[BC / 16][4];
+    float rs[2];
+    tile_probabilities(s, m, scale_log2, pa, rs);
 #pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const float m_use = m[hr] == -F_INF ? 0.f : m[hr];
-      float rs = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < BC / 8; ++nb) {
-        const float p0 = EXP2(fmaf(s[nb * 4 + hr * 2], scale_log2, -m_use));
-        const float p1 = EXP2(fmaf(s[nb * 4 + hr * 2 + 1], scale_log2, -m_use));
-        rs += p0 + p1;
-        // A fragment of k-step nb / 2: regs {row g: k 0-7, row g+8: k 0-7, row g: k 8-15, row g+8: k 8-15}.
-        pa[nb >> 1][(nb & 1) * 2 + hr] = pack2(p0, p1);
-      }
-      l[hr] += rs;
-    }
+    for (int hr = 0; hr < 2; ++hr) l[hr] += rs[hr];
 
     // O += P V: V is [key][hd] in shared memory, read MN-major (N = hd contiguous).
     const u32 v_lbo = BC * 128, v_sbo = 1024;
