@@ -20,7 +20,7 @@ mkdir -p "$out/node_modules/@koromix"
 cp -rL "$(ls -d node_modules/.pnpm/koffi@*/node_modules/koffi | head -1)" "$out/node_modules/koffi"
 cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koromix/koffi-linux-x64 | head -1)" \
   "$out/node_modules/@koromix/koffi-linux-x64"
-cp packages/mosa/bench/torch_baseline.py "$out/"
+cp packages/mosa/bench/torch_baseline.py packages/mosa/bench/trace_sum.py "$out/"
 cp packages/mosa/bench/run-h100.sh "$out/run.sh"
 cp -r packages/backend-cuda/kernels "$out/kernels"
 # SASS of the GEMM/attention loops, new and earlier main loop (D = 64), where nvcc is here.

@@ -28,6 +28,7 @@ import {
   valueAndGrad,
 } from '@attnkit/core'
 import { resolveConfig } from '../src/config.js'
+import { cudaGemms, cudaLibraryGemms } from '../src/fused/library-gemms.js'
 import { cudaAttendBackward, cudaAttendSplit, cudaKernelVariant } from '../src/fused/programs.js'
 import { ensureFusedKernels } from '../src/fused/register.js'
 import {
@@ -207,6 +208,22 @@ async function bench(be: Backend) {
         row[path] = { error: (e as Error).message.split('\n')[0] }
       }
     }
+    {
+      // The fused path with the other GEMM route than 'auto' takes here (cudaGemms): the A/B
+      // behind its row threshold, at every size.
+      const selectedRows = c.batch * c.config.sparseHeads * selectedTokens(c.seqLen, c.config.sparsity)
+      const other = cudaLibraryGemms(selectedRows) ? 'fused' : 'library'
+      const saved = cudaGemms.route
+      cudaGemms.route = other
+      try {
+        const t = await timeLayer(params, x, { path: 'fused', iters, warmup: 2 })
+        row.fusedOtherGemms = { route: other, ms: t.ms, peakBytes: t.peakBytes }
+      } catch (e) {
+        row.fusedOtherGemms = { route: other, error: (e as Error).message.split('\n')[0] }
+      } finally {
+        cudaGemms.route = saved
+      }
+    }
     // Forward agreement at the bench size (the full check above covers gradients).
     try {
       const a = forwardWithRouting(params, x, { path: 'fused' })
@@ -324,6 +341,44 @@ async function profile(be: Backend) {
       ],
     ]
     for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
+    {
+      // The GEMM launches through the other route (cudaGemms: library by default at this size),
+      // and whether both routes give the same q and dWo.
+      const other = cudaLibraryGemms(B * Hs * K) ? 'fused' : 'library'
+      const withGemms = async <R>(fn: () => Promise<R>) => {
+        const saved = cudaGemms.route
+        cudaGemms.route = other
+        try {
+          return await fn()
+        } finally {
+          cudaGemms.route = saved
+        }
+      }
+      const routed = ['project (q,k,v)', 'outBackwardWeight', 'projectBackwardInput', 'projectBackwardWeight']
+      for (const [kernel, gflop, fn] of launches.filter(([n]) => routed.includes(n)))
+        print({
+          case: name,
+          kernel: `${kernel}, ${other} GEMMs (A/B)`,
+          ms: await withGemms(() => timeIt(be, fn)),
+          gflop,
+        })
+      const project = () =>
+        runKernel(KERNELS.project, { x, indices, wq: w.q, wk: w.k, wv: w.v }, { ropeBase: c.ropeBase })
+      const dWo = () => runKernel(KERNELS.outBackwardWeight, { o, scores, dy, indices }, {})
+      const [qa] = project()
+      const [qb] = await withGemms(async () => project())
+      const [wa] = dWo()
+      const [wb] = await withGemms(async () => dWo())
+      const errs = `q ${relError(await host(qb), await host(qa)).toExponential(2)}, dWo ${relError(await host(wb), await host(wa)).toExponential(2)}`
+      console.log(`profile ${name} ${other} GEMMs vs default route: ${errs}`)
+      dispose([qa, qb, wa, wb])
+      print({
+        case: name,
+        kernel: `layer fwd+bwd, ${other} GEMMs (A/B)`,
+        ms: await withGemms(async () => (await timeLayer(p, x, { path: 'fused', iters: 5 })).ms),
+        gflop: 0,
+      })
+    }
     // A/B of the attention settings against the defaults: cudaAttendBackward (dQ variant, delta)
     // and cudaKernelVariant (source variants: the tile loader, the fragment-loop unroll).
     type Setting = {
@@ -664,6 +719,16 @@ function report() {
       ].join(' '),
     )
   }
+  if (mosa.rows.some((r: { fusedOtherGemms?: unknown }) => r.fusedOtherGemms)) {
+    console.log("Fused path with the other GEMM route than 'auto' takes (cudaGemms), ms and MiB:")
+    for (const r of mosa.rows) {
+      const o = r.fusedOtherGemms
+      if (!o) continue
+      console.log(
+        `  ${r.name.padEnd(10)} ${String(o.route).padEnd(8)} ${o.error ?? `${f(o.ms).padStart(7)} ${mb(o.peakBytes).padStart(6)}`}`,
+      )
+    }
+  }
   if (Object.keys(torchFirst).length) {
     console.log('PyTorch run before the attnkit part (same call), ms and fused/torch:')
     for (const r of mosa.rows) {
@@ -676,6 +741,38 @@ function report() {
   }
   if (torch['check'])
     console.log(`PyTorch on attnkit's weights: max rel error of y vs attnkit ${torch['check'].checkError}`)
+}
+
+/**
+ * --layer-trace [--sparsity 4,16]: three fused forward+backward steps of the T = 8192 layers, nothing
+ * else, so that a kernel tracer (`ncu --metrics gpu__time_duration.sum --csv`) sums each kernel's
+ * device time over exactly three steps: where the layer's time goes, launches included.
+ */
+async function layerTrace(be: Backend) {
+  for (const sparsity of opt('sparsity', '4,16').split(',').map(Number)) {
+    const T = 8192
+    const config: MosaConfig = {
+      dModel: 512,
+      headDim: 64,
+      denseHeads: 2,
+      sparseHeads: computeMatchedHeads({
+        dModel: 512,
+        headDim: 64,
+        heads: 8,
+        denseHeads: 2,
+        sparsity,
+        seqLen: T,
+      }),
+      sparsity,
+    }
+    const rng = new Rng(5)
+    const p = init(config, rng, { backend: be })
+    const x = rng.normal([1, T, 512], 0, 1, { backend: be })
+    console.log(`layer-trace T${T}-s${sparsity}: begin`)
+    const t = await timeLayer(p, x, { path: 'fused', warmup: 1, iters: 1 })
+    console.log(`layer-trace T${T}-s${sparsity}: end (3 steps; last ${t.ms.toFixed(2)} ms)`)
+    dispose([p, x])
+  }
 }
 
 /**
@@ -721,6 +818,10 @@ async function main() {
   if (flag('ncu')) {
     await import('@attnkit/backend-cuda')
     return ncuLaunches(await setBackend('cuda'))
+  }
+  if (flag('layer-trace')) {
+    await import('@attnkit/backend-cuda')
+    return layerTrace(await setBackend('cuda'))
   }
   const name = opt('backend', 'cuda')
   if (name === 'cuda') await import('@attnkit/backend-cuda')

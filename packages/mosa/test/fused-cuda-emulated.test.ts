@@ -1,5 +1,6 @@
 import { setBackend } from '@attnkit/core'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { cudaGemms, cudaLibraryGemms } from '../src/fused/library-gemms.js'
 import {
   attendBackwardAtomic,
   attendBackwardDelta,
@@ -16,8 +17,10 @@ const missing = emulatorUnavailable()
 describe.skipIf(missing)(
   `fused CUDA kernels, run on the CPU by the emulator${missing ? ` (skipped: ${missing})` : ''}`,
   () => {
+    let emulator: EmulatedCudaBackend
     beforeAll(async () => {
-      await setBackend(new EmulatedCudaBackend())
+      emulator = new EmulatedCudaBackend()
+      await setBackend(emulator)
     })
     const base: MosaConfig = { dModel: 20, headDim: 32, denseHeads: 0, sparseHeads: 3, sparsity: 3 }
 
@@ -137,6 +140,37 @@ describe.skipIf(missing)(
       } finally {
         Object.assign(cudaKernelVariant, saved)
         Object.assign(cudaAttendBackward, savedBackward)
+      }
+    })
+
+    it("the library-GEMM route (gathered rows through the backend's matmul): batch 1, RoPE on and off, dense heads", async () => {
+      const saved = { ...cudaGemms }
+      try {
+        expect(cudaLibraryGemms(cudaGemms.libraryMinRows)).toBe(true)
+        expect(cudaLibraryGemms(cudaGemms.libraryMinRows - 1)).toBe(false)
+        cudaGemms.route = 'library'
+        // dModel 70: rows not a multiple of 4 floats (the gather's scalar path).
+        await expectFusedMatchesPortable(
+          { ...base, dModel: 70, denseHeads: 1, sparseHeads: 2, sparsity: 2 },
+          1,
+          150,
+          16,
+        )
+        await expectFusedMatchesPortable({ ...base, headDim: 64, rope: false }, 1, 40, 17)
+        for (const entry of ['mosa_gather_rows', 'mosa_gather_rows_scaled', 'mosa_rope_rows', 'mosa_stack3'])
+          expect(emulator.entries.has(entry), entry).toBe(true)
+      } finally {
+        Object.assign(cudaGemms, saved)
+      }
+    })
+
+    it('the library-GEMM route at batch 2 (weight gradients through the fused kernels there)', async () => {
+      const saved = { ...cudaGemms }
+      try {
+        cudaGemms.route = 'library'
+        await expectFusedMatchesPortable(base, 2, 40, 18)
+      } finally {
+        Object.assign(cudaGemms, saved)
       }
     })
 

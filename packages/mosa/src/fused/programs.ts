@@ -1,5 +1,12 @@
 import type { Backend, KernelConfig, ProgramSpec, TensorInfo } from '@attnkit/core'
 import type { Tiles } from '../kernels/tiles.js'
+import {
+  cudaLibraryGemms,
+  outBackwardWeightLibrary,
+  projectBackwardInputLibrary,
+  projectBackwardWeightLibrary,
+  projectLibrary,
+} from './library-gemms.js'
 import { KERNELS } from './names.js'
 
 /** What a language brings: its source for a head dim, tiles, and how it launches 256 (or 64) threads. */
@@ -150,6 +157,8 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [, Hs, K] = indices.shape
       const D = wq.shape[0] / Hs
       const { tiles, run } = runner(lang, backend, D)
+      if (lang.language === 'cuda' && cudaLibraryGemms(B * Hs * K))
+        return projectLibrary(run, backend, { x, indices, wq, wk, wv }, attrs.ropeBase)
       const out = { shape: [B, Hs, K, D], dtype: 'float32' as const }
       return run(
         'mosa_project',
@@ -235,6 +244,8 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = o.shape
       const [, T, C] = dy.shape
       const { tiles, run } = runner(lang, backend, D)
+      if (lang.language === 'cuda' && B === 1 && cudaLibraryGemms(B * Hs * K))
+        return outBackwardWeightLibrary(run, backend, { o, scores, dy, indices })
       return run(
         'mosa_weight_grad_out',
         [cdiv(C, tiles.BW), cdiv(D, tiles.BW), Hs],
@@ -294,6 +305,8 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
         const C = wq.shape[1]
         const T = attrs.seqLen
         const { tiles, run } = runner(lang, backend, D)
+        if (lang.language === 'cuda' && cudaLibraryGemms(B * Hs * K))
+          return projectBackwardInputLibrary(run, backend, { dq, dk, dv, indices, wq, wk, wv }, T)
         return run(
           'mosa_project_backward_input',
           [cdiv(K, tiles.BM), cdiv(C, tiles.BN), B * Hs],
@@ -307,6 +320,8 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = dq.shape
       const [, T, C] = x.shape
       const { tiles, run } = runner(lang, backend, D)
+      if (lang.language === 'cuda' && B === 1 && cudaLibraryGemms(B * Hs * K))
+        return projectBackwardWeightLibrary(run, backend, { dq, dk, dv, x, indices })
       const w = { shape: [Hs * D, C], dtype: 'float32' as const }
       return run(
         'mosa_weight_grad_qkv',

@@ -19,6 +19,8 @@ import { cudaTiles } from './tiles.js'
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
+ *  mosa_gather_rows(_scaled), mosa_scatter_rows, mosa_rope_rows, mosa_stack3, mosa_heads_to_columns:
+ *                               row moves around the backend's batched GEMMs (the library-GEMM route)
  *
  * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
  * float32 accuracy (3xTF32: mma.sync m16n8k8 on TF32 halves of each operand), the next chunk
@@ -1158,6 +1160,93 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(co
   mosa_backward_kv<true>(reinterpret_cast<float*>(mosa_smem), blockIdx.x, q, k, v, out, lse, dout, dk, dv, dq, K,
                          Hs, scale, pre);
 }
+
+// ---------------------------------------------------------------- the library-GEMM route
+// Where the selected rows are many (cudaGemms in programs.ts), the projections and weight
+// gradients run as batched float32 GEMMs of the backend's matmul (cuBLASLt on CUDA) on gathered
+// rows; these kernels move the rows in and out. Row r of a [B, Hs, K, C] slab is (b, h, i) with
+// r = (b Hs + h) K + i, the layout of indices and scores, so indices[r] is the row's position.
+__device__ __forceinline__ void mosa_copy_row(const float* src, float* dst, int C, float mul) {
+  const int lane = threadIdx.x & 31;
+  if ((C & 3) == 0) {
+    for (int c = lane * 4; c < C; c += 128) {
+      const float4 v = mosa_ld4(src + c);
+      mosa_st4(dst + c, make_float4(v.x * mul, v.y * mul, v.z * mul, v.w * mul));
+    }
+  } else {
+    for (int c = lane; c < C; c += 32) dst[c] = src[c] * mul;
+  }
+}
+
+// Grid (ceil(rows / 8)): one warp per selected row; xg[r] = x[b, indices[r]].
+extern "C" __global__ void __launch_bounds__(256) mosa_gather_rows(const float* __restrict__ x,
+    const int* __restrict__ indices, float* __restrict__ xg, int T, int C, int HK, int rows) {
+  const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  mosa_copy_row(x + ((usize)(r / HK) * T + indices[r]) * C, xg + (usize)r * C, C, 1.0f);
+}
+
+// The same, each row times its router score (dWo's operand: dy rows times score).
+extern "C" __global__ void __launch_bounds__(256) mosa_gather_rows_scaled(const float* __restrict__ x,
+    const int* __restrict__ indices, const float* __restrict__ scores, float* __restrict__ xg, int T, int C, int HK,
+    int rows) {
+  const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  mosa_copy_row(x + ((usize)(r / HK) * T + indices[r]) * C, xg + (usize)r * C, C, scores[r]);
+}
+
+// Grid (ceil(rows / 8)): y[b, indices[r]] += src[r] (y zeroed first; heads meet at a row, so atomics).
+extern "C" __global__ void __launch_bounds__(256) mosa_scatter_rows(const float* __restrict__ src,
+    const int* __restrict__ indices, float* __restrict__ y, int T, int C, int HK, int rows) {
+  const int r = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const float* s = src + (usize)r * C;
+  float* d = y + ((usize)(r / HK) * T + indices[r]) * C;
+  for (int c = lane; c < C; c += 32) atomicAdd(d + c, s[c]);
+}
+
+// Grid (ceil(rows D / 512)): RoPE of q and k rows [rows, D] at their original positions, the
+// epilogue of mosa_project (angles in double, the same rounding).
+extern "C" __global__ void __launch_bounds__(256) mosa_rope_rows(const float* __restrict__ q,
+    const float* __restrict__ k, const int* __restrict__ indices, float* __restrict__ qr, float* __restrict__ kr,
+    int rows, float ropeBase) {
+  const usize e = (usize)blockIdx.x * 256 + threadIdx.x;
+  if (e >= (usize)rows * (D / 2)) return;
+  const usize r = e / (D / 2);
+  const int n = (int)(e % (D / 2));
+  double s, c;
+  sincos((double)indices[r] * pow((double)ropeBase, -2.0 * n / D), &s, &c);
+  const float cf = (float)c, sf = (float)s;
+  const usize at = r * D + n;
+  const float q1 = q[at], q2 = q[at + D / 2], k1 = k[at], k2 = k[at + D / 2];
+  qr[at] = q1 * cf - q2 * sf;
+  qr[at + D / 2] = q2 * cf + q1 * sf;
+  kr[at] = k1 * cf - k2 * sf;
+  kr[at + D / 2] = k2 * cf + k1 * sf;
+}
+
+// Grid-stride: out[r, w L + j] = (a, b, c)[w][r, j] for [R, L] slabs: [dq | dk | dv] rows for
+// one GEMM of reduction depth 3D, and the heads' [Wq_h; Wk_h; Wv_h] (L = D C).
+extern "C" __global__ void __launch_bounds__(256) mosa_stack3(const float* __restrict__ a,
+    const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ out, int R, int L) {
+  const usize n = (usize)R * L;
+  for (usize e = (usize)blockIdx.x * 256 + threadIdx.x; e < n; e += (usize)gridDim.x * 256) {
+    const usize r = e / L, j = e % L, o = r * 3 * L + j;
+    out[o] = a[e];
+    out[o + L] = b[e];
+    out[o + 2 * L] = c[e];
+  }
+}
+
+// Grid-stride: dWo [C, Hs D] from the per-head GEMM's [Hs, C, D].
+extern "C" __global__ void __launch_bounds__(256) mosa_heads_to_columns(const float* __restrict__ src,
+    float* __restrict__ dst, int Hs, int C) {
+  const usize n = (usize)Hs * C * D;
+  for (usize e = (usize)blockIdx.x * 256 + threadIdx.x; e < n; e += (usize)gridDim.x * 256) {
+    const usize p = e % D, c = (e / D) % C, h = e / ((usize)D * C);
+    dst[(c * Hs + h) * D + p] = src[e];
+  }
+}
 `
 }
 
@@ -1168,7 +1257,18 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const probs = t.BQ * (t.BQ + 4) * 4
   if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
   if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
-  if (entry === 'mosa_select' || entry === 'mosa_attend_delta' || entry === 'mosa_attend_combine') return 0
+  const staticOnly = [
+    'mosa_select',
+    'mosa_attend_delta',
+    'mosa_attend_combine',
+    'mosa_gather_rows',
+    'mosa_gather_rows_scaled',
+    'mosa_scatter_rows',
+    'mosa_rope_rows',
+    'mosa_stack3',
+    'mosa_heads_to_columns',
+  ]
+  if (staticOnly.includes(entry)) return 0
   // GEMMs (mosa_gemm): both operand chunks, or the 128-row output tile staged for the epilogue.
   const br = Math.max(D, t.BN)
   // (Split staging: 2 BK words a row, within the unsplit layouts' BK + 4 and BM + 8 padding bound

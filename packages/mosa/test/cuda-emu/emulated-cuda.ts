@@ -110,6 +110,8 @@ int main(int argc, char** argv) {
 
 export class EmulatedCudaBackend extends CpuBackend {
   programs = 0
+  /** Entry points run so far (tests check which route a setting took). */
+  readonly entries = new Set<string>()
 
   constructor() {
     super()
@@ -125,6 +127,7 @@ export class EmulatedCudaBackend extends CpuBackend {
   runProgram(spec: ProgramSpec): TensorInfo[] {
     if (spec.language !== 'cuda') throw new Error(`cuda emulator: program '${spec.name}' is ${spec.language}`)
     this.programs++
+    this.entries.add(spec.entryPoint)
     const source = `${readFileSync(join(here, 'prelude.h'), 'utf8')}\n${spec.source}\n${harness(spec)}`
     const key = createHash('sha1').update(source).digest('hex').slice(0, 16)
     mkdirSync(workDir, { recursive: true })

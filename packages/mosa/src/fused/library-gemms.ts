@@ -1,0 +1,188 @@
+import { type Backend, getKernel, type ProgramSpec, type TensorInfo } from '@attnkit/core'
+
+/**
+ * Which implementation runs the MoSA heads' float32 GEMMs on CUDA (the Q/K/V projections, the
+ * projections' input gradient and the weight gradients of Wq, Wk, Wv and Wo):
+ * - 'fused': the package's gather-GEMM kernels (mosa_gemm: 3xTF32 on the tensor cores, the row
+ *   gather and scatter inside the GEMM, no [B, Hs, K, dModel] intermediate);
+ * - 'library': the selected rows gathered into a [B, Hs, K, dModel] slab, the backend's batched
+ *   float32 matmul (cuBLASLt on CUDA, TF32 off as the backend's default), then scattered back;
+ * - 'auto' (default): the library for at least `libraryMinRows` selected rows (B Hs K), where
+ *   cuBLASLt's float32 GEMMs outrun mosa_gemm by more than the slab's extra memory traffic costs;
+ *   the fused kernels below that, where the extra launches weigh more.
+ * The weight gradients take the library only for batch 1 (their per-head reduction runs over
+ * the batch's rows, which the [B, Hs, ...] slabs do not hold contiguously); batch > 1 keeps the
+ * fused weight-gradient kernels. The output scatter (mosa_out_scatter) and its input gradient
+ * (mosa_out_backward) stay fused: there the library GEMM's gain is eaten by the slab round trip.
+ * Mutable for the bench's A/B and tests.
+ */
+export const cudaGemms: { route: 'auto' | 'fused' | 'library'; libraryMinRows: number } = {
+  route: 'auto',
+  libraryMinRows: 32768,
+}
+
+/** Whether the CUDA GEMMs of a layer with `rows` selected rows (B Hs K) take the library route. */
+export function cudaLibraryGemms(rows: number): boolean {
+  const r = cudaGemms.route
+  return r === 'auto' ? rows >= cudaGemms.libraryMinRows : r === 'library'
+}
+
+type Run = (
+  entry: string,
+  grid: [number, number, number],
+  inputs: TensorInfo[],
+  outputs: ProgramSpec['outputs'],
+  scalars: ProgramSpec['scalars'],
+) => TensorInfo[]
+
+const cdiv = (a: number, b: number) => Math.ceil(a / b)
+const i32 = (value: number) => ({ type: 'i32' as const, value })
+const f32 = (value: number) => ({ type: 'f32' as const, value })
+const float32 = 'float32' as const
+/** Blocks of a grid-stride kernel over n elements (256 threads each). */
+const strideGrid = (n: number): [number, number, number] => [Math.max(1, Math.min(cdiv(n, 256), 4096)), 1, 1]
+
+/** The same storage seen with another shape (row-major, same element count). */
+const view = (t: TensorInfo, shape: number[]): TensorInfo => ({ dataId: t.dataId, shape, dtype: t.dtype })
+
+/** The backend's own batched matmul kernel, called on raw tensors (no tape: we are inside a kernel). */
+function backendMatmul(
+  backend: Backend,
+  a: TensorInfo,
+  b: TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): TensorInfo {
+  const k = getKernel('matmul', backend.name)
+  if (!k) throw new Error(`mosa: backend '${backend.name}' has no matmul kernel for the library GEMM route`)
+  const r = k.kernelFunc({ inputs: { a, b }, attrs: { transposeA, transposeB }, backend }) as
+    | TensorInfo
+    | TensorInfo[]
+  return Array.isArray(r) ? r[0] : r
+}
+
+/** Selected rows [B, Hs, K] of x [B, T, C] gathered into [B, Hs, K, C], times the row's score if given. */
+function gatherRows(run: Run, x: TensorInfo, indices: TensorInfo, scores?: TensorInfo): TensorInfo {
+  const [B, T, C] = x.shape
+  const [, Hs, K] = indices.shape
+  const rows = B * Hs * K
+  const scalars = [i32(T), i32(C), i32(Hs * K), i32(rows)]
+  const out = [{ shape: [B, Hs, K, C], dtype: float32 }]
+  const grid: [number, number, number] = [cdiv(rows, 8), 1, 1]
+  return scores
+    ? run('mosa_gather_rows_scaled', grid, [x, indices, scores], out, scalars)[0]
+    : run('mosa_gather_rows', grid, [x, indices], out, scalars)[0]
+}
+
+/** q, k, v [B, Hs, K, D] of the selected rows: gather, three batched GEMMs, RoPE at the rows' positions. */
+export function projectLibrary(
+  run: Run,
+  backend: Backend,
+  i: { x: TensorInfo; indices: TensorInfo; wq: TensorInfo; wk: TensorInfo; wv: TensorInfo },
+  ropeBase: number,
+): TensorInfo[] {
+  const [B, , C] = i.x.shape
+  const [, Hs, K] = i.indices.shape
+  const D = i.wq.shape[0] / Hs
+  const xg = gatherRows(run, i.x, i.indices)
+  // [B, Hs, K, C] x [Hs, D, C]^T, the weights broadcast over the batch.
+  const [q, k, v] = [i.wq, i.wk, i.wv].map((w) =>
+    backendMatmul(backend, xg, view(w, [Hs, D, C]), false, true),
+  )
+  backend.release(xg.dataId)
+  if (!(ropeBase > 0)) return [q, k, v]
+  const rows = B * Hs * K
+  const out = { shape: [B, Hs, K, D], dtype: float32 }
+  const rotated = run(
+    'mosa_rope_rows',
+    [cdiv((rows * D) / 2, 256), 1, 1],
+    [q, k, i.indices],
+    [out, out],
+    [i32(rows), f32(ropeBase)],
+  )
+  backend.release(q.dataId)
+  backend.release(k.dataId)
+  return [...rotated, v]
+}
+
+/** dx [B, T, C] = scatter of [dq | dk | dv] x [Wq_h; Wk_h; Wv_h] (one GEMM of depth 3D per head). */
+export function projectBackwardInputLibrary(
+  run: Run,
+  backend: Backend,
+  i: {
+    dq: TensorInfo
+    dk: TensorInfo
+    dv: TensorInfo
+    indices: TensorInfo
+    wq: TensorInfo
+    wk: TensorInfo
+    wv: TensorInfo
+  },
+  T: number,
+): TensorInfo[] {
+  const [B, Hs, K, D] = i.dq.shape
+  const C = i.wq.shape[1]
+  const rows = B * Hs * K
+  const [g] = run(
+    'mosa_stack3',
+    strideGrid(rows * D),
+    [i.dq, i.dk, i.dv],
+    [{ shape: [B, Hs, K, 3 * D], dtype: float32 }],
+    [i32(rows), i32(D)],
+  )
+  const [w] = run(
+    'mosa_stack3',
+    strideGrid(Hs * D * C),
+    [i.wq, i.wk, i.wv],
+    [{ shape: [Hs, 3 * D, C], dtype: float32 }],
+    [i32(Hs), i32(D * C)],
+  )
+  const dxg = backendMatmul(backend, g, w, false, false)
+  backend.release(g.dataId)
+  backend.release(w.dataId)
+  const dx = run(
+    'mosa_scatter_rows',
+    [cdiv(rows, 8), 1, 1],
+    [dxg, i.indices],
+    [{ shape: [B, T, C], dtype: float32, zeroInit: true }],
+    [i32(T), i32(C), i32(Hs * K), i32(rows)],
+  )
+  backend.release(dxg.dataId)
+  return dx
+}
+
+/** dWq, dWk, dWv [Hs D, C] = per head g^T x gathered x rows (batch 1). */
+export function projectBackwardWeightLibrary(
+  run: Run,
+  backend: Backend,
+  i: { dq: TensorInfo; dk: TensorInfo; dv: TensorInfo; x: TensorInfo; indices: TensorInfo },
+): TensorInfo[] {
+  const [, Hs, , D] = i.dq.shape
+  const C = i.x.shape[2]
+  const xg = gatherRows(run, i.x, i.indices)
+  const grads = [i.dq, i.dk, i.dv].map((g) => view(backendMatmul(backend, g, xg, true, false), [Hs * D, C]))
+  backend.release(xg.dataId)
+  return grads
+}
+
+/** dWo [C, Hs D]: per head (score-scaled gathered dy rows)^T x out, then heads to columns (batch 1). */
+export function outBackwardWeightLibrary(
+  run: Run,
+  backend: Backend,
+  i: { o: TensorInfo; scores: TensorInfo; dy: TensorInfo; indices: TensorInfo },
+): TensorInfo[] {
+  const [, Hs, , D] = i.o.shape
+  const C = i.dy.shape[2]
+  const dyg = gatherRows(run, i.dy, i.indices, i.scores)
+  const perHead = backendMatmul(backend, dyg, i.o, true, false) // [1, Hs, C, D]
+  backend.release(dyg.dataId)
+  const dwo = run(
+    'mosa_heads_to_columns',
+    strideGrid(Hs * C * D),
+    [perHead],
+    [{ shape: [C, Hs * D], dtype: float32 }],
+    [i32(Hs), i32(C)],
+  )
+  backend.release(perHead.dataId)
+  return dwo
+}
