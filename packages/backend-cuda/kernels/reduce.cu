@@ -65,6 +65,30 @@ extern "C" __global__ void reduce_rows_k(const DT* __restrict__ x, DT* __restric
   if (threadIdx.x == 0) out[blockIdx.x] = store_acc(finish(op, v, inv_count));
 }
 
+// Few long rows (a whole tensor summed to one value): one block per row would leave all but a
+// few SMs idle, so blocks (part, row) reduce `chunk` elements each into partials in acc_t (float32,
+// or exact 64-bit integers), and reduce_partials_k finishes each row.
+extern "C" __global__ void reduce_rows_partial_k(const DT* __restrict__ x, acc_t* __restrict__ partial, int len,
+                                                 int chunk, int op) {
+  __shared__ acc_t scratch[32];
+  const DT* row = x + (i64)blockIdx.y * len;
+  const int begin = blockIdx.x * chunk, end = min(len, begin + chunk);
+  acc_t v = acc_init(op);
+  for (int j = begin + threadIdx.x; j < end; j += blockDim.x) v = combine(op, v, load_acc(row[j]));
+  v = block_combine(op, v, scratch);
+  if (threadIdx.x == 0) partial[(i64)blockIdx.y * gridDim.x + blockIdx.x] = v;
+}
+
+extern "C" __global__ void reduce_partials_k(const acc_t* __restrict__ partial, DT* __restrict__ out, int parts,
+                                             int op, float inv_count) {
+  __shared__ acc_t scratch[32];
+  const acc_t* p = partial + (i64)blockIdx.x * parts;
+  acc_t v = acc_init(op);
+  for (int j = threadIdx.x; j < parts; j += blockDim.x) v = combine(op, v, p[j]);
+  v = block_combine(op, v, scratch);
+  if (threadIdx.x == 0) out[blockIdx.x] = store_acc(finish(op, v, inv_count));
+}
+
 // x viewed as [outer, len, inner]; one thread per (outer, inner), coalesced over inner.
 extern "C" __global__ void reduce_mid_k(const DT* __restrict__ x, DT* __restrict__ out, i64 outer, int len,
                                         int inner, int op, float inv_count) {

@@ -215,6 +215,9 @@ function cases(): OpCase[] {
     ['first-keep', [9, 4, 3], [0], true],
     ['middle', [3, 10, 7], [1], false],
     ['two', [5, 3, 6, 2], [0, 2], true],
+    // Long rows, few of them: the CUDA backend splits each row over several blocks there.
+    ['long-all', [40, 1000], undefined, false],
+    ['long-last', [3, 17000], [-1], true],
   ]
   for (const op of ['sum', 'mean', 'max', 'min'] as const) {
     for (const [label, shape, axes, keepDims] of reduceAxes) {
@@ -234,6 +237,15 @@ function cases(): OpCase[] {
     dtypes: F32,
     inputs: { i: { shape: [7, 5], dist: 'int', dtype: 'int32', low: -20, high: 20 } },
     fn: ({ i }) => [o.sum(i, [0]), o.max(i, [1]), o.min(i)],
+    grad: false,
+  })
+  add({
+    // Long rows of int32 (split over blocks on CUDA): partial sums must stay exact past 2^31.
+    name: 'reduce/int-long',
+    kernels: ['reduce'],
+    dtypes: F32,
+    inputs: { i: { shape: [2, 20000], dist: 'int', dtype: 'int32', low: 200000, high: 300000 } },
+    fn: ({ i }) => [o.sum(i), o.max(i, [1]), o.min(i, [1])],
     grad: false,
   })
   add({
