@@ -88,13 +88,16 @@ extern "C" __global__ void rope_k(const DT* __restrict__ x, const int* __restric
       out[i] = x[i];
       continue;
     }
-    const int f = j < half ? j : j - half;
-    const double inv_freq = pow((double)base, -2.0 * f / (double)rotary_dim);
+    // The thread of the pair's first element writes both: the double pow and sincos (the
+    // kernel's cost) once per pair.
+    if (j >= half) continue;
+    const double inv_freq = pow((double)base, -2.0 * j / (double)rotary_dim);
     const double theta = (double)dir * (double)pos[r] * inv_freq;
     double s, c;
     sincos(theta, &s, &c);
-    const float x1 = to_f(x[r * D + f]);
-    const float x2 = to_f(x[r * D + f + half]);
-    out[i] = from_f<DT>(j < half ? (float)(x1 * c - x2 * s) : (float)(x2 * c + x1 * s));
+    const float x1 = to_f(x[i]);
+    const float x2 = to_f(x[i + half]);
+    out[i] = from_f<DT>((float)(x1 * c - x2 * s));
+    out[i + half] = from_f<DT>((float)(x2 * c + x1 * s));
   }
 }
