@@ -29,6 +29,7 @@ import {
 } from '@attnkit/core'
 import { resolveConfig } from '../src/config.js'
 import { cudaGemms, cudaLibraryGemms } from '../src/fused/library-gemms.js'
+import { CUDA_LIBRARY_KERNELS } from '../src/fused/names.js'
 import { cudaAttendBackward, cudaAttendSplit, cudaKernelVariant } from '../src/fused/programs.js'
 import { ensureFusedKernels } from '../src/fused/register.js'
 import {
@@ -339,6 +340,17 @@ async function profile(be: Backend) {
         3 * gemm,
         () => runKernel(KERNELS.projectBackwardWeight, { dq: dout, dk: dout, dv: dout, x, indices }, {}),
       ],
+      [
+        // What the layer runs at batch 1 on the library route in place of the two above.
+        'projectBackward (library: dx + dW, one kernel)',
+        6 * gemm,
+        () =>
+          runKernel(
+            CUDA_LIBRARY_KERNELS.projectBackward,
+            { dq: dout, dk: dout, dv: dout, x, indices, wq: w.q, wk: w.k, wv: w.v },
+            { ropeBase: c.ropeBase },
+          ),
+      ],
     ]
     for (const [kernel, gflop, fn] of launches) print({ case: name, kernel, ms: await timeIt(be, fn), gflop })
     {
@@ -354,7 +366,7 @@ async function profile(be: Backend) {
           cudaGemms.route = saved
         }
       }
-      const routed = ['project (q,k,v)', 'outBackwardWeight', 'projectBackwardInput', 'projectBackwardWeight']
+      const routed = ['project (q,k,v)', 'outBackwardWeight', 'projectBackwardInput']
       for (const [kernel, gflop, fn] of launches.filter(([n]) => routed.includes(n)))
         print({
           case: name,

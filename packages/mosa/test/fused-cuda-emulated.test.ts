@@ -157,7 +157,15 @@ describe.skipIf(missing)(
           16,
         )
         await expectFusedMatchesPortable({ ...base, headDim: 64, rope: false }, 1, 40, 17)
-        for (const entry of ['mosa_gather_rows', 'mosa_gather_rows_scaled', 'mosa_rope_rows', 'mosa_stack3'])
+        for (const entry of [
+          'mosa_gather_rows',
+          'mosa_gather_rows_scaled',
+          'mosa_rope_rows',
+          'mosa_stack3',
+          'mosa_stack3_unrope',
+          'mosa_unstack3',
+          'mosa_heads_to_columns',
+        ])
           expect(emulator.entries.has(entry), entry).toBe(true)
       } finally {
         Object.assign(cudaGemms, saved)

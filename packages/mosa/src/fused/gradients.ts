@@ -1,4 +1,5 @@
 import {
+  hasKernel,
   mul,
   registerGradient,
   runKernel,
@@ -8,7 +9,8 @@ import {
   type Tensor,
   zeros,
 } from '@attnkit/core'
-import { KERNELS } from './names.js'
+import { cudaLibraryGemms } from './library-gemms.js'
+import { CUDA_LIBRARY_KERNELS, KERNELS } from './names.js'
 
 /** Gradients of the fused kernels: fused backward kernels, plus core ops where those are as fast. */
 export function registerFusedGradients(): void {
@@ -34,13 +36,27 @@ export function registerFusedGradients(): void {
       const indices = inputs.indices as Tensor
       let [dq, dk] = dys
       const dv = dys[2]
+      const w = { wq: inputs.wq as Tensor, wk: inputs.wk as Tensor, wv: inputs.wv as Tensor }
+      const [B, Hs, K] = indices.shape
+      if (
+        x.backend.name === 'cuda' &&
+        B === 1 &&
+        cudaLibraryGemms(B * Hs * K) &&
+        hasKernel(CUDA_LIBRARY_KERNELS.projectBackward, 'cuda')
+      ) {
+        const [dx, dwq, dwk, dwv] = runKernel(
+          CUDA_LIBRARY_KERNELS.projectBackward,
+          { dq, dk, dv, x, indices, ...w },
+          { ropeBase: attrs.ropeBase },
+        )
+        return { x: dx, wq: dwq, wk: dwk, wv: dwv }
+      }
       if (attrs.ropeBase > 0) {
         // The gradient of a rotation is the inverse rotation (core's rope kernel, inverse).
         const ropeAttrs = { base: attrs.ropeBase, rotaryDim: dq.shape[3], inverse: true }
         dq = runKernel('rope', { x: dq, positions: indices }, ropeAttrs)[0]
         dk = runKernel('rope', { x: dk, positions: indices }, ropeAttrs)[0]
       }
-      const w = { wq: inputs.wq as Tensor, wk: inputs.wk as Tensor, wv: inputs.wv as Tensor }
       const [dx] = runKernel(
         KERNELS.projectBackwardInput,
         { dq, dk, dv, indices, ...w },

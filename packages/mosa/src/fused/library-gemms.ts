@@ -12,7 +12,9 @@ import { type Backend, getKernel, type ProgramSpec, type TensorInfo } from '@att
  *   the fused kernels below that, where the extra launches weigh more.
  * The weight gradients take the library only for batch 1 (their per-head reduction runs over
  * the batch's rows, which the [B, Hs, ...] slabs do not hold contiguously); batch > 1 keeps the
- * fused weight-gradient kernels. The output scatter (mosa_out_scatter) and its input gradient
+ * fused weight-gradient kernels. At batch 1 the projections' backward is one kernel
+ * (CUDA_LIBRARY_KERNELS.projectBackward: the inverse RoPE folded into stacking [dq | dk | dv],
+ * which then feeds both GEMMs). The output scatter (mosa_out_scatter) and its input gradient
  * (mosa_out_backward) stay fused: there the library GEMM's gain is eaten by the slab round trip.
  * Mutable for the bench's A/B and tests.
  */
@@ -151,18 +153,62 @@ export function projectBackwardInputLibrary(
   return dx
 }
 
-/** dWq, dWk, dWv [Hs D, C] = per head g^T x gathered x rows (batch 1). */
-export function projectBackwardWeightLibrary(
+/**
+ * The projections' whole backward at batch 1, one stacked operand for both GEMMs: g = [dq | dk | dv]
+ * rotated back from RoPE (mosa_stack3_unrope), dx = scatter of g x [Wq_h; Wk_h; Wv_h] (depth 3D),
+ * [dWq; dWk; dWv]_h = g^T x gathered x rows (one GEMM of 3D rows per head), split by mosa_unstack3.
+ */
+export function projectBackwardLibrary(
   run: Run,
   backend: Backend,
-  i: { dq: TensorInfo; dk: TensorInfo; dv: TensorInfo; x: TensorInfo; indices: TensorInfo },
+  i: {
+    dq: TensorInfo
+    dk: TensorInfo
+    dv: TensorInfo
+    x: TensorInfo
+    indices: TensorInfo
+    wq: TensorInfo
+    wk: TensorInfo
+    wv: TensorInfo
+  },
+  ropeBase: number,
 ): TensorInfo[] {
-  const [, Hs, , D] = i.dq.shape
-  const C = i.x.shape[2]
+  const [B, Hs, K, D] = i.dq.shape
+  const [, T, C] = i.x.shape
+  if (B !== 1) throw new Error(`mosa: the library projection backward takes batch 1, got ${B}`)
+  const rows = Hs * K
+  const [g] = run(
+    'mosa_stack3_unrope',
+    [cdiv((rows * D) / 2, 256), 1, 1],
+    [i.dq, i.dk, i.dv, i.indices],
+    [{ shape: [1, Hs, K, 3 * D], dtype: float32 }],
+    [i32(rows), f32(ropeBase)],
+  )
+  const [w] = run(
+    'mosa_stack3',
+    strideGrid(Hs * D * C),
+    [i.wq, i.wk, i.wv],
+    [{ shape: [Hs, 3 * D, C], dtype: float32 }],
+    [i32(Hs), i32(D * C)],
+  )
+  const dxg = backendMatmul(backend, g, w, false, false)
+  backend.release(w.dataId)
+  const [dx] = run(
+    'mosa_scatter_rows',
+    [cdiv(rows, 8), 1, 1],
+    [dxg, i.indices],
+    [{ shape: [1, T, C], dtype: float32, zeroInit: true }],
+    [i32(T), i32(C), i32(K * Hs), i32(rows)],
+  )
+  backend.release(dxg.dataId)
   const xg = gatherRows(run, i.x, i.indices)
-  const grads = [i.dq, i.dk, i.dv].map((g) => view(backendMatmul(backend, g, xg, true, false), [Hs * D, C]))
+  const dw = backendMatmul(backend, g, xg, true, false) // [1, Hs, 3D, C]
   backend.release(xg.dataId)
-  return grads
+  backend.release(g.dataId)
+  const part = { shape: [Hs * D, C], dtype: float32 }
+  const dws = run('mosa_unstack3', strideGrid(Hs * D * C), [dw], [part, part, part], [i32(Hs), i32(D * C)])
+  backend.release(dw.dataId)
+  return [dx, ...dws]
 }
 
 /** dWo [C, Hs D]: per head (score-scaled gathered dy rows)^T x out, then heads to columns (batch 1). */

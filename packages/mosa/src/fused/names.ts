@@ -21,3 +21,15 @@ export const KERNELS = {
 } as const
 
 export const ALL_KERNELS: readonly string[] = Object.values(KERNELS)
+
+/**
+ * CUDA-only kernels of the library-GEMM route (not part of ALL_KERNELS, which every backend with
+ * fused kernels registers).
+ */
+export const CUDA_LIBRARY_KERNELS = {
+  /**
+   * The projections' whole backward at batch 1: dq, dk (before the inverse RoPE), dv, x, indices,
+   * wq, wk, wv -> dx, dwq, dwk, dwv.
+   */
+  projectBackward: 'mosa.projectBackwardLibrary',
+} as const

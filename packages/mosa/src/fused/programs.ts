@@ -4,10 +4,10 @@ import {
   cudaLibraryGemms,
   outBackwardWeightLibrary,
   projectBackwardInputLibrary,
-  projectBackwardWeightLibrary,
+  projectBackwardLibrary,
   projectLibrary,
 } from './library-gemms.js'
-import { KERNELS } from './names.js'
+import { CUDA_LIBRARY_KERNELS, KERNELS } from './names.js'
 
 /** What a language brings: its source for a head dim, tiles, and how it launches 256 (or 64) threads. */
 export interface Language {
@@ -122,6 +122,27 @@ function runner(lang: Language, backend: Backend, D: number) {
       scalars,
     })
   return { tiles, run }
+}
+
+/** The CUDA-only kernels of the library-GEMM route (CUDA_LIBRARY_KERNELS). */
+export function cudaLibraryKernelConfigs(lang: Language): KernelConfig[] {
+  return [
+    {
+      kernelName: CUDA_LIBRARY_KERNELS.projectBackward,
+      backendName: lang.backendName,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const i = inputs as Inputs
+        const { run } = runner(lang, backend, i.dq.shape[3])
+        const { ropeBase } = attrs as { ropeBase: number }
+        return projectBackwardLibrary(
+          run,
+          backend,
+          { dq: i.dq, dk: i.dk, dv: i.dv, x: i.x, indices: i.indices, wq: i.wq, wk: i.wk, wv: i.wv },
+          ropeBase,
+        )
+      },
+    },
+  ]
 }
 
 /** Kernel configs of every fused MoSA kernel for one language (registered per backend name). */
@@ -320,8 +341,6 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = dq.shape
       const [, T, C] = x.shape
       const { tiles, run } = runner(lang, backend, D)
-      if (lang.language === 'cuda' && B === 1 && cudaLibraryGemms(B * Hs * K))
-        return projectBackwardWeightLibrary(run, backend, { dq, dk, dv, x, indices })
       const w = { shape: [Hs * D, C], dtype: 'float32' as const }
       return run(
         'mosa_weight_grad_qkv',

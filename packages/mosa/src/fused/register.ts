@@ -3,7 +3,7 @@ import { mosaCudaSharedBytes, mosaCudaSource } from '../kernels/mosa.cu.js'
 import { mosaWgslSource } from '../kernels/mosa.wgsl.js'
 import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
-import { cudaKernelVariant, kernelConfigs, type Language } from './programs.js'
+import { cudaKernelVariant, cudaLibraryKernelConfigs, kernelConfigs, type Language } from './programs.js'
 
 export const CUDA: Language = {
   language: 'cuda',
@@ -43,5 +43,6 @@ export function ensureFusedKernels(): void {
   if (registered) return
   registered = true
   for (const lang of LANGUAGES) for (const k of kernelConfigs(lang)) registerKernel(k)
+  for (const k of cudaLibraryKernelConfigs(CUDA)) registerKernel(k)
   registerFusedGradients()
 }

@@ -19,8 +19,8 @@ import { cudaTiles } from './tiles.js'
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
- *  mosa_gather_rows(_scaled), mosa_scatter_rows, mosa_rope_rows, mosa_stack3, mosa_heads_to_columns:
- *                               row moves around the backend's batched GEMMs (the library-GEMM route)
+ *  mosa_gather_rows(_scaled), mosa_scatter_rows, mosa_rope_rows, mosa_stack3(_unrope), mosa_unstack3,
+ *  mosa_heads_to_columns:       row moves around the backend's batched GEMMs (the library-GEMM route)
  *
  * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
  * float32 accuracy (3xTF32: mma.sync m16n8k8 on TF32 halves of each operand), the next chunk
@@ -1238,6 +1238,50 @@ extern "C" __global__ void __launch_bounds__(256) mosa_stack3(const float* __res
   }
 }
 
+// Grid (ceil(rows D / 512)): [dq | dk | dv] rows [rows, 3D] for the projections' backward GEMMs,
+// dq and dk rotated back from their rows' positions on the way (RoPE's gradient is the inverse
+// rotation; the angles as in mosa_rope_rows). ropeBase <= 0: stacked as they are.
+extern "C" __global__ void __launch_bounds__(256) mosa_stack3_unrope(const float* __restrict__ dq,
+    const float* __restrict__ dk, const float* __restrict__ dv, const int* __restrict__ indices,
+    float* __restrict__ out, int rows, float ropeBase) {
+  const usize e = (usize)blockIdx.x * 256 + threadIdx.x;
+  if (e >= (usize)rows * (D / 2)) return;
+  const usize r = e / (D / 2);
+  const int n = (int)(e % (D / 2));
+  const usize at = r * D + n;
+  float* o = out + r * 3 * D + n;
+  const float q1 = dq[at], q2 = dq[at + D / 2], k1 = dk[at], k2 = dk[at + D / 2];
+  if (ropeBase > 0.0f) {
+    double s, c;
+    sincos((double)indices[r] * pow((double)ropeBase, -2.0 * n / D), &s, &c);
+    const float cf = (float)c, sf = (float)s;
+    o[0] = q1 * cf + q2 * sf;
+    o[D / 2] = q2 * cf - q1 * sf;
+    o[D] = k1 * cf + k2 * sf;
+    o[D + D / 2] = k2 * cf - k1 * sf;
+  } else {
+    o[0] = q1;
+    o[D / 2] = q2;
+    o[D] = k1;
+    o[D + D / 2] = k2;
+  }
+  o[2 * D] = dv[at];
+  o[2 * D + D / 2] = dv[at + D / 2];
+}
+
+// Grid-stride: the inverse of mosa_stack3, (a, b, c)[w][r, j] = src[r, w L + j] (dWq, dWk, dWv
+// from the heads' [Hs, 3D, C] gradient, L = D C).
+extern "C" __global__ void __launch_bounds__(256) mosa_unstack3(const float* __restrict__ src,
+    float* __restrict__ a, float* __restrict__ b, float* __restrict__ c, int R, int L) {
+  const usize n = (usize)R * L;
+  for (usize e = (usize)blockIdx.x * 256 + threadIdx.x; e < n; e += (usize)gridDim.x * 256) {
+    const usize r = e / L, j = e % L, i = r * 3 * L + j;
+    a[e] = src[i];
+    b[e] = src[i + L];
+    c[e] = src[i + 2 * L];
+  }
+}
+
 // Grid-stride: dWo [C, Hs D] from the per-head GEMM's [Hs, C, D].
 extern "C" __global__ void __launch_bounds__(256) mosa_heads_to_columns(const float* __restrict__ src,
     float* __restrict__ dst, int Hs, int C) {
@@ -1266,6 +1310,8 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
     'mosa_scatter_rows',
     'mosa_rope_rows',
     'mosa_stack3',
+    'mosa_stack3_unrope',
+    'mosa_unstack3',
     'mosa_heads_to_columns',
   ]
   if (staticOnly.includes(entry)) return 0
