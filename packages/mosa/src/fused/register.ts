@@ -5,10 +5,36 @@ import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
 import { cudaKernelVariant, cudaLibraryKernelConfigs, kernelConfigs, type Language } from './programs.js'
 
+/**
+ * Sources built once per key: every launch passes its module's source to runProgram, and
+ * rebuilding a 60 KB template (then having the backend hash a new string) at each of a layer
+ * step's ~20 launches made T = 8192 steps host-bound.
+ */
+function memoized(build: (key: string) => string): (key: string) => string {
+  const cache = new Map<string, string>()
+  return (key) => {
+    let s = cache.get(key)
+    if (s === undefined) {
+      s = build(key)
+      cache.set(key, s)
+    }
+    return s
+  }
+}
+
+const cudaSource = memoized((key) => {
+  const { D, variant } = JSON.parse(key) as { D: number; variant: typeof cudaKernelVariant }
+  return mosaCudaSource(D, variant)
+})
+const wgslSource = memoized((key) => {
+  const { D, entry } = JSON.parse(key) as { D: number; entry: string }
+  return mosaWgslSource(D, entry)
+})
+
 export const CUDA: Language = {
   language: 'cuda',
   backendName: 'cuda',
-  source: (D) => mosaCudaSource(D, { ...cudaKernelVariant }),
+  source: (D) => cudaSource(JSON.stringify({ D, variant: cudaKernelVariant })),
   moduleTag: () =>
     (cudaKernelVariant.fragmentUnroll === 2 ? '' : `-u${cudaKernelVariant.fragmentUnroll}`) +
     (cudaKernelVariant.dqBlocksUnroll === 0 ? '' : `-dqbu${cudaKernelVariant.dqBlocksUnroll}`) +
@@ -24,7 +50,7 @@ export const CUDA: Language = {
 export const WGSL: Language = {
   language: 'wgsl',
   backendName: 'webgpu',
-  source: mosaWgslSource,
+  source: (D, entry) => wgslSource(JSON.stringify({ D, entry })),
   maxHeadDim: 64,
   tiles: wgslTiles,
   entry: (name) => name,
