@@ -186,6 +186,16 @@ async function checkOnce(be: Backend) {
 async function bench(be: Backend) {
   const iters = Number(opt('iters', flag('quick') ? '2' : '10'))
   const rows = []
+  {
+    // Warm-up: the first case's fused layer, untimed, so the first row is not taken at idle
+    // clocks (it read 1.5-2x high in earlier runs).
+    const c = cases()[0]
+    const rng = new Rng(1)
+    const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be, dtype: benchDType })
+    const params = init(c.config, rng, { backend: be })
+    await timeLayer(params, x, { path: 'fused', iters: 30, warmup: 2 })
+    dispose([params, x])
+  }
   for (const c of cases()) {
     const rng = new Rng(2)
     const x = rng.normal([c.batch, c.seqLen, c.config.dModel], 0, 1, { backend: be, dtype: benchDType })

@@ -7,9 +7,10 @@ import { type Backend, getKernel, type ProgramSpec, type TensorInfo } from '@att
  *   gather and scatter inside the GEMM, no [B, Hs, K, dModel] intermediate);
  * - 'library': the selected rows gathered into a [B, Hs, K, dModel] slab, the backend's batched
  *   float32 matmul (cuBLASLt on CUDA, TF32 off as the backend's default), then scattered back;
- * - 'auto' (default): the library for at least `libraryMinRows` selected rows (B Hs K), where
- *   cuBLASLt's float32 GEMMs outrun mosa_gemm by more than the slab's extra memory traffic costs;
- *   the fused kernels below that, where the extra launches weigh more.
+ * - 'auto' (default): the library for at least `libraryMinRows` selected rows (B Hs K). H100,
+ *   every bench layer (7936 to 186368 rows, T = 1024 and 8192) ran faster that way: cuBLASLt's
+ *   float32 GEMMs outrun mosa_gemm by more than the slab's memory traffic costs. Below 4096 rows
+ *   (not measured) the fused kernels keep their fewer launches and no slab.
  * The weight gradients take the library only for batch 1 (their per-head reduction runs over
  * the batch's rows, which the [B, Hs, ...] slabs do not hold contiguously); batch > 1 keeps the
  * fused weight-gradient kernels. At batch 1 the projections' backward is one kernel
@@ -20,7 +21,7 @@ import { type Backend, getKernel, type ProgramSpec, type TensorInfo } from '@att
  */
 export const cudaGemms: { route: 'auto' | 'fused' | 'library'; libraryMinRows: number } = {
   route: 'auto',
-  libraryMinRows: 32768,
+  libraryMinRows: 4096,
 }
 
 /** Whether the CUDA GEMMs of a layer with `rows` selected rows (B Hs K) take the library route. */
