@@ -160,7 +160,7 @@ describe.skipIf(missing)(
         for (const entry of [
           'mosa_gather_rows',
           'mosa_gather_rows_scaled',
-          'mosa_rope_rows',
+          'mosa_unstack3_rope',
           'mosa_stack3',
           'mosa_stack3_unrope',
           'mosa_unstack3',

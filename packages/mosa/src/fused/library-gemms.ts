@@ -77,35 +77,50 @@ function gatherRows(run: Run, x: TensorInfo, indices: TensorInfo, scores?: Tenso
     : run('mosa_gather_rows', grid, [x, indices], out, scalars)[0]
 }
 
-/** q, k, v [B, Hs, K, D] of the selected rows: gather, three batched GEMMs, RoPE at the rows' positions. */
+/** The heads' [Wq_h; Wk_h; Wv_h] as one [Hs, 3D, C] operand. */
+function stackedWeights(run: Run, wq: TensorInfo, wk: TensorInfo, wv: TensorInfo, Hs: number): TensorInfo {
+  const [HD, C] = wq.shape
+  const D = HD / Hs
+  return run(
+    'mosa_stack3',
+    strideGrid(Hs * D * C),
+    [wq, wk, wv],
+    [{ shape: [Hs, 3 * D, C], dtype: float32 }],
+    [i32(Hs), i32(D * C)],
+  )[0]
+}
+
+/**
+ * q, k, v [B, Hs, K, D] of the selected rows: gather, one batched GEMM against the stacked
+ * [Wq; Wk; Wv] per head (192 columns at D = 64 run faster than three GEMMs of 64), then split
+ * with RoPE at the rows' positions.
+ */
 export function projectLibrary(
   run: Run,
   backend: Backend,
   i: { x: TensorInfo; indices: TensorInfo; wq: TensorInfo; wk: TensorInfo; wv: TensorInfo },
   ropeBase: number,
 ): TensorInfo[] {
-  const [B, , C] = i.x.shape
+  const [B] = i.x.shape
   const [, Hs, K] = i.indices.shape
   const D = i.wq.shape[0] / Hs
   const xg = gatherRows(run, i.x, i.indices)
-  // [B, Hs, K, C] x [Hs, D, C]^T, the weights broadcast over the batch.
-  const [q, k, v] = [i.wq, i.wk, i.wv].map((w) =>
-    backendMatmul(backend, xg, view(w, [Hs, D, C]), false, true),
-  )
+  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
+  // [B, Hs, K, C] x [Hs, 3D, C]^T, the weights broadcast over the batch.
+  const qkv = backendMatmul(backend, xg, w, false, true)
   backend.release(xg.dataId)
-  if (!(ropeBase > 0)) return [q, k, v]
+  backend.release(w.dataId)
   const rows = B * Hs * K
   const out = { shape: [B, Hs, K, D], dtype: float32 }
-  const rotated = run(
-    'mosa_rope_rows',
+  const split = run(
+    'mosa_unstack3_rope',
     [cdiv((rows * D) / 2, 256), 1, 1],
-    [q, k, i.indices],
-    [out, out],
+    [qkv, i.indices],
+    [out, out, out],
     [i32(rows), f32(ropeBase)],
   )
-  backend.release(q.dataId)
-  backend.release(k.dataId)
-  return [...rotated, v]
+  backend.release(qkv.dataId)
+  return split
 }
 
 /** dx [B, T, C] = scatter of [dq | dk | dv] x [Wq_h; Wk_h; Wv_h] (one GEMM of depth 3D per head). */
@@ -133,13 +148,7 @@ export function projectBackwardInputLibrary(
     [{ shape: [B, Hs, K, 3 * D], dtype: float32 }],
     [i32(rows), i32(D)],
   )
-  const [w] = run(
-    'mosa_stack3',
-    strideGrid(Hs * D * C),
-    [i.wq, i.wk, i.wv],
-    [{ shape: [Hs, 3 * D, C], dtype: float32 }],
-    [i32(Hs), i32(D * C)],
-  )
+  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
   const dxg = backendMatmul(backend, g, w, false, false)
   backend.release(g.dataId)
   backend.release(w.dataId)
@@ -185,13 +194,7 @@ export function projectBackwardLibrary(
     [{ shape: [1, Hs, K, 3 * D], dtype: float32 }],
     [i32(rows), f32(ropeBase)],
   )
-  const [w] = run(
-    'mosa_stack3',
-    strideGrid(Hs * D * C),
-    [i.wq, i.wk, i.wv],
-    [{ shape: [Hs, 3 * D, C], dtype: float32 }],
-    [i32(Hs), i32(D * C)],
-  )
+  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
   const dxg = backendMatmul(backend, g, w, false, false)
   backend.release(w.dataId)
   const [dx] = run(

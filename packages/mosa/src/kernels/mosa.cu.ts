@@ -19,7 +19,7 @@ import { cudaTiles } from './tiles.js'
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
- *  mosa_gather_rows(_scaled), mosa_scatter_rows, mosa_rope_rows, mosa_stack3(_unrope), mosa_unstack3,
+ *  mosa_gather_rows(_scaled), mosa_scatter_rows, mosa_stack3(_unrope), mosa_unstack3(_rope),
  *  mosa_heads_to_columns:       row moves around the backend's batched GEMMs (the library-GEMM route)
  *
  * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
@@ -1205,24 +1205,35 @@ extern "C" __global__ void __launch_bounds__(256) mosa_scatter_rows(const float*
   for (int c = lane; c < C; c += 32) atomicAdd(d + c, s[c]);
 }
 
-// Grid (ceil(rows D / 512)): RoPE of q and k rows [rows, D] at their original positions, the
-// epilogue of mosa_project (angles in double, the same rounding).
-extern "C" __global__ void __launch_bounds__(256) mosa_rope_rows(const float* __restrict__ q,
-    const float* __restrict__ k, const int* __restrict__ indices, float* __restrict__ qr, float* __restrict__ kr,
-    int rows, float ropeBase) {
+// Grid (ceil(rows D / 512)): q, k, v [rows, D] from the projections' stacked rows [rows, 3D], q and
+// k rotated at their rows' original positions (the epilogue of mosa_project: angles in double,
+// the same rounding). ropeBase <= 0: split as they are.
+extern "C" __global__ void __launch_bounds__(256) mosa_unstack3_rope(const float* __restrict__ qkv,
+    const int* __restrict__ indices, float* __restrict__ q, float* __restrict__ k, float* __restrict__ v, int rows,
+    float ropeBase) {
   const usize e = (usize)blockIdx.x * 256 + threadIdx.x;
   if (e >= (usize)rows * (D / 2)) return;
   const usize r = e / (D / 2);
   const int n = (int)(e % (D / 2));
-  double s, c;
-  sincos((double)indices[r] * pow((double)ropeBase, -2.0 * n / D), &s, &c);
-  const float cf = (float)c, sf = (float)s;
   const usize at = r * D + n;
-  const float q1 = q[at], q2 = q[at + D / 2], k1 = k[at], k2 = k[at + D / 2];
-  qr[at] = q1 * cf - q2 * sf;
-  qr[at + D / 2] = q2 * cf + q1 * sf;
-  kr[at] = k1 * cf - k2 * sf;
-  kr[at + D / 2] = k2 * cf + k1 * sf;
+  const float* i = qkv + r * 3 * D + n;
+  const float q1 = i[0], q2 = i[D / 2], k1 = i[D], k2 = i[D + D / 2];
+  if (ropeBase > 0.0f) {
+    double s, c;
+    sincos((double)indices[r] * pow((double)ropeBase, -2.0 * n / D), &s, &c);
+    const float cf = (float)c, sf = (float)s;
+    q[at] = q1 * cf - q2 * sf;
+    q[at + D / 2] = q2 * cf + q1 * sf;
+    k[at] = k1 * cf - k2 * sf;
+    k[at + D / 2] = k2 * cf + k1 * sf;
+  } else {
+    q[at] = q1;
+    q[at + D / 2] = q2;
+    k[at] = k1;
+    k[at + D / 2] = k2;
+  }
+  v[at] = i[2 * D];
+  v[at + D / 2] = i[2 * D + D / 2];
 }
 
 // Grid-stride: out[r, w L + j] = (a, b, c)[w][r, j] for [R, L] slabs: [dq | dk | dv] rows for
@@ -1240,7 +1251,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_stack3(const float* __res
 
 // Grid (ceil(rows D / 512)): [dq | dk | dv] rows [rows, 3D] for the projections' backward GEMMs,
 // dq and dk rotated back from their rows' positions on the way (RoPE's gradient is the inverse
-// rotation; the angles as in mosa_rope_rows). ropeBase <= 0: stacked as they are.
+// rotation; the angles as in mosa_unstack3_rope). ropeBase <= 0: stacked as they are.
 extern "C" __global__ void __launch_bounds__(256) mosa_stack3_unrope(const float* __restrict__ dq,
     const float* __restrict__ dk, const float* __restrict__ dv, const int* __restrict__ indices,
     float* __restrict__ out, int rows, float ropeBase) {
@@ -1308,7 +1319,7 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
     'mosa_gather_rows',
     'mosa_gather_rows_scaled',
     'mosa_scatter_rows',
-    'mosa_rope_rows',
+    'mosa_unstack3_rope',
     'mosa_stack3',
     'mosa_stack3_unrope',
     'mosa_unstack3',
