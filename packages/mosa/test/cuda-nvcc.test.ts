@@ -16,7 +16,7 @@ function nvccMissing(): string | undefined {
 const missing = nvccMissing()
 
 describe.skipIf(missing)(`CUDA source compiles for sm_90a${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  it.each([32, 64, 128])('head dim %i: no errors, no warnings', (D) => {
+  it.each([32, 64, 96, 128])('head dim %i: no errors, no warnings', (D) => {
     const dir = mkdtempSync(join(tmpdir(), 'mosa-nvcc-'))
     try {
       const file = join(dir, `mosa${D}.cu`)

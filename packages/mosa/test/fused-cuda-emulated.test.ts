@@ -182,8 +182,9 @@ describe.skipIf(missing)(
       }
     })
 
-    it('head dim 64 and 128', async () => {
+    it('head dim 64, 96 (GEMM operands staged the earlier way there) and 128', async () => {
       await expectFusedMatchesPortable({ ...base, headDim: 64 }, 1, 30, 5)
+      await expectFusedMatchesPortable({ ...base, headDim: 96 }, 1, 30, 19)
       await expectFusedMatchesPortable({ ...base, headDim: 128, sparsity: 2 }, 1, 40, 6)
     })
 

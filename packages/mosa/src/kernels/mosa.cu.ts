@@ -58,7 +58,9 @@ export interface MosaCudaOptions {
 export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
   const unroll = opts.fragmentUnroll ?? 2
   const batched = opts.batchedRowLoads ?? true
-  const splitStage = opts.splitStage ?? true
+  // Split staging's k-major stores need the staged row count (128, or the head dim) to divide the
+  // 256 threads: D = 96 stages the earlier way.
+  const splitStage = (opts.splitStage ?? true) && 256 % D === 0
   const dqBlocksUnroll = opts.dqBlocksUnroll ?? 0
   // 0: fully (every fragment loop runs at most 16 steps).
   const unrollCount = (u: number) => (u === 0 ? 16 : u)
