@@ -99,6 +99,31 @@ describe.skipIf(missing)(
       }
     })
 
+    // The register backward (mosa_attend_backward_rb): K = 150 (3 key tiles, the last of 22 keys; 5
+    // query tiles of 32), D = 64; its query order inside each 8-step and its diagonal mask show in
+    // dK, dV and dQ. Then each key tile's queries in chunks of one 64-query tile (the few-long-rows
+    // split: dK and dV added atomically), and the earlier kernels beside it (registerBackward off).
+    it('register backward: several key tiles, K not a multiple of 64, chunked query ranges, and the earlier kernels', async () => {
+      const savedSplit = cudaAttendSplit.tiles
+      const savedVariant = { ...cudaKernelVariant }
+      const config: MosaConfig = { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 1 }
+      try {
+        emulator.entries.clear()
+        await expectFusedMatchesPortable(config, 1, 150, 19)
+        expect(emulator.entries.has('mosa_attend_backward_rb')).toBe(true)
+        cudaAttendSplit.tiles = 1
+        await expectFusedMatchesPortable(config, 1, 150, 20)
+        cudaAttendSplit.tiles = savedSplit
+        cudaKernelVariant.registerBackward = false
+        emulator.entries.clear()
+        await expectFusedMatchesPortable(config, 1, 150, 21)
+        expect(emulator.entries.has('mosa_attend_backward_rb')).toBe(false)
+      } finally {
+        cudaAttendSplit.tiles = savedSplit
+        Object.assign(cudaKernelVariant, savedVariant)
+      }
+    })
+
     it('attention tiles through the earlier row-loop loader (the bench A/B source variant)', async () => {
       const saved = cudaKernelVariant.batchedRowLoads
       cudaKernelVariant.batchedRowLoads = false

@@ -69,11 +69,13 @@ export const cudaKernelVariant: {
   dqBlocksUnroll: number
   batchedRowLoads: boolean
   splitStage: boolean
+  registerBackward: boolean
 } = {
   fragmentUnroll: 2,
   dqBlocksUnroll: 0,
   batchedRowLoads: true,
   splitStage: true,
+  registerBackward: true,
 }
 
 /** Few long rows: more than cudaAttendSplit.tiles tiles per row, fewer than maxBlocks tiles in all. */
@@ -108,6 +110,7 @@ function runner(lang: Language, backend: Backend, D: number) {
     inputs: TensorInfo[],
     outputs: ProgramSpec['outputs'],
     scalars: ProgramSpec['scalars'],
+    block: ProgramSpec['block'] = lang.block,
   ) =>
     backend.runProgram!({
       language: lang.language,
@@ -115,7 +118,7 @@ function runner(lang: Language, backend: Backend, D: number) {
       source: lang.source(D, entry),
       entryPoint: lang.entry(entry),
       grid,
-      block: lang.block,
+      block,
       sharedBytes: lang.sharedBytes?.(D, entry),
       inputs,
       outputs,
@@ -258,6 +261,32 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = q.shape
       const { tiles, run } = runner(lang, backend, D)
       const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const }
+      if (lang.language === 'cuda' && cudaKernelVariant.registerBackward) {
+        // mosa_attend_backward_rb: 128 threads per 64-key tile; few long rows split each key
+        // tile's queries into chunks of cudaAttendSplit.tiles query tiles (dK, dV then atomic).
+        const n = cdiv(K, tiles.BB)
+        const S = fewLongRows(n, B * Hs) ? cdiv(n, cudaAttendSplit.tiles) : 1
+        const rows = B * Hs * K
+        const [delta] = run(
+          'mosa_attend_delta',
+          [cdiv(rows, 8), 1, 1],
+          [out, dout],
+          [{ shape: [B, Hs, K], dtype: 'float32' }],
+          [i32(rows)],
+        )
+        const zeroed = { ...grad, zeroInit: true }
+        const kv = S > 1 ? zeroed : grad
+        const grads = run(
+          'mosa_attend_backward_rb',
+          [n * S, Hs, B],
+          [q, k, v, delta, lse, dout],
+          [zeroed, kv, kv],
+          [i32(K), i32(Hs), f32(attrs.scale), i32(S), i32(cudaAttendSplit.tiles)],
+          [128, 1, 1],
+        )
+        backend.release(delta.dataId)
+        return grads
+      }
       if (lang.language === 'cuda') {
         const pre = attendBackwardDelta(cdiv(K, tiles.BB), B * Hs)
         // delta = dout . out per row, once (otherwise each block recomputes it from out).

@@ -53,6 +53,11 @@ export interface MosaCudaOptions {
    * at every fragment load (the earlier main loop, bench A/B).
    */
   splitStage?: boolean
+  /**
+   * The attention backward as mosa_attend_backward_rb (scores, P and dS in mma registers, operands
+   * split once when staged; default true); false: only the earlier kernels (bench A/B).
+   */
+  registerBackward?: boolean
 }
 
 export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
@@ -60,6 +65,7 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
   const batched = opts.batchedRowLoads ?? true
   const splitStage = opts.splitStage ?? true
   const dqBlocksUnroll = opts.dqBlocksUnroll ?? 0
+  const registerBackward = opts.registerBackward ?? true
   // 0: fully (every fragment loop runs at most 16 steps).
   const unrollCount = (u: number) => (u === 0 ? 16 : u)
   const t = cudaTiles(D)
@@ -69,6 +75,7 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
 #define D ${D}
 #define MOSA_BATCHED_ROWS ${batched ? 1 : 0}
 #define MOSA_SPLIT_STAGE ${splitStage ? 1 : 0}
+#define MOSA_REGISTER_BACKWARD ${registerBackward ? 1 : 0}
 #define MOSA_UNROLL ${unrollCount(unroll)}
 #define MOSA_DQB_UNROLL ${unrollCount(dqBlocksUnroll)}
 #define TN (D / 16)
@@ -1161,6 +1168,334 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(co
                          Hs, scale, pre);
 }
 
+// ---------------------------------------------------------------- register backward (FlashAttention-2 style)
+// mosa_attend_backward_rb: 128 threads per block of 64 keys; warp w owns keys 16 w .. 16 w + 15. Per
+// query tile of 32: S^T = K Q^T and dP^T = V dO^T into mma accumulators, P^T and dS^T computed
+// there in registers, then dV += P^T dO and dK += dS^T Q with P^T and dS^T as the A operands
+// (accumulated over the query tiles in registers), and dQ += dS K through dS in shared memory.
+// Every staged tile is split once into its TF32 halves, so the inner loops are loads and mma.
+#if MOSA_REGISTER_BACKWARD
+#define RB_KEYS 64
+#define RB_QT 32
+#define RB_NP (D / 16)
+#ifndef MOSA_EMU
+// *p += (a, b, c, d) as one 16-byte atomic reduction (sm_90).
+__device__ __forceinline__ void mosa_red4(float* p, float a, float b, float c, float d) {
+  asm volatile("red.global.v4.f32.add [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
+#endif
+// Split tile layout. Rows come in pairs rp (half 0 and 1: rows 2 rp, 2 rp + 1 for query tiles,
+// whose products over queries pair the accumulator's columns 2t, 2t + 1; rows 16 u + v, 16 u + 8 + v
+// with rp = 8 u + v for key tiles, whose dS^T rows in one lane are g and g + 8). Columns d come in
+// pairs (d, d + 2) inside each group of 16 (j = d / 16, i = 2 ((d % 16) / 4) + d % 2, h = (d / 2) % 2),
+// so an output lane's four accumulator columns of one n-pair are 4 consecutive d (16-byte stores
+// and reductions). Block (rp, j, i) holds 8 floats {half}{h}{big, small}: a lane reads an A/B
+// fragment row over one k step (d pair) or, along rows, two rows of one column pair for two
+// n-tiles, each with 16-byte loads. i is XOR-swizzled by rp % 4 and the half by rp % 2: both read
+// patterns and the staging stores hit 32 distinct banks per quarter warp.
+__device__ __forceinline__ int mosa_rb_at(int rp, int j, int i, int half) {
+  return ((rp * RB_NP + j) * 8 + (i ^ (rp & 3))) * 8 + ((half ^ (rp & 1)) << 2);
+}
+// Rows r0.. of a [K, D] slab, R rows (zeros past K), fetched into registers (so the next tile's
+// loads overlap this tile's products), then stored split. A warp's load covers 4 rows x 32
+// columns: quarter warps take rows pairs {2x, 2x + 1} x halves x two float4 columns, the bank
+// pattern the layout needs for conflict-free stores.
+template <int R, bool KEYROWS>
+struct MosaRbRows {
+  static constexpr int N = R * D / 512;
+  float4 v[N];
+  __device__ __forceinline__ static void place(int n, int& rp, int& half, int& j, int& m) {
+    const int lane = threadIdx.x & 31, wi = (threadIdx.x >> 5) + 4 * n;
+    const int within = lane & 7, quarter = lane >> 3;
+    rp = 2 * (wi % (R / 4)) + (within & 1);
+    half = (within >> 1) & 1;
+    j = 2 * (wi / (R / 4)) + (quarter >> 1);
+    m = 2 * (quarter & 1) + (within >> 2);
+  }
+  __device__ __forceinline__ static int row(int rp, int half) {
+    return KEYROWS ? 16 * (rp >> 3) + 8 * half + (rp & 7) : 2 * rp + half;
+  }
+  __device__ __forceinline__ void fetch(const float* src, int r0, int K) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      int rp, half, j, m;
+      place(n, rp, half, j, m);
+      const int r = r0 + row(rp, half);
+      v[n] = r < K ? mosa_ld4(src + (usize)r * D + 16 * j + 4 * m) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  }
+  __device__ __forceinline__ void store(float* S) const {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      int rp, half, j, m;
+      place(n, rp, half, j, m);
+      u32 bx, sx, by, sy, bz, sz, bw, sw;
+      mosa_split(v[n].x, bx, sx);
+      mosa_split(v[n].y, by, sy);
+      mosa_split(v[n].z, bz, sz);
+      mosa_split(v[n].w, bw, sw);
+      mosa_st4(S + mosa_rb_at(rp, j, 2 * m, half),
+               make_float4(__uint_as_float(bx), __uint_as_float(sx), __uint_as_float(bz), __uint_as_float(sz)));
+      mosa_st4(S + mosa_rb_at(rp, j, 2 * m + 1, half),
+               make_float4(__uint_as_float(by), __uint_as_float(sy), __uint_as_float(bw), __uint_as_float(sw)));
+    }
+  }
+};
+// c += a * b in 3xTF32 from split fragments.
+__device__ __forceinline__ void mosa_rb_mma3(float (&c)[4], const u32 (&ab)[4], const u32 (&as)[4],
+    const u32 (&bb)[2], const u32 (&bs)[2]) {
+  mosa_mma(c, as, bb);
+  mosa_mma(c, ab, bs);
+  mosa_mma(c, ab, bb);
+}
+// A fragment (rows g, g + 8 of the warp's 16, k columns t, t + 4) from two 16-byte loads: lo = row
+// g's {big, small} of columns t, t + 4; hi = row g + 8's.
+__device__ __forceinline__ void mosa_rb_afrag(u32 (&ab)[4], u32 (&as)[4], float4 lo, float4 hi) {
+  ab[0] = __float_as_uint(lo.x);
+  as[0] = __float_as_uint(lo.y);
+  ab[1] = __float_as_uint(hi.x);
+  as[1] = __float_as_uint(hi.y);
+  ab[2] = __float_as_uint(lo.z);
+  as[2] = __float_as_uint(lo.w);
+  ab[3] = __float_as_uint(hi.z);
+  as[3] = __float_as_uint(hi.w);
+}
+// A fragment from an accumulator in registers, its columns 2t, 2t + 1 taken as k columns t, t + 4
+// (the caller's B operand reads rows 2t, 2t + 1 for b0, b1 to match): split here, once.
+__device__ __forceinline__ void mosa_rb_afrag_acc(u32 (&ab)[4], u32 (&as)[4], const float (&c)[4]) {
+  mosa_split(c[0], ab[0], as[0]);
+  mosa_split(c[2], ab[1], as[1]);
+  mosa_split(c[1], ab[2], as[2]);
+  mosa_split(c[3], ab[3], as[3]);
+}
+
+// Grid (n S, Hs, B), n = ceil(K / 64) key tiles, S chunks of L query tiles of 64 per key tile (S = 1:
+// every query tile at or after the key tile; S > 1 for few long rows, dk and dv then zeroed and
+// added to atomically). delta: dout . out per row (mosa_attend_delta); dq zeroed first.
+extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ delta,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int S, int L) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* Ks = reinterpret_cast<float*>(mosa_smem);
+  float* Vs = Ks + RB_KEYS * 2 * D;
+  float* Qs = Vs + RB_KEYS * 2 * D;
+  float* dOs = Qs + RB_QT * 2 * D;
+  float* dSs = dOs + RB_QT * 2 * D;
+  // Per query pair p: log2(e) lse of queries 2p, 2p + 1, then delta of both.
+  __shared__ float4 stats[RB_QT / 2];
+  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int kt = (int)blockIdx.x / S, chunk = (int)blockIdx.x % S;
+  const int k0 = kt * RB_KEYS;
+  const int qBegin = k0 + chunk * L * RB_KEYS;
+  if (qBegin >= K) return;
+  const int qEnd = S == 1 ? K : min(K, qBegin + L * RB_KEYS);
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
+  {
+    MosaRbRows<RB_KEYS, true> kr, vr;
+    kr.fetch(k + base, k0, K);
+    vr.fetch(v + base, k0, K);
+    kr.store(Ks);
+    vr.store(Vs);
+  }
+  MosaRbRows<RB_QT, false> qr, dor;
+  float4 st = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  const auto fetchTile = [&](int q0) {
+    qr.fetch(q + base, q0, K);
+    dor.fetch(dout + base, q0, K);
+    if (tid < RB_QT / 2) {
+      const int qi = q0 + 2 * tid;
+      st.x = qi < K ? lse[bh * K + qi] * log2e : 0.0f;
+      st.y = qi + 1 < K ? lse[bh * K + qi + 1] * log2e : 0.0f;
+      st.z = qi < K ? delta[bh * K + qi] : 0.0f;
+      st.w = qi + 1 < K ? delta[bh * K + qi + 1] : 0.0f;
+    }
+  };
+  // D > 64: no registers to spare for the next tile (255 with spills at D = 128), so each tile is
+  // fetched right before it is stored.
+  constexpr bool prefetch = D <= 64;
+  if (prefetch) fetchTile(qBegin);
+  // Lane offsets (floats) of the fragment loads; the steps add compile-time offsets.
+  // S^T, dP^T A (key rows 16 w + g, + 8: rp = 8 w + g) and B (query rows 8 n + g) over d.
+  const int aRow = (8 * w + g) * RB_NP * 64 + ((t ^ (g & 3)) << 3);
+  const int aLo = aRow + ((g & 1) << 2), aHi = aRow + ((~g & 1) << 2);
+  const int bCol = (g >> 1) * RB_NP * 64 + ((t ^ (g >> 1)) << 3) + ((((g & 1) ^ (g >> 1)) & 1) << 2);
+  // dV, dK, dQ B along rows (rp = 4 s + t, column pair i = g): both halves.
+  const int rRow = t * RB_NP * 64 + ((g ^ t) << 3);
+  const int rLo = rRow + ((t & 1) << 2), rHi = rRow + ((~t & 1) << 2);
+  // dS (queries x key pairs kp, 4 floats each; kp XOR-swizzled by the query, see the stores).
+  const int hq = ((g & 1) << 2) ^ (((g >> 1) & 3) << 1);
+  const int dsEven = (16 * (w & 1) + g) * (2 * RB_KEYS) + ((t ^ hq) << 2);
+  const int dsOdd = (16 * (w & 1) + g) * (2 * RB_KEYS) + ((t ^ hq ^ 4) << 2);
+  float dK[RB_NP][2][4], dV[RB_NP][2][4];
+#pragma unroll
+  for (int j = 0; j < RB_NP; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        dK[j][h][e] = 0.0f;
+        dV[j][h][e] = 0.0f;
+      }
+  for (int q0 = qBegin; q0 < qEnd; q0 += RB_QT) {
+    __syncthreads();
+    if (!prefetch) fetchTile(q0);
+    qr.store(Qs);
+    dor.store(dOs);
+    if (tid < RB_QT / 2) stats[tid] = st;
+    __syncthreads();
+    if (prefetch && q0 + RB_QT < qEnd) fetchTile(q0 + RB_QT);
+    float sc[4][4], dp[4][4];
+#pragma unroll
+    for (int n = 0; n < 4; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sc[n][e] = 0.0f;
+        dp[n][e] = 0.0f;
+      }
+#pragma unroll
+    for (int s = 0; s < D / 8; ++s) {
+      const int o = (s >> 1) * 64 + (s & 1) * 32;
+      u32 kb[4], ks[4], vb[4], vs[4];
+      mosa_rb_afrag(kb, ks, mosa_ld4(Ks + aLo + o), mosa_ld4(Ks + aHi + o));
+      mosa_rb_afrag(vb, vs, mosa_ld4(Vs + aLo + o), mosa_ld4(Vs + aHi + o));
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        const float4 bq = mosa_ld4(Qs + bCol + n * 4 * RB_NP * 64 + o);
+        const float4 bd = mosa_ld4(dOs + bCol + n * 4 * RB_NP * 64 + o);
+        const u32 qb[2] = {__float_as_uint(bq.x), __float_as_uint(bq.z)};
+        const u32 qs[2] = {__float_as_uint(bq.y), __float_as_uint(bq.w)};
+        const u32 db[2] = {__float_as_uint(bd.x), __float_as_uint(bd.z)};
+        const u32 ds[2] = {__float_as_uint(bd.y), __float_as_uint(bd.w)};
+        mosa_rb_mma3(sc[n], kb, ks, qb, qs);
+        mosa_rb_mma3(dp[n], vb, vs, db, ds);
+      }
+    }
+    // P^T and dS^T in the accumulator layout: element e of n-tile n is key 16 w + g + 8 (e / 2),
+    // query q0 + 8 n + 2 t + e % 2. Only the diagonal tiles and the last one need the mask.
+    const bool masked = q0 < k0 + RB_KEYS || q0 + RB_QT > K;
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+      const float4 sn = stats[4 * n + t];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float l = (e & 1) ? sn.y : sn.x, dl = (e & 1) ? sn.w : sn.z;
+        float p = exp2f(sc[n][e] * sl2 - l);
+        if (masked) {
+          const int kj = k0 + 16 * w + g + 8 * (e >> 1), qi = q0 + 8 * n + 2 * t + (e & 1);
+          if (!(kj <= qi && qi < K)) p = 0.0f;
+        }
+        sc[n][e] = p;
+        dp[n][e] = p * (dp[n][e] - dl);
+      }
+    }
+    // dV += P^T dO, dK += dS^T Q over the tile's queries (k step s = the scores' n-tile s); dS goes
+    // to shared memory as dQ's A operand: row = query, key pair kp = 8 w + g (keys 16 w + g, + 8).
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      u32 pb[4], ps[4], sb[4], ss[4];
+      mosa_rb_afrag_acc(pb, ps, sc[s]);
+      mosa_rb_afrag_acc(sb, ss, dp[s]);
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        // Query 8 s + 2 t + e: swizzle h(query) = 4 (query % 2) ^ 2 ((query / 2) % 4) = 4 e ^ 2 t.
+        const int qrow = 8 * s + 2 * t + e;
+        const int kp = 8 * w + (g ^ (e << 2) ^ (t << 1));
+        mosa_st4(dSs + qrow * (2 * RB_KEYS) + (kp << 2),
+                 make_float4(__uint_as_float(sb[2 * e]), __uint_as_float(ss[2 * e]), __uint_as_float(sb[2 * e + 1]),
+                             __uint_as_float(ss[2 * e + 1])));
+      }
+#pragma unroll
+      for (int j = 0; j < RB_NP; ++j) {
+        const int o = s * 4 * RB_NP * 64 + j * 64;
+        const float4 d0 = mosa_ld4(dOs + rLo + o), d1 = mosa_ld4(dOs + rHi + o);
+        const float4 q0v = mosa_ld4(Qs + rLo + o), q1v = mosa_ld4(Qs + rHi + o);
+        {
+          const u32 bb0[2] = {__float_as_uint(d0.x), __float_as_uint(d1.x)};
+          const u32 bs0[2] = {__float_as_uint(d0.y), __float_as_uint(d1.y)};
+          const u32 bb1[2] = {__float_as_uint(d0.z), __float_as_uint(d1.z)};
+          const u32 bs1[2] = {__float_as_uint(d0.w), __float_as_uint(d1.w)};
+          mosa_rb_mma3(dV[j][0], pb, ps, bb0, bs0);
+          mosa_rb_mma3(dV[j][1], pb, ps, bb1, bs1);
+        }
+        {
+          const u32 bb0[2] = {__float_as_uint(q0v.x), __float_as_uint(q1v.x)};
+          const u32 bs0[2] = {__float_as_uint(q0v.y), __float_as_uint(q1v.y)};
+          const u32 bb1[2] = {__float_as_uint(q0v.z), __float_as_uint(q1v.z)};
+          const u32 bs1[2] = {__float_as_uint(q0v.w), __float_as_uint(q1v.w)};
+          mosa_rb_mma3(dK[j][0], sb, ss, bb0, bs0);
+          mosa_rb_mma3(dK[j][1], sb, ss, bb1, bs1);
+        }
+      }
+    }
+    __syncthreads();
+    // dQ (queries 16 (w % 2) .., the n-pairs of half w / 2 of d) += dS K over the 64 keys.
+    {
+      constexpr int NJ = RB_NP / 2;
+      const int j0 = (w >> 1) * NJ;
+      float gq[NJ][2][4];
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) gq[j][h][e] = 0.0f;
+#pragma unroll
+      for (int s = 0; s < RB_KEYS / 8; ++s) {
+        // Key pairs kp = 4 s + t at kp ^ hq: bit 2 of kp (s % 2) meets the swizzle's bit 2.
+        u32 ab[4], as[4];
+        const int x = ((s & 1) ? dsOdd : dsEven) + 32 * (s >> 1);
+        mosa_rb_afrag(ab, as, mosa_ld4(dSs + x), mosa_ld4(dSs + x + 8 * (2 * RB_KEYS)));
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) {
+          const int ko = s * 4 * RB_NP * 64 + (j0 + j) * 64;
+          const float4 k0v = mosa_ld4(Ks + rLo + ko), k1v = mosa_ld4(Ks + rHi + ko);
+          const u32 bb0[2] = {__float_as_uint(k0v.x), __float_as_uint(k1v.x)};
+          const u32 bs0[2] = {__float_as_uint(k0v.y), __float_as_uint(k1v.y)};
+          const u32 bb1[2] = {__float_as_uint(k0v.z), __float_as_uint(k1v.z)};
+          const u32 bs1[2] = {__float_as_uint(k0v.w), __float_as_uint(k1v.w)};
+          mosa_rb_mma3(gq[j][0], ab, as, bb0, bs0);
+          mosa_rb_mma3(gq[j][1], ab, as, bb1, bs1);
+        }
+      }
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int qi = q0 + 16 * (w & 1) + g + 8 * hh;
+        if (qi >= K) continue;
+        float* d = dq + base + (usize)qi * D + 4 * t;
+#pragma unroll
+        for (int j = 0; j < NJ; ++j)
+          mosa_red4(d + 16 * (j0 + j), gq[j][0][2 * hh] * scale, gq[j][0][2 * hh + 1] * scale,
+                    gq[j][1][2 * hh] * scale, gq[j][1][2 * hh + 1] * scale);
+      }
+    }
+  }
+  // dK, dV rows 16 w + g, + 8 of the key tile, columns 16 j + 4 t .. + 3.
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int kj = k0 + 16 * w + g + 8 * hh;
+    if (kj >= K) continue;
+    float* a = dk + base + (usize)kj * D + 4 * t;
+    float* b = dv + base + (usize)kj * D + 4 * t;
+#pragma unroll
+    for (int j = 0; j < RB_NP; ++j) {
+      const float4 gk = make_float4(dK[j][0][2 * hh] * scale, dK[j][0][2 * hh + 1] * scale, dK[j][1][2 * hh] * scale,
+                                    dK[j][1][2 * hh + 1] * scale);
+      const float4 gv = make_float4(dV[j][0][2 * hh], dV[j][0][2 * hh + 1], dV[j][1][2 * hh], dV[j][1][2 * hh + 1]);
+      if (S == 1) {
+        mosa_st4(a + 16 * j, gk);
+        mosa_st4(b + 16 * j, gv);
+      } else {
+        mosa_red4(a + 16 * j, gk.x, gk.y, gk.z, gk.w);
+        mosa_red4(b + 16 * j, gv.x, gv.y, gv.z, gv.w);
+      }
+    }
+  }
+}
+#endif
+
 // ---------------------------------------------------------------- the library-GEMM route
 // Where the selected rows are many (cudaGemms in programs.ts), the projections and weight
 // gradients run as batched float32 GEMMs of the backend's matmul (cuBLASLt on CUDA) on gathered
@@ -1257,6 +1592,8 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const probs = t.BQ * (t.BQ + 4) * 4
   if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
   if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
+  // Register backward: K, V (64 rows) and Q, dO (32 rows) split (2 floats an element), dS split.
+  if (entry === 'mosa_attend_backward_rb') return 4 * (2 * 64 * 2 * D + 2 * 32 * 2 * D + 32 * 2 * 64)
   const staticOnly = [
     'mosa_select',
     'mosa_attend_delta',
