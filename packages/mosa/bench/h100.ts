@@ -268,7 +268,7 @@ async function registerBackwardAb(
   const [B, Hs, K, D] = t.q.shape
   const shipped = mosaCudaSource(D)
   const edits: [string, string, string][] = [
-    ['no prefetch', 'constexpr bool prefetch = D <= 64;', 'constexpr bool prefetch = false;'],
+    ['next tile prefetched', 'constexpr bool prefetch = false;', 'constexpr bool prefetch = D <= 64;'],
   ]
   const n = Math.ceil(K / 64)
   const S =

@@ -1171,9 +1171,10 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(co
 // ---------------------------------------------------------------- register backward (FlashAttention-2 style)
 // mosa_attend_backward_rb: 128 threads per block of 64 keys; warp w owns keys 16 w .. 16 w + 15. Per
 // query tile of 32: S^T = K Q^T and dP^T = V dO^T into mma accumulators, P^T and dS^T computed
-// there in registers, then dV += P^T dO and dK += dS^T Q with P^T and dS^T as the A operands
-// (accumulated over the query tiles in registers), and dQ += dS K through dS in shared memory.
-// Every staged tile is split once into its TF32 halves, so the inner loops are loads and mma.
+// there, then dV^T += dO^T P and dK^T += Q^T dS with P^T and dS^T as B operands straight from the
+// accumulators (accumulated over the query tiles in registers), and dQ += dS K through dS in shared
+// memory. Every staged tile is split once into its TF32 halves, laid out so that each fragment is
+// one or two vector loads landing in the consecutive registers mma.sync takes (no moves).
 #if MOSA_REGISTER_BACKWARD
 #define RB_KEYS 64
 #define RB_QT 32
@@ -1184,60 +1185,73 @@ __device__ __forceinline__ void mosa_red4(float* p, float a, float b, float c, f
   asm volatile("red.global.v4.f32.add [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 }
 #endif
-// Split tile layout. Rows come in pairs rp (half 0 and 1: rows 2 rp, 2 rp + 1 for query tiles,
-// whose products over queries pair the accumulator's columns 2t, 2t + 1; rows 16 u + v, 16 u + 8 + v
-// with rp = 8 u + v for key tiles, whose dS^T rows in one lane are g and g + 8). Columns d come in
-// pairs (d, d + 2) inside each group of 16 (j = d / 16, i = 2 ((d % 16) / 4) + d % 2, h = (d / 2) % 2),
-// so an output lane's four accumulator columns of one n-pair are 4 consecutive d (16-byte stores
-// and reductions). Block (rp, j, i) holds 8 floats {half}{h}{big, small}: a lane reads an A/B
-// fragment row over one k step (d pair) or, along rows, two rows of one column pair for two
-// n-tiles, each with 16-byte loads. i is XOR-swizzled by rp % 4 and the half by rp % 2: both read
-// patterns and the staging stores hit 32 distinct banks per quarter warp.
-__device__ __forceinline__ int mosa_rb_at(int rp, int j, int i, int half) {
-  return ((rp * RB_NP + j) * 8 + (i ^ (rp & 3))) * 8 + ((half ^ (rp & 1)) << 2);
+// Split tile layout. Rows come in pairs rp, halves hf = 0, 1: rows 2 rp, 2 rp + 1 of a query tile
+// (the products over queries pair the accumulator's columns 2t, 2t + 1), rows 16 u + v, 16 u + 8 + v
+// with rp = 8 u + v of a key tile (an mma A fragment's rows g, g + 8). Columns d pair up as h = 0, 1
+// inside groups of 16: d = 16 j + 4 (i / 2) + 2 h + i % 2, so the four accumulator columns of one
+// output lane over both h are 4 consecutive d (16-byte dQ reductions). Block (rp, j, i): a float4 of
+// TF32 big parts, then one of small parts (swapped by mosa_rb_sigma), each holding the pair's 2 x 2
+// elements in the order its reads take them as registers: query tiles (2 hf + h), read as dV^T and
+// dK^T A fragments (d rows g, g + 8 = h; queries 2t, 2t + 1 = hf) and as 8-byte S^T / dP^T B pairs;
+// key tiles (2 h + hf), read as S^T / dP^T A fragments (key rows = hf, d columns t, t + 4 = h) and
+// as dQ B pairs for two n-tiles. i is XOR-swizzled by rp % 4: every read and the staging stores
+// meet 32 distinct banks per quarter (or half) warp.
+__device__ __forceinline__ int mosa_rb_sigma(int rp) { return (rp ^ (rp >> 1)) & 1; }
+__device__ __forceinline__ int mosa_rb_at(int rp, int j, int i, int bs) {
+  return ((rp * RB_NP + j) * 8 + (i ^ (rp & 3))) * 8 + ((bs ^ mosa_rb_sigma(rp)) << 2);
 }
-// Rows r0.. of a [K, D] slab, R rows (zeros past K), fetched into registers (so the next tile's
-// loads overlap this tile's products), then stored split. A warp's load covers 4 rows x 32
-// columns: quarter warps take rows pairs {2x, 2x + 1} x halves x two float4 columns, the bank
-// pattern the layout needs for conflict-free stores.
+// Rows r0.. of a [K, D] slab, R rows (zeros past K), fetched into registers (the next tile's loads
+// then overlap this tile's products) and stored split. Item (rp, j, m): both rows of pair rp at
+// columns 16 j + 4 m .. + 3. A warp's items: 4 row pairs x 4 m x 2 j (rows read 128 bytes at a time).
 template <int R, bool KEYROWS>
 struct MosaRbRows {
-  static constexpr int N = R * D / 512;
-  float4 v[N];
-  __device__ __forceinline__ static void place(int n, int& rp, int& half, int& j, int& m) {
+  static constexpr int N = R * RB_NP / 64;
+  float4 v[2 * N];
+  __device__ __forceinline__ static void place(int n, int& rp, int& j, int& m) {
     const int lane = threadIdx.x & 31, wi = (threadIdx.x >> 5) + 4 * n;
-    const int within = lane & 7, quarter = lane >> 3;
-    rp = 2 * (wi % (R / 4)) + (within & 1);
-    half = (within >> 1) & 1;
-    j = 2 * (wi / (R / 4)) + (quarter >> 1);
-    m = 2 * (quarter & 1) + (within >> 2);
+    rp = 4 * (wi % (R / 8)) + ((lane >> 1) & 3);
+    j = 2 * (wi / (R / 8)) + (lane >> 4);
+    m = 2 * ((lane >> 3) & 1) + (lane & 1);
   }
-  __device__ __forceinline__ static int row(int rp, int half) {
-    return KEYROWS ? 16 * (rp >> 3) + 8 * half + (rp & 7) : 2 * rp + half;
+  __device__ __forceinline__ static int row(int rp, int hf) {
+    return KEYROWS ? 16 * (rp >> 3) + 8 * hf + (rp & 7) : 2 * rp + hf;
   }
   __device__ __forceinline__ void fetch(const float* src, int r0, int K) {
 #pragma unroll
     for (int n = 0; n < N; ++n) {
-      int rp, half, j, m;
-      place(n, rp, half, j, m);
-      const int r = r0 + row(rp, half);
-      v[n] = r < K ? mosa_ld4(src + (usize)r * D + 16 * j + 4 * m) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      int rp, j, m;
+      place(n, rp, j, m);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = r0 + row(rp, hf);
+        v[2 * n + hf] =
+            r < K ? mosa_ld4(src + (usize)r * D + 16 * j + 4 * m) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
     }
+  }
+  __device__ __forceinline__ static void put(float* S, int rp, int j, int i, float e0, float e1, float e2, float e3) {
+    u32 b0, s0, b1, s1, b2, s2, b3, s3;
+    mosa_split(e0, b0, s0);
+    mosa_split(e1, b1, s1);
+    mosa_split(e2, b2, s2);
+    mosa_split(e3, b3, s3);
+    // Elements given as (h, hf) = (0, 0), (1, 0), (0, 1), (1, 1).
+    const float4 big = KEYROWS ? make_float4(__uint_as_float(b0), __uint_as_float(b2), __uint_as_float(b1), __uint_as_float(b3))
+                               : make_float4(__uint_as_float(b0), __uint_as_float(b1), __uint_as_float(b2), __uint_as_float(b3));
+    const float4 small = KEYROWS ? make_float4(__uint_as_float(s0), __uint_as_float(s2), __uint_as_float(s1), __uint_as_float(s3))
+                                 : make_float4(__uint_as_float(s0), __uint_as_float(s1), __uint_as_float(s2), __uint_as_float(s3));
+    mosa_st4(S + mosa_rb_at(rp, j, i, 0), big);
+    mosa_st4(S + mosa_rb_at(rp, j, i, 1), small);
   }
   __device__ __forceinline__ void store(float* S) const {
 #pragma unroll
     for (int n = 0; n < N; ++n) {
-      int rp, half, j, m;
-      place(n, rp, half, j, m);
-      u32 bx, sx, by, sy, bz, sz, bw, sw;
-      mosa_split(v[n].x, bx, sx);
-      mosa_split(v[n].y, by, sy);
-      mosa_split(v[n].z, bz, sz);
-      mosa_split(v[n].w, bw, sw);
-      mosa_st4(S + mosa_rb_at(rp, j, 2 * m, half),
-               make_float4(__uint_as_float(bx), __uint_as_float(sx), __uint_as_float(bz), __uint_as_float(sz)));
-      mosa_st4(S + mosa_rb_at(rp, j, 2 * m + 1, half),
-               make_float4(__uint_as_float(by), __uint_as_float(sy), __uint_as_float(bw), __uint_as_float(sw)));
+      int rp, j, m;
+      place(n, rp, j, m);
+      const float4 a = v[2 * n], b = v[2 * n + 1];
+      // Column 4 m + c: i = 2 m + c % 2, h = c / 2.
+      put(S, rp, j, 2 * m, a.x, a.z, b.x, b.z);
+      put(S, rp, j, 2 * m + 1, a.y, a.w, b.y, b.w);
     }
   }
 };
@@ -1248,25 +1262,21 @@ __device__ __forceinline__ void mosa_rb_mma3(float (&c)[4], const u32 (&ab)[4], 
   mosa_mma(c, ab, bs);
   mosa_mma(c, ab, bb);
 }
-// A fragment (rows g, g + 8 of the warp's 16, k columns t, t + 4) from two 16-byte loads: lo = row
-// g's {big, small} of columns t, t + 4; hi = row g + 8's.
-__device__ __forceinline__ void mosa_rb_afrag(u32 (&ab)[4], u32 (&as)[4], float4 lo, float4 hi) {
-  ab[0] = __float_as_uint(lo.x);
-  as[0] = __float_as_uint(lo.y);
-  ab[1] = __float_as_uint(hi.x);
-  as[1] = __float_as_uint(hi.y);
-  ab[2] = __float_as_uint(lo.z);
-  as[2] = __float_as_uint(lo.w);
-  ab[3] = __float_as_uint(hi.z);
-  as[3] = __float_as_uint(hi.w);
+__device__ __forceinline__ void mosa_rb_frag4(u32 (&f)[4], float4 v) {
+  f[0] = __float_as_uint(v.x);
+  f[1] = __float_as_uint(v.y);
+  f[2] = __float_as_uint(v.z);
+  f[3] = __float_as_uint(v.w);
 }
-// A fragment from an accumulator in registers, its columns 2t, 2t + 1 taken as k columns t, t + 4
-// (the caller's B operand reads rows 2t, 2t + 1 for b0, b1 to match): split here, once.
-__device__ __forceinline__ void mosa_rb_afrag_acc(u32 (&ab)[4], u32 (&as)[4], const float (&c)[4]) {
-  mosa_split(c[0], ab[0], as[0]);
-  mosa_split(c[2], ab[1], as[1]);
-  mosa_split(c[1], ab[2], as[2]);
-  mosa_split(c[3], ab[3], as[3]);
+__device__ __forceinline__ void mosa_rb_frag2(u32 (&f)[2], float x, float y) {
+  f[0] = __float_as_uint(x);
+  f[1] = __float_as_uint(y);
+}
+// B fragment from two accumulator elements of one row (columns 2t, 2t + 1 taken as k rows t, t + 4;
+// the A operand reads queries 2t, 2t + 1 for them): split here, once.
+__device__ __forceinline__ void mosa_rb_split2(u32 (&bb)[2], u32 (&bs)[2], float x, float y) {
+  mosa_split(x, bb[0], bs[0]);
+  mosa_split(y, bb[1], bs[1]);
 }
 
 // Grid (n S, Hs, B), n = ceil(K / 64) key tiles, S chunks of L query tiles of 64 per key tile (S = 1:
@@ -1313,31 +1323,42 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
       st.w = qi + 1 < K ? delta[bh * K + qi + 1] : 0.0f;
     }
   };
-  // D > 64: no registers to spare for the next tile (255 with spills at D = 128), so each tile is
-  // fetched right before it is stored.
-  constexpr bool prefetch = D <= 64;
+  // Each tile is fetched right before it is stored: fetching the next one during this one's
+  // products (prefetch = D <= 64; D = 128 spills) measured slower on the H100 (2026-11-24, D = 64:
+  // MoSA heads at T = 8192, s4 2.47 ms against 2.34, s16 1.31 against 1.32; dense heads 1.64
+  // against 1.45 and 1.53 against 1.44); kept for the bench's A/B (h100.ts --rb-ab).
+  constexpr bool prefetch = false;
   if (prefetch) fetchTile(qBegin);
   // Lane offsets (floats) of the fragment loads; the steps add compile-time offsets.
-  // S^T, dP^T A (key rows 16 w + g, + 8: rp = 8 w + g) and B (query rows 8 n + g) over d.
+  // S^T, dP^T A: key rows 16 w + g, + 8 (rp = 8 w + g), d columns t, t + 4 of each 8-step.
   const int aRow = (8 * w + g) * RB_NP * 64 + ((t ^ (g & 3)) << 3);
-  const int aLo = aRow + ((g & 1) << 2), aHi = aRow + ((~g & 1) << 2);
-  const int bCol = (g >> 1) * RB_NP * 64 + ((t ^ (g >> 1)) << 3) + ((((g & 1) ^ (g >> 1)) & 1) << 2);
-  // dV, dK, dQ B along rows (rp = 4 s + t, column pair i = g): both halves.
+  const int aSig = (g ^ (g >> 1)) & 1;
+  const int aBig = aRow + (aSig << 2), aSmall = aRow + ((aSig ^ 1) << 2);
+  // S^T, dP^T B: query row 8 n + g (rp = 4 n + g / 2, hf = g % 2), the same d pair: 8 bytes each.
+  const int bRow = (g >> 1) * RB_NP * 64 + ((t ^ (g >> 1)) << 3) + ((g & 1) << 1);
+  const int bSig = ((g >> 1) ^ (g >> 2)) & 1;
+  const int bBig = bRow + (bSig << 2), bSmall = bRow + ((bSig ^ 1) << 2);
+  // dV^T, dK^T A (queries 2t, 2t + 1 of 8-step s: rp = 4 s + t; d rows i = g) and dQ B (keys of
+  // pair rp = 4 s + t, columns i = g of two n-tiles): the same offsets in a query or key tile.
   const int rRow = t * RB_NP * 64 + ((g ^ t) << 3);
-  const int rLo = rRow + ((t & 1) << 2), rHi = rRow + ((~t & 1) << 2);
-  // dS (queries x key pairs kp, 4 floats each; kp XOR-swizzled by the query, see the stores).
-  const int hq = ((g & 1) << 2) ^ (((g >> 1) & 3) << 1);
-  const int dsEven = (16 * (w & 1) + g) * (2 * RB_KEYS) + ((t ^ hq) << 2);
-  const int dsOdd = (16 * (w & 1) + g) * (2 * RB_KEYS) + ((t ^ hq ^ 4) << 2);
-  float dK[RB_NP][2][4], dV[RB_NP][2][4];
+  const int rSig = (t ^ (t >> 1)) & 1;
+  const int rBig = rRow + (rSig << 2), rSmall = rRow + ((rSig ^ 1) << 2);
+  // dS: (query pair qp, key pair kp) float4s {(r, lo), (r + 8, lo), (r, hi), (r + 8, hi)}, big then
+  // small, kp XOR (qp / 2) % 4 and big/small swapped by (kp ^ qp) % 2 (bank-conflict free for the
+  // stores below and these reads). dQ warp w: queries 16 (w % 2) + g, + 8 (qp = 8 (w % 2) + g).
+  const int dsRow = ((8 * (w & 1) + g) * 32 + (t ^ (g >> 1))) * 8;
+  const int dsSig = (t ^ g) & 1;
+  const int dsBig = dsRow + (dsSig << 2), dsSmall = dsRow + ((dsSig ^ 1) << 2);
+  // dV^T, dK^T: d rows (m-tile j: i = g, h = 0 / 1 for rows g / g + 8), keys 16 w + 8 kn + 2t, + 1.
+  float dKt[RB_NP][2][4], dVt[RB_NP][2][4];
 #pragma unroll
   for (int j = 0; j < RB_NP; ++j)
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
+    for (int kn = 0; kn < 2; ++kn)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        dK[j][h][e] = 0.0f;
-        dV[j][h][e] = 0.0f;
+        dKt[j][kn][e] = 0.0f;
+        dVt[j][kn][e] = 0.0f;
       }
   for (int q0 = qBegin; q0 < qEnd; q0 += RB_QT) {
     __syncthreads();
@@ -1355,20 +1376,28 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
         sc[n][e] = 0.0f;
         dp[n][e] = 0.0f;
       }
-#pragma unroll
+    // D = 128: fully unrolled, the hoisted loads spill (8 bytes).
+    constexpr int scoreUnroll = D > 64 ? 4 : D / 8;
+#pragma unroll scoreUnroll
     for (int s = 0; s < D / 8; ++s) {
       const int o = (s >> 1) * 64 + (s & 1) * 32;
       u32 kb[4], ks[4], vb[4], vs[4];
-      mosa_rb_afrag(kb, ks, mosa_ld4(Ks + aLo + o), mosa_ld4(Ks + aHi + o));
-      mosa_rb_afrag(vb, vs, mosa_ld4(Vs + aLo + o), mosa_ld4(Vs + aHi + o));
+      mosa_rb_frag4(kb, mosa_ld4(Ks + aBig + o));
+      mosa_rb_frag4(ks, mosa_ld4(Ks + aSmall + o));
+      mosa_rb_frag4(vb, mosa_ld4(Vs + aBig + o));
+      mosa_rb_frag4(vs, mosa_ld4(Vs + aSmall + o));
 #pragma unroll
       for (int n = 0; n < 4; ++n) {
-        const float4 bq = mosa_ld4(Qs + bCol + n * 4 * RB_NP * 64 + o);
-        const float4 bd = mosa_ld4(dOs + bCol + n * 4 * RB_NP * 64 + o);
-        const u32 qb[2] = {__float_as_uint(bq.x), __float_as_uint(bq.z)};
-        const u32 qs[2] = {__float_as_uint(bq.y), __float_as_uint(bq.w)};
-        const u32 db[2] = {__float_as_uint(bd.x), __float_as_uint(bd.z)};
-        const u32 ds[2] = {__float_as_uint(bd.y), __float_as_uint(bd.w)};
+        const int bo = n * 4 * RB_NP * 64 + o;
+        const float2 qb2 = *reinterpret_cast<const float2*>(Qs + bBig + bo);
+        const float2 qs2 = *reinterpret_cast<const float2*>(Qs + bSmall + bo);
+        const float2 db2 = *reinterpret_cast<const float2*>(dOs + bBig + bo);
+        const float2 ds2 = *reinterpret_cast<const float2*>(dOs + bSmall + bo);
+        u32 qb[2], qs[2], db[2], ds[2];
+        mosa_rb_frag2(qb, qb2.x, qb2.y);
+        mosa_rb_frag2(qs, qs2.x, qs2.y);
+        mosa_rb_frag2(db, db2.x, db2.y);
+        mosa_rb_frag2(ds, ds2.x, ds2.y);
         mosa_rb_mma3(sc[n], kb, ks, qb, qs);
         mosa_rb_mma3(dp[n], vb, vs, db, ds);
       }
@@ -1391,42 +1420,46 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
         dp[n][e] = p * (dp[n][e] - dl);
       }
     }
-    // dV += P^T dO, dK += dS^T Q over the tile's queries (k step s = the scores' n-tile s); dS goes
-    // to shared memory as dQ's A operand: row = query, key pair kp = 8 w + g (keys 16 w + g, + 8).
+    // dV^T += dO^T P^T', dK^T += Q^T dS^T' over the tile's queries: k step s = the scores' n-tile s,
+    // B n-tile kn = the warp's keys 8 kn .. (accumulator elements 2 kn, 2 kn + 1).
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
-      u32 pb[4], ps[4], sb[4], ss[4];
-      mosa_rb_afrag_acc(pb, ps, sc[s]);
-      mosa_rb_afrag_acc(sb, ss, dp[s]);
+      u32 pb[2][2], ps[2][2], sb[2][2], ss[2][2];
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        // Query 8 s + 2 t + e: swizzle h(query) = 4 (query % 2) ^ 2 ((query / 2) % 4) = 4 e ^ 2 t.
-        const int qrow = 8 * s + 2 * t + e;
-        const int kp = 8 * w + (g ^ (e << 2) ^ (t << 1));
-        mosa_st4(dSs + qrow * (2 * RB_KEYS) + (kp << 2),
-                 make_float4(__uint_as_float(sb[2 * e]), __uint_as_float(ss[2 * e]), __uint_as_float(sb[2 * e + 1]),
-                             __uint_as_float(ss[2 * e + 1])));
+      for (int kn = 0; kn < 2; ++kn) {
+        mosa_rb_split2(pb[kn], ps[kn], sc[s][2 * kn], sc[s][2 * kn + 1]);
+        mosa_rb_split2(sb[kn], ss[kn], dp[s][2 * kn], dp[s][2 * kn + 1]);
+      }
+      if (s & 1) {
+        // dS of n-tiles s - 1, s as dQ's A operand: rows r = 8 (s - 1) + 2t + e and r + 8, key pair
+        // kp = 8 w + g; qp = 8 (s / 2) + 2t + e, so the swizzles are t and (g ^ e) % 2.
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          u32 b0, s0, b1, s1, b2, s2, b3, s3;
+          mosa_split(dp[s - 1][e], b0, s0);
+          mosa_split(dp[s][e], b1, s1);
+          mosa_split(dp[s - 1][2 + e], b2, s2);
+          mosa_split(dp[s][2 + e], b3, s3);
+          const int at = (((8 * (s >> 1) + 2 * t + e) * 32 + 8 * w + (g ^ t)) * 2) * 4;
+          const int sig = (g ^ e) & 1;
+          mosa_st4(dSs + at + (sig << 2), make_float4(__uint_as_float(b0), __uint_as_float(b1), __uint_as_float(b2),
+                                                      __uint_as_float(b3)));
+          mosa_st4(dSs + at + ((sig ^ 1) << 2), make_float4(__uint_as_float(s0), __uint_as_float(s1),
+                                                            __uint_as_float(s2), __uint_as_float(s3)));
+        }
       }
 #pragma unroll
       for (int j = 0; j < RB_NP; ++j) {
-        const int o = s * 4 * RB_NP * 64 + j * 64;
-        const float4 d0 = mosa_ld4(dOs + rLo + o), d1 = mosa_ld4(dOs + rHi + o);
-        const float4 q0v = mosa_ld4(Qs + rLo + o), q1v = mosa_ld4(Qs + rHi + o);
-        {
-          const u32 bb0[2] = {__float_as_uint(d0.x), __float_as_uint(d1.x)};
-          const u32 bs0[2] = {__float_as_uint(d0.y), __float_as_uint(d1.y)};
-          const u32 bb1[2] = {__float_as_uint(d0.z), __float_as_uint(d1.z)};
-          const u32 bs1[2] = {__float_as_uint(d0.w), __float_as_uint(d1.w)};
-          mosa_rb_mma3(dV[j][0], pb, ps, bb0, bs0);
-          mosa_rb_mma3(dV[j][1], pb, ps, bb1, bs1);
-        }
-        {
-          const u32 bb0[2] = {__float_as_uint(q0v.x), __float_as_uint(q1v.x)};
-          const u32 bs0[2] = {__float_as_uint(q0v.y), __float_as_uint(q1v.y)};
-          const u32 bb1[2] = {__float_as_uint(q0v.z), __float_as_uint(q1v.z)};
-          const u32 bs1[2] = {__float_as_uint(q0v.w), __float_as_uint(q1v.w)};
-          mosa_rb_mma3(dK[j][0], sb, ss, bb0, bs0);
-          mosa_rb_mma3(dK[j][1], sb, ss, bb1, bs1);
+        const int ao = s * 4 * RB_NP * 64 + j * 64;
+        u32 ob[4], os[4], qb[4], qs[4];
+        mosa_rb_frag4(ob, mosa_ld4(dOs + rBig + ao));
+        mosa_rb_frag4(os, mosa_ld4(dOs + rSmall + ao));
+        mosa_rb_frag4(qb, mosa_ld4(Qs + rBig + ao));
+        mosa_rb_frag4(qs, mosa_ld4(Qs + rSmall + ao));
+#pragma unroll
+        for (int kn = 0; kn < 2; ++kn) {
+          mosa_rb_mma3(dVt[j][kn], ob, os, pb[kn], ps[kn]);
+          mosa_rb_mma3(dKt[j][kn], qb, qs, sb[kn], ss[kn]);
         }
       }
     }
@@ -1444,18 +1477,18 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
           for (int e = 0; e < 4; ++e) gq[j][h][e] = 0.0f;
 #pragma unroll
       for (int s = 0; s < RB_KEYS / 8; ++s) {
-        // Key pairs kp = 4 s + t at kp ^ hq: bit 2 of kp (s % 2) meets the swizzle's bit 2.
         u32 ab[4], as[4];
-        const int x = ((s & 1) ? dsOdd : dsEven) + 32 * (s >> 1);
-        mosa_rb_afrag(ab, as, mosa_ld4(dSs + x), mosa_ld4(dSs + x + 8 * (2 * RB_KEYS)));
+        mosa_rb_frag4(ab, mosa_ld4(dSs + dsBig + 32 * s));
+        mosa_rb_frag4(as, mosa_ld4(dSs + dsSmall + 32 * s));
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
           const int ko = s * 4 * RB_NP * 64 + (j0 + j) * 64;
-          const float4 k0v = mosa_ld4(Ks + rLo + ko), k1v = mosa_ld4(Ks + rHi + ko);
-          const u32 bb0[2] = {__float_as_uint(k0v.x), __float_as_uint(k1v.x)};
-          const u32 bs0[2] = {__float_as_uint(k0v.y), __float_as_uint(k1v.y)};
-          const u32 bb1[2] = {__float_as_uint(k0v.z), __float_as_uint(k1v.z)};
-          const u32 bs1[2] = {__float_as_uint(k0v.w), __float_as_uint(k1v.w)};
+          const float4 kb = mosa_ld4(Ks + rBig + ko), ks = mosa_ld4(Ks + rSmall + ko);
+          u32 bb0[2], bs0[2], bb1[2], bs1[2];
+          mosa_rb_frag2(bb0, kb.x, kb.y);
+          mosa_rb_frag2(bs0, ks.x, ks.y);
+          mosa_rb_frag2(bb1, kb.z, kb.w);
+          mosa_rb_frag2(bs1, ks.z, ks.w);
           mosa_rb_mma3(gq[j][0], ab, as, bb0, bs0);
           mosa_rb_mma3(gq[j][1], ab, as, bb1, bs1);
         }
@@ -1472,27 +1505,29 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
       }
     }
   }
-  // dK, dV rows 16 w + g, + 8 of the key tile, columns 16 j + 4 t .. + 3.
+  // dK^T, dV^T element e of (j, kn): d = 16 j + 4 (g / 2) + 2 (e / 2) + g % 2, key 16 w + 8 kn + 2t + e % 2.
 #pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int kj = k0 + 16 * w + g + 8 * hh;
-    if (kj >= K) continue;
-    float* a = dk + base + (usize)kj * D + 4 * t;
-    float* b = dv + base + (usize)kj * D + 4 * t;
+  for (int kn = 0; kn < 2; ++kn)
 #pragma unroll
-    for (int j = 0; j < RB_NP; ++j) {
-      const float4 gk = make_float4(dK[j][0][2 * hh] * scale, dK[j][0][2 * hh + 1] * scale, dK[j][1][2 * hh] * scale,
-                                    dK[j][1][2 * hh + 1] * scale);
-      const float4 gv = make_float4(dV[j][0][2 * hh], dV[j][0][2 * hh + 1], dV[j][1][2 * hh], dV[j][1][2 * hh + 1]);
-      if (S == 1) {
-        mosa_st4(a + 16 * j, gk);
-        mosa_st4(b + 16 * j, gv);
-      } else {
-        mosa_red4(a + 16 * j, gk.x, gk.y, gk.z, gk.w);
-        mosa_red4(b + 16 * j, gv.x, gv.y, gv.z, gv.w);
-      }
+    for (int c = 0; c < 2; ++c) {
+      const int kj = k0 + 16 * w + 8 * kn + 2 * t + c;
+      if (kj >= K) continue;
+      float* a = dk + base + (usize)kj * D + 4 * (g >> 1) + (g & 1);
+      float* b = dv + base + (usize)kj * D + 4 * (g >> 1) + (g & 1);
+#pragma unroll
+      for (int j = 0; j < RB_NP; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float gk = dKt[j][kn][2 * h + c] * scale, gv = dVt[j][kn][2 * h + c];
+          if (S == 1) {
+            a[16 * j + 2 * h] = gk;
+            b[16 * j + 2 * h] = gv;
+          } else {
+            atomicAdd(a + 16 * j + 2 * h, gk);
+            atomicAdd(b + 16 * j + 2 * h, gv);
+          }
+        }
     }
-  }
 }
 #endif
 
