@@ -307,6 +307,7 @@ async function registerBackwardAb(
         { type: 'f32', value: 1 / Math.sqrt(D) },
         { type: 'i32', value: S },
         { type: 'i32', value: cudaAttendSplit.tiles },
+        { type: 'i32', value: 1 },
       ],
     })
   const time = (tag: string, source: string) =>
@@ -488,6 +489,7 @@ async function profile(be: Backend) {
     const mosaBackward = () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale })
     const attendOnce = () => runKernel(KERNELS.attend, { q, k, v }, { scale })
     const backwardVariants: [string, Setting][] = [
+      ['delta precomputed (mosa_attend_delta)', { backward: { precomputedDelta: true } }],
       ['old kernels (registerBackward off)', oldBackward],
       ['old, delta per block', old({ backward: { precomputedDelta: false } })],
       ['old, delta precomputed', old({ backward: { precomputedDelta: true } })],

@@ -1281,11 +1281,13 @@ __device__ __forceinline__ void mosa_rb_split2(u32 (&bb)[2], u32 (&bs)[2], float
 
 // Grid (n S, Hs, B), n = ceil(K / 64) key tiles, S chunks of L query tiles of 64 per key tile (S = 1:
 // every query tile at or after the key tile; S > 1 for few long rows, dk and dv then zeroed and
-// added to atomically). delta: dout . out per row (mosa_attend_delta); dq zeroed first.
+// added to atomically); dq zeroed first. pre != 0: "out" is delta = dout . out per row
+// (mosa_attend_delta); otherwise the forward output, and each block computes delta of its query
+// tiles while staging them (one launch instead of two).
 extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(const float* __restrict__ q,
-    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ delta,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
     const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
-    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int S, int L) {
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int S, int L, int pre) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
   float* Ks = reinterpret_cast<float*>(mosa_smem);
   float* Vs = Ks + RB_KEYS * 2 * D;
@@ -1310,17 +1312,41 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
     kr.store(Ks);
     vr.store(Vs);
   }
-  MosaRbRows<RB_QT, false> qr, dor;
+  MosaRbRows<RB_QT, false> qr, dor, outr;
   float4 st = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  // The thread that writes stats[pair]: with pre, threads 0..15; otherwise the lanes 0, 2, 4, 6 of
+  // each warp, which end up with the delta of pair 4 w + lane / 2 (the rows of their items).
+  const int pair = pre ? (tid < RB_QT / 2 ? tid : -1) : ((lane & 25) == 0 ? 4 * w + (lane >> 1) : -1);
   const auto fetchTile = [&](int q0) {
     qr.fetch(q + base, q0, K);
     dor.fetch(dout + base, q0, K);
-    if (tid < RB_QT / 2) {
-      const int qi = q0 + 2 * tid;
+    float d0 = 0.0f, d1 = 0.0f;
+    if (!pre) {
+      // A thread's items all sit in row pair 4 w + (lane / 2) % 4 (MosaRbRows::place); the rest of
+      // each row is in the lanes differing in bits 0, 3 and 4.
+      outr.fetch(out + base, q0, K);
+#pragma unroll
+      for (int n = 0; n < MosaRbRows<RB_QT, false>::N; ++n) {
+        d0 = mosa_dot4(dor.v[2 * n], outr.v[2 * n], d0);
+        d1 = mosa_dot4(dor.v[2 * n + 1], outr.v[2 * n + 1], d1);
+      }
+      const int lanes[3] = {1, 8, 16};
+#pragma unroll
+      for (int x = 0; x < 3; ++x) {
+        d0 += __shfl_xor_sync(0xffffffffu, d0, lanes[x]);
+        d1 += __shfl_xor_sync(0xffffffffu, d1, lanes[x]);
+      }
+    }
+    if (pair >= 0) {
+      const int qi = q0 + 2 * pair;
       st.x = qi < K ? lse[bh * K + qi] * log2e : 0.0f;
       st.y = qi + 1 < K ? lse[bh * K + qi + 1] * log2e : 0.0f;
-      st.z = qi < K ? delta[bh * K + qi] : 0.0f;
-      st.w = qi + 1 < K ? delta[bh * K + qi + 1] : 0.0f;
+      if (pre) {
+        d0 = qi < K ? out[bh * K + qi] : 0.0f;
+        d1 = qi + 1 < K ? out[bh * K + qi + 1] : 0.0f;
+      }
+      st.z = d0;
+      st.w = d1;
     }
   };
   // Each tile is fetched right before it is stored: fetching the next one during this one's
@@ -1365,7 +1391,7 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
     if (!prefetch) fetchTile(q0);
     qr.store(Qs);
     dor.store(dOs);
-    if (tid < RB_QT / 2) stats[tid] = st;
+    if (pair >= 0) stats[pair] = st;
     __syncthreads();
     if (prefetch && q0 + RB_QT < qEnd) fetchTile(q0 + RB_QT);
     float sc[4][4], dp[4][4];
