@@ -16,6 +16,7 @@ import { cudaTiles } from './tiles.js'
  *  mosa_attend_delta            dout . out per query row (the backward's row term, once)
  *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
  *  mosa_attend_backward_atomic  dK, dV per key tile, dQ added atomically from each key tile
+ *  mosa_attend_backward_rb      the same with scores, P and dS in mma registers (the default; 128 threads)
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
@@ -1174,7 +1175,9 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(co
 // there, then dV^T += dO^T P and dK^T += Q^T dS with P^T and dS^T as B operands straight from the
 // accumulators (accumulated over the query tiles in registers), and dQ += dS K through dS in shared
 // memory. Every staged tile is split once into its TF32 halves, laid out so that each fragment is
-// one or two vector loads landing in the consecutive registers mma.sync takes (no moves).
+// one or two vector loads landing in the consecutive registers mma.sync takes (no moves). Tiles of
+// 64 keys x 32 queries: split K, V, Q, dO and dS take 112 KB at D = 64, so two blocks (8 warps, up
+// to 256 registers a thread) share an SM.
 #if MOSA_REGISTER_BACKWARD
 #define RB_KEYS 64
 #define RB_QT 32
