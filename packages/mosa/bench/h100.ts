@@ -264,6 +264,88 @@ async function timeIt(be: Backend, fn: () => Tensor[], iters = 5): Promise<numbe
 }
 
 /**
+ * --rb-ab: source variants of mosa_attend_backward_rb (string edits of the shipped source)
+ * launched by hand as programs.ts does (delta computed once outside the timing), next to the
+ * shipped source launched the same way.
+ */
+async function registerBackwardAb(
+  be: Backend,
+  print: (r: Record<string, unknown>) => void,
+  name: string,
+  label: string,
+  t: { q: Tensor; k: Tensor; v: Tensor; o: Tensor; lse: Tensor; dout: Tensor },
+  gflop: number,
+) {
+  const [B, Hs, K, D] = t.q.shape
+  const shipped = mosaCudaSource(D)
+  const edits: [string, string, string][] = [
+    ['next tile prefetched', 'constexpr bool prefetch = false;', 'constexpr bool prefetch = D <= 64;'],
+  ]
+  const n = Math.ceil(K / 64)
+  const S =
+    n > cudaAttendSplit.tiles && n * B * Hs < cudaAttendSplit.maxBlocks
+      ? Math.ceil(n / cudaAttendSplit.tiles)
+      : 1
+  const rows = B * Hs * K
+  const program = (tag: string, source: string) => ({
+    language: 'cuda' as const,
+    name: `mosa-d${D}-rbab-${tag}`,
+    source,
+  })
+  const [delta] = be.runProgram!({
+    ...program('shipped', shipped),
+    entryPoint: 'mosa_attend_delta',
+    grid: [Math.ceil(rows / 8), 1, 1],
+    block: [256, 1, 1],
+    sharedBytes: 0,
+    inputs: [t.o, t.dout],
+    outputs: [{ shape: [B, Hs, K], dtype: 'float32' }],
+    scalars: [{ type: 'i32', value: rows }],
+  })
+  const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const, zeroInit: true }
+  const launch = (tag: string, source: string) =>
+    be.runProgram!({
+      ...program(tag, source),
+      entryPoint: 'mosa_attend_backward_rb',
+      grid: [n * S, Hs, B],
+      block: [128, 1, 1],
+      sharedBytes: mosaCudaSharedBytes(D, 'mosa_attend_backward_rb'),
+      inputs: [t.q, t.k, t.v, delta, t.lse, t.dout],
+      outputs: [grad, grad, grad],
+      scalars: [
+        { type: 'i32', value: K },
+        { type: 'i32', value: Hs },
+        { type: 'f32', value: 1 / Math.sqrt(D) },
+        { type: 'i32', value: S },
+        { type: 'i32', value: cudaAttendSplit.tiles },
+        { type: 'i32', value: 1 },
+      ],
+    })
+  const time = (tag: string, source: string) =>
+    timeIt(be, () => {
+      for (const o of launch(tag, source)) be.release(o.dataId)
+      return []
+    })
+  print({
+    case: name,
+    kernel: `${label}: rb kernel alone, shipped (A/B)`,
+    ms: await time('shipped', shipped),
+    gflop,
+  })
+  for (const [what, from, to] of edits) {
+    const source = shipped.replace(from, to)
+    if (source === shipped) throw new Error(`rb-ab: '${from}' not found in the source`)
+    print({
+      case: name,
+      kernel: `${label}: rb kernel alone, ${what} (A/B)`,
+      ms: await time(what, source),
+      gflop,
+    })
+  }
+  be.release(delta.dataId)
+}
+
+/**
  * Where the fused layer's time goes at T = 8192: each fused kernel launched on its own (device
  * time, median of 5), its FLOPs (attention causal, backward counted as 2.5x forward) and rate;
  * the dense heads' attention through the fused kernel and through core's attention.
@@ -418,20 +500,25 @@ async function profile(be: Backend) {
         Object.assign(cudaKernelVariant, saved.kernel)
       }
     }
-    const before: Setting = {
+    // The earlier backward kernels (mosa_attend_backward(_atomic)); their settings A/B below.
+    const oldBackward: Setting = { kernel: { registerBackward: false } }
+    const old = (set: Setting): Setting => ({ ...set, kernel: { ...set.kernel, registerBackward: false } })
+    const before: Setting = old({
       backward: { atomicDq: true, precomputedDelta: false },
       kernel: { batchedRowLoads: false },
-    }
+    })
     const rowLoop: Setting = { kernel: { batchedRowLoads: false } }
     const mosaBackward = () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale })
     const attendOnce = () => runKernel(KERNELS.attend, { q, k, v }, { scale })
     const backwardVariants: [string, Setting][] = [
-      ['delta per block', { backward: { precomputedDelta: false } }],
-      ['delta precomputed', { backward: { precomputedDelta: true } }],
-      ['dQ blocks', { backward: { atomicDq: false } }],
-      ['row-loop loads', rowLoop],
-      ['full unroll', { kernel: { fragmentUnroll: 0 } }],
-      ['before (atomic dQ, delta per block, row loop)', before],
+      ['delta precomputed (mosa_attend_delta)', { backward: { precomputedDelta: true } }],
+      ['old kernels (registerBackward off)', oldBackward],
+      ['old, delta per block', old({ backward: { precomputedDelta: false } })],
+      ['old, delta precomputed', old({ backward: { precomputedDelta: true } })],
+      ['old, dQ blocks', old({ backward: { atomicDq: false } })],
+      ['old, atomic dQ', old({ backward: { atomicDq: true } })],
+      ['old, full unroll', old({ kernel: { fragmentUnroll: 0 } })],
+      ['before (old, atomic dQ, delta per block, row loop)', before],
     ]
     print({
       case: name,
@@ -456,6 +543,26 @@ async function profile(be: Backend) {
       console.log(`profile ${name} before vs default settings: ${errs}`)
       dispose([a, b, oa, ob])
     }
+    // Same gradients? dq, dk, dv of the earlier backward kernels against the register backward.
+    const backwardAgreement = async (label: string, fn: () => Tensor[]) => {
+      const fresh = fn()
+      const earlier = await withSetting(oldBackward, async () => fn())
+      const errs: Record<string, number> = {}
+      for (const [i, g] of ['dq', 'dk', 'dv'].entries())
+        errs[g] = relError(await host(earlier[i]), await host(fresh[i]))
+      console.log(
+        `profile ${name} ${label}: old backward kernels vs register backward, max rel error ${Object.entries(
+          errs,
+        )
+          .map(([g, e]) => `${g} ${e.toExponential(2)}`)
+          .join(', ')}`,
+      )
+      rows.push({ case: name, kernel: `${label}: old vs register backward`, ...errs })
+      dispose([...fresh, ...earlier])
+    }
+    await backwardAgreement('MoSA heads', mosaBackward)
+    if (flag('rb-ab'))
+      await registerBackwardAb(be, print, name, 'MoSA heads', { q, k, v, o, lse, dout }, 2.5 * attn)
     // A/B of the GEMMs: operands split at every fragment load (the earlier
     // main loop) against split once when staged, kernel by kernel.
     const splitUse: Setting = { kernel: { splitStage: false } }
@@ -493,6 +600,7 @@ async function profile(be: Backend) {
       dispose([qa, qb, wa, wb])
     }
     for (const [label, set] of [
+      ['old backward kernels', oldBackward],
       ['row-loop loads', rowLoop],
       ['before (atomic dQ, delta per block, row loop)', before],
       ['GEMMs split per use', splitUse],
@@ -639,8 +747,7 @@ async function profile(be: Backend) {
     })
     for (const [label, set] of [
       ...backwardVariants,
-      ['atomic dQ', { backward: { atomicDq: true } }],
-      ['dQ blocks unrolled by 2 (before)', { kernel: { dqBlocksUnroll: 2 } }],
+      ['old, dQ blocks unrolled by 2 (before)', old({ kernel: { dqBlocksUnroll: 2 } })],
     ] as [string, Setting][])
       print({
         case: name,
@@ -648,6 +755,16 @@ async function profile(be: Backend) {
         ms: await withSetting(set, () => timeIt(be, denseBackward)),
         gflop: 2.5 * dAttn,
       })
+    await backwardAgreement('dense heads', denseBackward)
+    if (flag('rb-ab'))
+      await registerBackwardAb(
+        be,
+        print,
+        name,
+        'dense heads',
+        { q: dq, k: dk, v: dv, o: dOut, lse: dLse, dout: ddo },
+        2.5 * dAttn,
+      )
     // Agreement at this size: fused attention vs core's (forward output and dq), max-normalised.
     const coreOut = attention(dq, dk, dv, { causal: true })
     const coreDq = valueAndGrad((t: { q: Tensor }) =>

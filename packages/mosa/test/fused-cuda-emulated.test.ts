@@ -55,19 +55,23 @@ describe.skipIf(missing)(
       }
     })
 
+    // The next four: the earlier backward kernels (registerBackward off), still selectable.
     it('attention backward with dQ in its own blocks (no atomics), dense and MoSA heads', async () => {
       const saved = cudaAttendBackward.atomicDq
       cudaAttendBackward.atomicDq = false
+      cudaKernelVariant.registerBackward = false
       try {
         await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 10)
       } finally {
         cudaAttendBackward.atomicDq = saved
+        cudaKernelVariant.registerBackward = true
       }
     })
 
     it("backward per shape ('auto': dQ blocks for few long rows, here 3 tiles per row over 1)", async () => {
       const saved = cudaAttendSplit.tiles
       cudaAttendSplit.tiles = 1
+      cudaKernelVariant.registerBackward = false
       try {
         expect(attendBackwardAtomic(3, 3)).toBe(false)
         expect(attendBackwardAtomic(1, 3)).toBe(true)
@@ -77,12 +81,14 @@ describe.skipIf(missing)(
         await expectFusedMatchesPortable({ ...base, denseHeads: 1, sparseHeads: 2, sparsity: 1 }, 1, 150, 11)
       } finally {
         cudaAttendSplit.tiles = saved
+        cudaKernelVariant.registerBackward = true
       }
     })
 
     // Head dim 64: the delta kernel's warp covers two elements per lane there (one at 32).
     it('attention backward with the row term dout . out per block and precomputed (both dQ variants, D = 64)', async () => {
       const saved = { ...cudaAttendBackward }
+      cudaKernelVariant.registerBackward = false
       try {
         for (const precomputedDelta of [false, true])
           for (const atomicDq of [true, false]) {
@@ -96,6 +102,38 @@ describe.skipIf(missing)(
           }
       } finally {
         Object.assign(cudaAttendBackward, saved)
+        cudaKernelVariant.registerBackward = true
+      }
+    })
+
+    // The register backward (mosa_attend_backward_rb): K = 150 (3 key tiles, the last of 22 keys; 5
+    // query tiles of 32), D = 64; its query order inside each 8-step and its diagonal mask show in
+    // dK, dV and dQ. Then each key tile's queries in chunks of one 64-query tile (the few-long-rows
+    // split: dK and dV added atomically), and the earlier kernels beside it (registerBackward off).
+    it('register backward: several key tiles, K not a multiple of 64, chunked query ranges, and the earlier kernels', async () => {
+      const savedSplit = cudaAttendSplit.tiles
+      const savedVariant = { ...cudaKernelVariant }
+      const savedBackward = { ...cudaAttendBackward }
+      const config: MosaConfig = { ...base, headDim: 64, denseHeads: 1, sparseHeads: 2, sparsity: 1 }
+      try {
+        emulator.entries.clear()
+        await expectFusedMatchesPortable(config, 1, 150, 19)
+        expect(emulator.entries.has('mosa_attend_backward_rb')).toBe(true)
+        // delta from mosa_attend_delta instead of each block's own.
+        cudaAttendBackward.precomputedDelta = true
+        await expectFusedMatchesPortable(config, 1, 150, 22)
+        cudaAttendBackward.precomputedDelta = savedBackward.precomputedDelta
+        cudaAttendSplit.tiles = 1
+        await expectFusedMatchesPortable(config, 1, 150, 20)
+        cudaAttendSplit.tiles = savedSplit
+        cudaKernelVariant.registerBackward = false
+        emulator.entries.clear()
+        await expectFusedMatchesPortable(config, 1, 150, 21)
+        expect(emulator.entries.has('mosa_attend_backward_rb')).toBe(false)
+      } finally {
+        cudaAttendSplit.tiles = savedSplit
+        Object.assign(cudaKernelVariant, savedVariant)
+        Object.assign(cudaAttendBackward, savedBackward)
       }
     })
 
@@ -128,7 +166,7 @@ describe.skipIf(missing)(
       const saved = { ...cudaKernelVariant }
       const savedBackward = { ...cudaAttendBackward }
       // dQ blocks for every head, so the variant's dQ-block kernel runs.
-      Object.assign(cudaKernelVariant, { splitStage: false, dqBlocksUnroll: 2 })
+      Object.assign(cudaKernelVariant, { splitStage: false, dqBlocksUnroll: 2, registerBackward: false })
       cudaAttendBackward.atomicDq = false
       try {
         await expectFusedMatchesPortable(

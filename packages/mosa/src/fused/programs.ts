@@ -53,7 +53,10 @@ export const cudaAttendSplit = { tiles: 16, maxBlocks: 1024 }
  * of in every block visiting the query tile; 'auto' (the default) does so only for the atomic
  * variant over rows of more than cudaAttendSplit.tiles tiles (H100, T = 8192, MoSA heads' backward:
  * k = 2048 3.12 ms against 3.24; k = 512 1.69 against 1.51; the dense heads' dQ-block backward
- * 2.69 against 2.65). Mutable for the bench's comparison and tests.
+ * 2.69 against 2.65). The register backward (cudaKernelVariant.registerBackward) reads atomicDq
+ * not at all and takes the precomputed delta only for precomputedDelta: true: its blocks compute
+ * delta while staging each query tile (one launch; each launch costs ~0.4 ms of host time in
+ * backend-cuda, which the bench's per-launch rows count). Mutable for the bench's comparison and tests.
  */
 export const cudaAttendBackward: { atomicDq: boolean | 'auto'; precomputedDelta: boolean | 'auto' } = {
   atomicDq: 'auto',
@@ -69,11 +72,13 @@ export const cudaKernelVariant: {
   dqBlocksUnroll: number
   batchedRowLoads: boolean
   splitStage: boolean
+  registerBackward: boolean
 } = {
   fragmentUnroll: 2,
   dqBlocksUnroll: 0,
   batchedRowLoads: true,
   splitStage: true,
+  registerBackward: true,
 }
 
 /** Few long rows: more than cudaAttendSplit.tiles tiles per row, fewer than maxBlocks tiles in all. */
@@ -108,6 +113,7 @@ function runner(lang: Language, backend: Backend, D: number) {
     inputs: TensorInfo[],
     outputs: ProgramSpec['outputs'],
     scalars: ProgramSpec['scalars'],
+    block: ProgramSpec['block'] = lang.block,
   ) =>
     backend.runProgram!({
       language: lang.language,
@@ -115,7 +121,7 @@ function runner(lang: Language, backend: Backend, D: number) {
       source: lang.source(D, entry),
       entryPoint: lang.entry(entry),
       grid,
-      block: lang.block,
+      block,
       sharedBytes: lang.sharedBytes?.(D, entry),
       inputs,
       outputs,
@@ -279,6 +285,36 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       const [B, Hs, K, D] = q.shape
       const { tiles, run } = runner(lang, backend, D)
       const grad = { shape: [B, Hs, K, D], dtype: 'float32' as const }
+      if (lang.language === 'cuda' && cudaKernelVariant.registerBackward) {
+        // mosa_attend_backward_rb: 128 threads per 64-key tile; few long rows split each key
+        // tile's queries into chunks of cudaAttendSplit.tiles query tiles (dK, dV then atomic).
+        const n = cdiv(K, tiles.BB)
+        const S = fewLongRows(n, B * Hs) ? cdiv(n, cudaAttendSplit.tiles) : 1
+        // delta per block unless precomputedDelta is true (see cudaAttendBackward).
+        const pre = cudaAttendBackward.precomputedDelta === true
+        const rows = B * Hs * K
+        const [delta] = pre
+          ? run(
+              'mosa_attend_delta',
+              [cdiv(rows, 8), 1, 1],
+              [out, dout],
+              [{ shape: [B, Hs, K], dtype: 'float32' }],
+              [i32(rows)],
+            )
+          : [out]
+        const zeroed = { ...grad, zeroInit: true }
+        const kv = S > 1 ? zeroed : grad
+        const grads = run(
+          'mosa_attend_backward_rb',
+          [n * S, Hs, B],
+          [q, k, v, delta, lse, dout],
+          [zeroed, kv, kv],
+          [i32(K), i32(Hs), f32(attrs.scale), i32(S), i32(cudaAttendSplit.tiles), i32(pre ? 1 : 0)],
+          [128, 1, 1],
+        )
+        if (pre) backend.release(delta.dataId)
+        return grads
+      }
       if (lang.language === 'cuda') {
         const pre = attendBackwardDelta(cdiv(K, tiles.BB), B * Hs)
         // delta = dout . out per row, once (otherwise each block recomputes it from out).

@@ -39,7 +39,8 @@ export const CUDA: Language = {
     (cudaKernelVariant.fragmentUnroll === 2 ? '' : `-u${cudaKernelVariant.fragmentUnroll}`) +
     (cudaKernelVariant.dqBlocksUnroll === 0 ? '' : `-dqbu${cudaKernelVariant.dqBlocksUnroll}`) +
     (cudaKernelVariant.batchedRowLoads ? '' : '-rowloop') +
-    (cudaKernelVariant.splitStage ? '' : '-splituse'),
+    (cudaKernelVariant.splitStage ? '' : '-splituse') +
+    (cudaKernelVariant.registerBackward ? '' : '-oldbwd'),
   sharedBytes: mosaCudaSharedBytes,
   maxHeadDim: 128,
   tiles: cudaTiles,

@@ -16,6 +16,7 @@ import { cudaTiles } from './tiles.js'
  *  mosa_attend_delta            dout . out per query row (the backward's row term, once)
  *  mosa_attend_backward         dK, dV per key tile and dQ per query tile (one launch)
  *  mosa_attend_backward_atomic  dK, dV per key tile, dQ added atomically from each key tile
+ *  mosa_attend_backward_rb      the same with scores, P and dS in mma registers (the default; 128 threads)
  *  mosa_project_backward_input  [dq | dk | dv] x W_h, atomically added at the selected rows of dx
  *  mosa_weight_grad_qkv         dWq, dWk, dWv = [dq | dk | dv]^T x gathered x rows
  *  mosa_weight_grad_out         dWo = gathered dy rows^T x (score * out)
@@ -53,6 +54,11 @@ export interface MosaCudaOptions {
    * at every fragment load (the earlier main loop, bench A/B).
    */
   splitStage?: boolean
+  /**
+   * The attention backward as mosa_attend_backward_rb (scores, P and dS in mma registers, operands
+   * split once when staged; default true); false: only the earlier kernels (bench A/B).
+   */
+  registerBackward?: boolean
 }
 
 export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
@@ -62,6 +68,7 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
   // 256 threads: D = 96 stages the earlier way.
   const splitStage = (opts.splitStage ?? true) && 256 % D === 0
   const dqBlocksUnroll = opts.dqBlocksUnroll ?? 0
+  const registerBackward = opts.registerBackward ?? true
   // 0: fully (every fragment loop runs at most 16 steps).
   const unrollCount = (u: number) => (u === 0 ? 16 : u)
   const t = cudaTiles(D)
@@ -71,6 +78,7 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
 #define D ${D}
 #define MOSA_BATCHED_ROWS ${batched ? 1 : 0}
 #define MOSA_SPLIT_STAGE ${splitStage ? 1 : 0}
+#define MOSA_REGISTER_BACKWARD ${registerBackward ? 1 : 0}
 #define MOSA_UNROLL ${unrollCount(unroll)}
 #define MOSA_DQB_UNROLL ${unrollCount(dqBlocksUnroll)}
 #define TN (D / 16)
@@ -1163,6 +1171,397 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_backward_atomic(co
                          Hs, scale, pre);
 }
 
+// ---------------------------------------------------------------- register backward (FlashAttention-2 style)
+// mosa_attend_backward_rb: 128 threads per block of 64 keys; warp w owns keys 16 w .. 16 w + 15. Per
+// query tile of 32: S^T = K Q^T and dP^T = V dO^T into mma accumulators, P^T and dS^T computed
+// there, then dV^T += dO^T P and dK^T += Q^T dS with P^T and dS^T as B operands straight from the
+// accumulators (accumulated over the query tiles in registers), and dQ += dS K through dS in shared
+// memory. Every staged tile is split once into its TF32 halves, laid out so that each fragment is
+// one or two vector loads landing in the consecutive registers mma.sync takes (no moves). Tiles of
+// 64 keys x 32 queries: split K, V, Q, dO and dS take 112 KB at D = 64, so two blocks (8 warps, up
+// to 256 registers a thread) share an SM.
+#if MOSA_REGISTER_BACKWARD
+#define RB_KEYS 64
+#define RB_QT 32
+#define RB_NP (D / 16)
+#ifndef MOSA_EMU
+// *p += (a, b, c, d) as one 16-byte atomic reduction (sm_90).
+__device__ __forceinline__ void mosa_red4(float* p, float a, float b, float c, float d) {
+  asm volatile("red.global.v4.f32.add [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
+#endif
+// Split tile layout. Rows come in pairs rp, halves hf = 0, 1: rows 2 rp, 2 rp + 1 of a query tile
+// (the products over queries pair the accumulator's columns 2t, 2t + 1), rows 16 u + v, 16 u + 8 + v
+// with rp = 8 u + v of a key tile (an mma A fragment's rows g, g + 8). Columns d pair up as h = 0, 1
+// inside groups of 16: d = 16 j + 4 (i / 2) + 2 h + i % 2, so the four accumulator columns of one
+// output lane over both h are 4 consecutive d (16-byte dQ reductions). Block (rp, j, i): a float4 of
+// TF32 big parts, then one of small parts (swapped by mosa_rb_sigma), each holding the pair's 2 x 2
+// elements in the order its reads take them as registers: query tiles (2 hf + h), read as dV^T and
+// dK^T A fragments (d rows g, g + 8 = h; queries 2t, 2t + 1 = hf) and as 8-byte S^T / dP^T B pairs;
+// key tiles (2 h + hf), read as S^T / dP^T A fragments (key rows = hf, d columns t, t + 4 = h) and
+// as dQ B pairs for two n-tiles. i is XOR-swizzled by rp % 4: every read and the staging stores
+// meet 32 distinct banks per quarter (or half) warp.
+__device__ __forceinline__ int mosa_rb_sigma(int rp) { return (rp ^ (rp >> 1)) & 1; }
+__device__ __forceinline__ int mosa_rb_at(int rp, int j, int i, int bs) {
+  return ((rp * RB_NP + j) * 8 + (i ^ (rp & 3))) * 8 + ((bs ^ mosa_rb_sigma(rp)) << 2);
+}
+// Rows r0.. of a [K, D] slab, R rows (zeros past K), fetched into registers (the next tile's loads
+// then overlap this tile's products) and stored split. Item (rp, j, m): both rows of pair rp at
+// columns 16 j + 4 m .. + 3. A warp's items: 4 row pairs x 4 m x 2 j (rows read 128 bytes at a time).
+template <int R, bool KEYROWS>
+struct MosaRbRows {
+  static constexpr int N = R * RB_NP / 64;
+  float4 v[2 * N];
+  __device__ __forceinline__ static void place(int n, int& rp, int& j, int& m) {
+    const int lane = threadIdx.x & 31, wi = (threadIdx.x >> 5) + 4 * n;
+    rp = 4 * (wi % (R / 8)) + ((lane >> 1) & 3);
+    j = 2 * (wi / (R / 8)) + (lane >> 4);
+    m = 2 * ((lane >> 3) & 1) + (lane & 1);
+  }
+  __device__ __forceinline__ static int row(int rp, int hf) {
+    return KEYROWS ? 16 * (rp >> 3) + 8 * hf + (rp & 7) : 2 * rp + hf;
+  }
+  __device__ __forceinline__ void fetch(const float* src, int r0, int K) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      int rp, j, m;
+      place(n, rp, j, m);
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = r0 + row(rp, hf);
+        v[2 * n + hf] =
+            r < K ? mosa_ld4(src + (usize)r * D + 16 * j + 4 * m) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    }
+  }
+  __device__ __forceinline__ static void put(float* S, int rp, int j, int i, float e0, float e1, float e2, float e3) {
+    u32 b0, s0, b1, s1, b2, s2, b3, s3;
+    mosa_split(e0, b0, s0);
+    mosa_split(e1, b1, s1);
+    mosa_split(e2, b2, s2);
+    mosa_split(e3, b3, s3);
+    // Elements given as (h, hf) = (0, 0), (1, 0), (0, 1), (1, 1).
+    const float4 big = KEYROWS ? make_float4(__uint_as_float(b0), __uint_as_float(b2), __uint_as_float(b1), __uint_as_float(b3))
+                               : make_float4(__uint_as_float(b0), __uint_as_float(b1), __uint_as_float(b2), __uint_as_float(b3));
+    const float4 small = KEYROWS ? make_float4(__uint_as_float(s0), __uint_as_float(s2), __uint_as_float(s1), __uint_as_float(s3))
+                                 : make_float4(__uint_as_float(s0), __uint_as_float(s1), __uint_as_float(s2), __uint_as_float(s3));
+    mosa_st4(S + mosa_rb_at(rp, j, i, 0), big);
+    mosa_st4(S + mosa_rb_at(rp, j, i, 1), small);
+  }
+  __device__ __forceinline__ void store(float* S) const {
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      int rp, j, m;
+      place(n, rp, j, m);
+      const float4 a = v[2 * n], b = v[2 * n + 1];
+      // Column 4 m + c: i = 2 m + c % 2, h = c / 2.
+      put(S, rp, j, 2 * m, a.x, a.z, b.x, b.z);
+      put(S, rp, j, 2 * m + 1, a.y, a.w, b.y, b.w);
+    }
+  }
+};
+// c += a * b in 3xTF32 from split fragments.
+__device__ __forceinline__ void mosa_rb_mma3(float (&c)[4], const u32 (&ab)[4], const u32 (&as)[4],
+    const u32 (&bb)[2], const u32 (&bs)[2]) {
+  mosa_mma(c, as, bb);
+  mosa_mma(c, ab, bs);
+  mosa_mma(c, ab, bb);
+}
+__device__ __forceinline__ void mosa_rb_frag4(u32 (&f)[4], float4 v) {
+  f[0] = __float_as_uint(v.x);
+  f[1] = __float_as_uint(v.y);
+  f[2] = __float_as_uint(v.z);
+  f[3] = __float_as_uint(v.w);
+}
+__device__ __forceinline__ void mosa_rb_frag2(u32 (&f)[2], float x, float y) {
+  f[0] = __float_as_uint(x);
+  f[1] = __float_as_uint(y);
+}
+// B fragment from two accumulator elements of one row (columns 2t, 2t + 1 taken as k rows t, t + 4;
+// the A operand reads queries 2t, 2t + 1 for them): split here, once.
+__device__ __forceinline__ void mosa_rb_split2(u32 (&bb)[2], u32 (&bs)[2], float x, float y) {
+  mosa_split(x, bb[0], bs[0]);
+  mosa_split(y, bb[1], bs[1]);
+}
+
+// Grid (n S, Hs, B), n = ceil(K / 64) key tiles, S chunks of L query tiles of 64 per key tile (S = 1:
+// every query tile at or after the key tile; S > 1 for few long rows, dk and dv then zeroed and
+// added to atomically); dq zeroed first. pre != 0: "out" is delta = dout . out per row
+// (mosa_attend_delta); otherwise the forward output, and each block computes delta of its query
+// tiles while staging them (one launch instead of two).
+extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(const float* __restrict__ q,
+    const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ out,
+    const float* __restrict__ lse, const float* __restrict__ dout, float* __restrict__ dq,
+    float* __restrict__ dk, float* __restrict__ dv, int K, int Hs, float scale, int S, int L, int pre) {
+  MOSA_DYNAMIC_SMEM(mosa_smem);
+  float* Ks = reinterpret_cast<float*>(mosa_smem);
+  float* Vs = Ks + RB_KEYS * 2 * D;
+  float* Qs = Vs + RB_KEYS * 2 * D;
+  float* dOs = Qs + RB_QT * 2 * D;
+  float* dSs = dOs + RB_QT * 2 * D;
+  // Per query pair p: log2(e) lse of queries 2p, 2p + 1, then delta of both.
+  __shared__ float4 stats[RB_QT / 2];
+  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int kt = (int)blockIdx.x / S, chunk = (int)blockIdx.x % S;
+  const int k0 = kt * RB_KEYS;
+  const int qBegin = k0 + chunk * L * RB_KEYS;
+  if (qBegin >= K) return;
+  const int qEnd = S == 1 ? K : min(K, qBegin + L * RB_KEYS);
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
+  {
+    MosaRbRows<RB_KEYS, true> kr, vr;
+    kr.fetch(k + base, k0, K);
+    vr.fetch(v + base, k0, K);
+    kr.store(Ks);
+    vr.store(Vs);
+  }
+  MosaRbRows<RB_QT, false> qr, dor, outr;
+  float4 st = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  // The thread that writes stats[pair]: with pre, threads 0..15; otherwise the lanes 0, 2, 4, 6 of
+  // each warp, which end up with the delta of pair 4 w + lane / 2 (the rows of their items).
+  const int pair = pre ? (tid < RB_QT / 2 ? tid : -1) : ((lane & 25) == 0 ? 4 * w + (lane >> 1) : -1);
+  const auto fetchTile = [&](int q0) {
+    qr.fetch(q + base, q0, K);
+    dor.fetch(dout + base, q0, K);
+    float d0 = 0.0f, d1 = 0.0f;
+    if (!pre) {
+      // A thread's items all sit in row pair 4 w + (lane / 2) % 4 (MosaRbRows::place); the rest of
+      // each row is in the lanes differing in bits 0, 3 and 4.
+      outr.fetch(out + base, q0, K);
+#pragma unroll
+      for (int n = 0; n < MosaRbRows<RB_QT, false>::N; ++n) {
+        d0 = mosa_dot4(dor.v[2 * n], outr.v[2 * n], d0);
+        d1 = mosa_dot4(dor.v[2 * n + 1], outr.v[2 * n + 1], d1);
+      }
+      const int lanes[3] = {1, 8, 16};
+#pragma unroll
+      for (int x = 0; x < 3; ++x) {
+        d0 += __shfl_xor_sync(0xffffffffu, d0, lanes[x]);
+        d1 += __shfl_xor_sync(0xffffffffu, d1, lanes[x]);
+      }
+    }
+    if (pair >= 0) {
+      const int qi = q0 + 2 * pair;
+      st.x = qi < K ? lse[bh * K + qi] * log2e : 0.0f;
+      st.y = qi + 1 < K ? lse[bh * K + qi + 1] * log2e : 0.0f;
+      if (pre) {
+        d0 = qi < K ? out[bh * K + qi] : 0.0f;
+        d1 = qi + 1 < K ? out[bh * K + qi + 1] : 0.0f;
+      }
+      st.z = d0;
+      st.w = d1;
+    }
+  };
+  // Each tile is fetched right before it is stored: fetching the next one during this one's
+  // products (prefetch = D <= 64; D = 128 spills) measured slower on the H100 (2026-11-24, D = 64:
+  // MoSA heads at T = 8192, s4 2.47 ms against 2.34, s16 1.31 against 1.32; dense heads 1.64
+  // against 1.45 and 1.53 against 1.44); kept for the bench's A/B (h100.ts --rb-ab).
+  constexpr bool prefetch = false;
+  if (prefetch) fetchTile(qBegin);
+  // Lane offsets (floats) of the fragment loads; the steps add compile-time offsets.
+  // S^T, dP^T A: key rows 16 w + g, + 8 (rp = 8 w + g), d columns t, t + 4 of each 8-step.
+  const int aRow = (8 * w + g) * RB_NP * 64 + ((t ^ (g & 3)) << 3);
+  const int aSig = (g ^ (g >> 1)) & 1;
+  const int aBig = aRow + (aSig << 2), aSmall = aRow + ((aSig ^ 1) << 2);
+  // S^T, dP^T B: query row 8 n + g (rp = 4 n + g / 2, hf = g % 2), the same d pair: 8 bytes each.
+  const int bRow = (g >> 1) * RB_NP * 64 + ((t ^ (g >> 1)) << 3) + ((g & 1) << 1);
+  const int bSig = ((g >> 1) ^ (g >> 2)) & 1;
+  const int bBig = bRow + (bSig << 2), bSmall = bRow + ((bSig ^ 1) << 2);
+  // dV^T, dK^T A (queries 2t, 2t + 1 of 8-step s: rp = 4 s + t; d rows i = g) and dQ B (keys of
+  // pair rp = 4 s + t, columns i = g of two n-tiles): the same offsets in a query or key tile.
+  const int rRow = t * RB_NP * 64 + ((g ^ t) << 3);
+  const int rSig = (t ^ (t >> 1)) & 1;
+  const int rBig = rRow + (rSig << 2), rSmall = rRow + ((rSig ^ 1) << 2);
+  // dS: (query pair qp, key pair kp) float4s {(r, lo), (r + 8, lo), (r, hi), (r + 8, hi)}, big then
+  // small, kp XOR (qp / 2) % 4 and big/small swapped by (kp ^ qp) % 2 (bank-conflict free for the
+  // stores below and these reads). dQ warp w: queries 16 (w % 2) + g, + 8 (qp = 8 (w % 2) + g).
+  const int dsRow = ((8 * (w & 1) + g) * 32 + (t ^ (g >> 1))) * 8;
+  const int dsSig = (t ^ g) & 1;
+  const int dsBig = dsRow + (dsSig << 2), dsSmall = dsRow + ((dsSig ^ 1) << 2);
+  // dV^T, dK^T: d rows (m-tile j: i = g, h = 0 / 1 for rows g / g + 8), keys 16 w + 8 kn + 2t, + 1.
+  float dKt[RB_NP][2][4], dVt[RB_NP][2][4];
+#pragma unroll
+  for (int j = 0; j < RB_NP; ++j)
+#pragma unroll
+    for (int kn = 0; kn < 2; ++kn)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        dKt[j][kn][e] = 0.0f;
+        dVt[j][kn][e] = 0.0f;
+      }
+  for (int q0 = qBegin; q0 < qEnd; q0 += RB_QT) {
+    __syncthreads();
+    if (!prefetch) fetchTile(q0);
+    qr.store(Qs);
+    dor.store(dOs);
+    if (pair >= 0) stats[pair] = st;
+    __syncthreads();
+    if (prefetch && q0 + RB_QT < qEnd) fetchTile(q0 + RB_QT);
+    float sc[4][4], dp[4][4];
+#pragma unroll
+    for (int n = 0; n < 4; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sc[n][e] = 0.0f;
+        dp[n][e] = 0.0f;
+      }
+    // D = 128: fully unrolled, the hoisted loads spill (8 bytes).
+    constexpr int scoreUnroll = D > 64 ? 4 : D / 8;
+#pragma unroll scoreUnroll
+    for (int s = 0; s < D / 8; ++s) {
+      const int o = (s >> 1) * 64 + (s & 1) * 32;
+      u32 kb[4], ks[4], vb[4], vs[4];
+      mosa_rb_frag4(kb, mosa_ld4(Ks + aBig + o));
+      mosa_rb_frag4(ks, mosa_ld4(Ks + aSmall + o));
+      mosa_rb_frag4(vb, mosa_ld4(Vs + aBig + o));
+      mosa_rb_frag4(vs, mosa_ld4(Vs + aSmall + o));
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        const int bo = n * 4 * RB_NP * 64 + o;
+        const float2 qb2 = *reinterpret_cast<const float2*>(Qs + bBig + bo);
+        const float2 qs2 = *reinterpret_cast<const float2*>(Qs + bSmall + bo);
+        const float2 db2 = *reinterpret_cast<const float2*>(dOs + bBig + bo);
+        const float2 ds2 = *reinterpret_cast<const float2*>(dOs + bSmall + bo);
+        u32 qb[2], qs[2], db[2], ds[2];
+        mosa_rb_frag2(qb, qb2.x, qb2.y);
+        mosa_rb_frag2(qs, qs2.x, qs2.y);
+        mosa_rb_frag2(db, db2.x, db2.y);
+        mosa_rb_frag2(ds, ds2.x, ds2.y);
+        mosa_rb_mma3(sc[n], kb, ks, qb, qs);
+        mosa_rb_mma3(dp[n], vb, vs, db, ds);
+      }
+    }
+    // P^T and dS^T in the accumulator layout: element e of n-tile n is key 16 w + g + 8 (e / 2),
+    // query q0 + 8 n + 2 t + e % 2. Only the diagonal tiles and the last one need the mask.
+    const bool masked = q0 < k0 + RB_KEYS || q0 + RB_QT > K;
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+      const float4 sn = stats[4 * n + t];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float l = (e & 1) ? sn.y : sn.x, dl = (e & 1) ? sn.w : sn.z;
+        float p = exp2f(sc[n][e] * sl2 - l);
+        if (masked) {
+          const int kj = k0 + 16 * w + g + 8 * (e >> 1), qi = q0 + 8 * n + 2 * t + (e & 1);
+          if (!(kj <= qi && qi < K)) p = 0.0f;
+        }
+        sc[n][e] = p;
+        dp[n][e] = p * (dp[n][e] - dl);
+      }
+    }
+    // dV^T += dO^T P^T', dK^T += Q^T dS^T' over the tile's queries: k step s = the scores' n-tile s,
+    // B n-tile kn = the warp's keys 8 kn .. (accumulator elements 2 kn, 2 kn + 1).
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      u32 pb[2][2], ps[2][2], sb[2][2], ss[2][2];
+#pragma unroll
+      for (int kn = 0; kn < 2; ++kn) {
+        mosa_rb_split2(pb[kn], ps[kn], sc[s][2 * kn], sc[s][2 * kn + 1]);
+        mosa_rb_split2(sb[kn], ss[kn], dp[s][2 * kn], dp[s][2 * kn + 1]);
+      }
+      if (s & 1) {
+        // dS of n-tiles s - 1, s as dQ's A operand: rows r = 8 (s - 1) + 2t + e and r + 8, key pair
+        // kp = 8 w + g; qp = 8 (s / 2) + 2t + e, so the swizzles are t and (g ^ e) % 2.
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          u32 b0, s0, b1, s1, b2, s2, b3, s3;
+          mosa_split(dp[s - 1][e], b0, s0);
+          mosa_split(dp[s][e], b1, s1);
+          mosa_split(dp[s - 1][2 + e], b2, s2);
+          mosa_split(dp[s][2 + e], b3, s3);
+          const int at = (((8 * (s >> 1) + 2 * t + e) * 32 + 8 * w + (g ^ t)) * 2) * 4;
+          const int sig = (g ^ e) & 1;
+          mosa_st4(dSs + at + (sig << 2), make_float4(__uint_as_float(b0), __uint_as_float(b1), __uint_as_float(b2),
+                                                      __uint_as_float(b3)));
+          mosa_st4(dSs + at + ((sig ^ 1) << 2), make_float4(__uint_as_float(s0), __uint_as_float(s1),
+                                                            __uint_as_float(s2), __uint_as_float(s3)));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < RB_NP; ++j) {
+        const int ao = s * 4 * RB_NP * 64 + j * 64;
+        u32 ob[4], os[4], qb[4], qs[4];
+        mosa_rb_frag4(ob, mosa_ld4(dOs + rBig + ao));
+        mosa_rb_frag4(os, mosa_ld4(dOs + rSmall + ao));
+        mosa_rb_frag4(qb, mosa_ld4(Qs + rBig + ao));
+        mosa_rb_frag4(qs, mosa_ld4(Qs + rSmall + ao));
+#pragma unroll
+        for (int kn = 0; kn < 2; ++kn) {
+          mosa_rb_mma3(dVt[j][kn], ob, os, pb[kn], ps[kn]);
+          mosa_rb_mma3(dKt[j][kn], qb, qs, sb[kn], ss[kn]);
+        }
+      }
+    }
+    __syncthreads();
+    // dQ (queries 16 (w % 2) .., the n-pairs of half w / 2 of d) += dS K over the 64 keys.
+    {
+      constexpr int NJ = RB_NP / 2;
+      const int j0 = (w >> 1) * NJ;
+      float gq[NJ][2][4];
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) gq[j][h][e] = 0.0f;
+#pragma unroll
+      for (int s = 0; s < RB_KEYS / 8; ++s) {
+        u32 ab[4], as[4];
+        mosa_rb_frag4(ab, mosa_ld4(dSs + dsBig + 32 * s));
+        mosa_rb_frag4(as, mosa_ld4(dSs + dsSmall + 32 * s));
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) {
+          const int ko = s * 4 * RB_NP * 64 + (j0 + j) * 64;
+          const float4 kb = mosa_ld4(Ks + rBig + ko), ks = mosa_ld4(Ks + rSmall + ko);
+          u32 bb0[2], bs0[2], bb1[2], bs1[2];
+          mosa_rb_frag2(bb0, kb.x, kb.y);
+          mosa_rb_frag2(bs0, ks.x, ks.y);
+          mosa_rb_frag2(bb1, kb.z, kb.w);
+          mosa_rb_frag2(bs1, ks.z, ks.w);
+          mosa_rb_mma3(gq[j][0], ab, as, bb0, bs0);
+          mosa_rb_mma3(gq[j][1], ab, as, bb1, bs1);
+        }
+      }
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int qi = q0 + 16 * (w & 1) + g + 8 * hh;
+        if (qi >= K) continue;
+        float* d = dq + base + (usize)qi * D + 4 * t;
+#pragma unroll
+        for (int j = 0; j < NJ; ++j)
+          mosa_red4(d + 16 * (j0 + j), gq[j][0][2 * hh] * scale, gq[j][0][2 * hh + 1] * scale,
+                    gq[j][1][2 * hh] * scale, gq[j][1][2 * hh + 1] * scale);
+      }
+    }
+  }
+  // dK^T, dV^T element e of (j, kn): d = 16 j + 4 (g / 2) + 2 (e / 2) + g % 2, key 16 w + 8 kn + 2t + e % 2.
+#pragma unroll
+  for (int kn = 0; kn < 2; ++kn)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int kj = k0 + 16 * w + 8 * kn + 2 * t + c;
+      if (kj >= K) continue;
+      float* a = dk + base + (usize)kj * D + 4 * (g >> 1) + (g & 1);
+      float* b = dv + base + (usize)kj * D + 4 * (g >> 1) + (g & 1);
+#pragma unroll
+      for (int j = 0; j < RB_NP; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float gk = dKt[j][kn][2 * h + c] * scale, gv = dVt[j][kn][2 * h + c];
+          if (S == 1) {
+            a[16 * j + 2 * h] = gk;
+            b[16 * j + 2 * h] = gv;
+          } else {
+            atomicAdd(a + 16 * j + 2 * h, gk);
+            atomicAdd(b + 16 * j + 2 * h, gv);
+          }
+        }
+    }
+}
+#endif
+
 // ---------------------------------------------------------------- the library-GEMM route
 // Where the selected rows are many (cudaGemms in programs.ts), the projections and weight
 // gradients run as batched float32 GEMMs of the backend's matmul (cuBLASLt on CUDA) on gathered
@@ -1314,6 +1713,8 @@ export function mosaCudaSharedBytes(D: number, entry: string): number {
   const probs = t.BQ * (t.BQ + 4) * 4
   if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
   if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
+  // Register backward: K, V (64 rows) and Q, dO (32 rows) split (2 floats an element), dS split.
+  if (entry === 'mosa_attend_backward_rb') return 4 * (2 * 64 * 2 * D + 2 * 32 * 2 * D + 32 * 2 * 64)
   const staticOnly = [
     'mosa_select',
     'mosa_attend_delta',

@@ -87,3 +87,4 @@ static inline void mosa_mma(float (&c)[4], const unsigned (&a)[4], const unsigne
 }
 // Atomic reductions: fibers never interleave inside a call, so a plain add is atomic here.
 static inline void mosa_red2(float* p, float a, float b) { p[0] += a; p[1] += b; }
+static inline void mosa_red4(float* p, float a, float b, float c, float d) { p[0] += a; p[1] += b; p[2] += c; p[3] += d; }
