@@ -93,5 +93,6 @@ static inline void mosa_mma(float (&c)[4], const unsigned (&a)[4], const unsigne
   }
   __syncwarp();
 }
+static inline float mosa_ex2(float x) { return exp2f(x); }
 // Atomic reductions: fibers never interleave inside a call, so a plain add is atomic here.
 static inline void mosa_red2(float* p, float a, float b) { p[0] += a; p[1] += b; }
