@@ -10,10 +10,22 @@ import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
 import { cudaKernelVariant, kernelConfigs, type Language } from './programs.js'
 
+// One source string per head dim and variant, handed to every launch as the same object (the
+// backend looks its hash up by the string; a fresh copy costs a comparison of ~60 KB a launch).
+const cudaSources = new Map<string, string>()
+
 export const CUDA: Language = {
   language: 'cuda',
   backendName: 'cuda',
-  source: (D) => mosaCudaSource(D, { ...cudaKernelVariant }),
+  source: (D) => {
+    const key = `${D}${JSON.stringify(cudaKernelVariant)}`
+    let source = cudaSources.get(key)
+    if (source === undefined) {
+      source = mosaCudaSource(D, { ...cudaKernelVariant })
+      cudaSources.set(key, source)
+    }
+    return source
+  },
   moduleTag: () =>
     (cudaKernelVariant.fragmentUnroll === 2 ? '' : `-u${cudaKernelVariant.fragmentUnroll}`) +
     (cudaKernelVariant.dqBlocksUnroll === 0 ? '' : `-dqbu${cudaKernelVariant.dqBlocksUnroll}`) +
