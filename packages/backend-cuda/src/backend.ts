@@ -463,6 +463,8 @@ export class CudaBackend implements Backend {
     let h = this.sourceHashes.get(source)
     if (h === undefined) {
       h = hashString(source)
+      // Bounded: programs that generate a new source per call must not grow it forever.
+      if (this.sourceHashes.size >= 256) this.sourceHashes.clear()
       this.sourceHashes.set(source, h)
     }
     return h

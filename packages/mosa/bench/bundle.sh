@@ -23,14 +23,17 @@ cp -rL "$(ls -d node_modules/.pnpm/@koromix+koffi-linux-x64@*/node_modules/@koro
 cp packages/mosa/bench/torch_baseline.py packages/mosa/bench/trace_sum.py "$out/"
 cp packages/mosa/bench/run-h100.sh "$out/run.sh"
 cp -r packages/backend-cuda/kernels "$out/kernels"
-# SASS of the GEMM/attention loops, new and earlier main loop (D = 64), where nvcc is here.
+# SASS of the GEMM/attention loops of the sources.ts variants (D = 64), where nvcc is here.
 if command -v nvcc >/dev/null; then
   mkdir -p "$out/sass"
   "$esbuild" packages/mosa/bench/sources.ts --bundle --platform=node --format=esm --outfile="$out/sass/sources.mjs" --log-level=warning
   node "$out/sass/sources.mjs" "$out/sass" && rm "$out/sass/sources.mjs"
-  for v in new old; do
-    nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o "$out/sass/mosa64-$v.cubin" "$out/sass/mosa64-$v.cu"
-    rm "$out/sass/mosa64-$v.cu"
+  # ptxas's registers and spills of each variant's kernels beside the cubins (ptxas.txt).
+  for src in "$out"/sass/mosa64-*.cu; do
+    v="$(basename "$src" .cu)"
+    echo "== $v" >>"$out/sass/ptxas.txt"
+    nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -Xptxas -v -o "$out/sass/$v.cubin" "$src" 2>>"$out/sass/ptxas.txt"
+    rm "$src"
   done
   cp packages/mosa/bench/sass_loops.py "$out/sass/"
 fi

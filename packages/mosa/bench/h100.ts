@@ -9,7 +9,8 @@
  *   python3 torch_baseline.py --out $OUT            # PyTorch part, same GPU, same call
  *   node h100.mjs --report --out $OUT               # the table
  *
- * --quick runs tiny sizes (a smoke test on any backend, e.g. --backend cpu or webgpu).
+ * --quick runs tiny sizes (a smoke test on any backend, e.g. --backend cpu or webgpu);
+ * --profile adds the per-kernel profile and A/B rows at T = 8192, --profile-only skips the layer table.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -346,6 +347,64 @@ async function registerBackwardAb(
 }
 
 /**
+ * The ceiling of the attention kernels' tensor-core instruction: mma.sync m16n8k8 TF32 with
+ * float32 accumulation, operands in registers, 8 independent accumulators a warp, at 4 warps per
+ * SM sub-partition (16 a SM) and at 1 (what one warp can issue on its own). GFLOP counts the TF32
+ * products (a 3xTF32 float32 product is three of them).
+ */
+async function mmaCeiling(be: Backend, print: (r: Record<string, unknown>) => void) {
+  const source = `
+extern "C" __global__ void __launch_bounds__(128) mma_ceiling(float* out, int iters) {
+  unsigned a[4], b[2];
+  for (int i = 0; i < 4; ++i) a[i] = __float_as_uint(1.0f + 1e-3f * (threadIdx.x + i)) & 0xffffe000u;
+  for (int i = 0; i < 2; ++i) b[i] = __float_as_uint(1e-3f * (threadIdx.x - i)) & 0xffffe000u;
+  float c[8][4];
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 4; ++e) c[j][e] = 0.0f;
+  for (int it = 0; it < iters; ++it)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      asm volatile(
+          "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+          : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  float s = 0.0f;
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 4; ++e) s += c[j][e];
+  out[blockIdx.x * 128 + threadIdx.x] = s;
+}
+`
+  const sms = 132
+  const iters = 4096
+  for (const [label, blocks] of [
+    ['4 warps/SMSP', 4 * sms],
+    ['1 warp/SMSP', sms],
+  ] as [string, number][]) {
+    const ms = await timeIt(be, () => {
+      const outs = be.runProgram!({
+        language: 'cuda',
+        name: 'mma-ceiling',
+        source,
+        entryPoint: 'mma_ceiling',
+        grid: [blocks, 1, 1],
+        block: [128, 1, 1],
+        inputs: [],
+        outputs: [{ shape: [blocks * 128], dtype: 'float32' }],
+        scalars: [{ type: 'i32', value: iters }],
+      })
+      for (const o of outs) be.release(o.dataId)
+      return []
+    })
+    print({
+      case: 'ceiling',
+      kernel: `mma.sync tf32 m16n8k8, ${label}`,
+      ms,
+      gflop: (blocks * 4 * iters * 8 * 2048) / 1e9,
+    })
+  }
+}
+
+/**
  * Where the fused layer's time goes at T = 8192: each fused kernel launched on its own (device
  * time, median of 5), its FLOPs (attention causal, backward counted as 2.5x forward) and rate;
  * the dense heads' attention through the fused kernel and through core's attention.
@@ -361,6 +420,7 @@ async function profile(be: Backend) {
       `profile ${String(r.case).padEnd(10)} ${String(r.kernel).padEnd(34)} ${(r.ms as number).toFixed(3).padStart(8)} ms ${gf.toFixed(1).padStart(7)} GFLOP ${(gf / (r.ms as number)).toFixed(1).padStart(6)} TFLOP/s`,
     )
   }
+  await mmaCeiling(be, print)
   for (const sparsity of [4, 16]) {
     const T = 8192
     const B = 1
@@ -488,24 +548,53 @@ async function profile(be: Backend) {
     type Setting = {
       backward?: Partial<typeof cudaAttendBackward>
       kernel?: Partial<typeof cudaKernelVariant>
+      split?: Partial<typeof cudaAttendSplit>
     }
     const withSetting = async <R>(set: Setting, fn: () => Promise<R>) => {
-      const saved = { backward: { ...cudaAttendBackward }, kernel: { ...cudaKernelVariant } }
+      const saved = {
+        backward: { ...cudaAttendBackward },
+        kernel: { ...cudaKernelVariant },
+        split: { ...cudaAttendSplit },
+      }
       Object.assign(cudaAttendBackward, set.backward ?? {})
       Object.assign(cudaKernelVariant, set.kernel ?? {})
+      Object.assign(cudaAttendSplit, set.split ?? {})
       try {
         return await fn()
       } finally {
         Object.assign(cudaAttendBackward, saved.backward)
         Object.assign(cudaKernelVariant, saved.kernel)
+        Object.assign(cudaAttendSplit, saved.split)
       }
     }
     // The earlier backward kernels (mosa_attend_backward(_atomic)); their settings A/B below.
     const oldBackward: Setting = { kernel: { registerBackward: false } }
     const old = (set: Setting): Setting => ({ ...set, kernel: { ...set.kernel, registerBackward: false } })
+    // The forward attention before the register kernel (scores and probabilities through shared
+    // memory, 256 threads, 64 queries a block).
+    const smemAttend: Setting = { kernel: { registerAttend: false } }
+    // Tunings of the register forward: Q split at every key tile instead of once (the first H100
+    // run's kernel; half the shared memory), 16- and 64-key tiles, 3 blocks per SM (168 registers).
+    const attendTunings: [string, Setting][] = [
+      ['Q split per tile', { kernel: { attendSplitQ: false } }],
+      ['16-key tiles', { kernel: { attendKeyTile: 16 } }],
+      [
+        '16-key tiles, Q split per tile, 3 blocks/SM',
+        { kernel: { attendKeyTile: 16, attendSplitQ: false, attendMinBlocks: 3 } },
+      ],
+      ['64-key tiles, Q split per tile', { kernel: { attendKeyTile: 64, attendSplitQ: false } }],
+    ]
+    // The forward's output and log-sum-exp, earlier kernel against the register kernel (max-normalised).
+    const attendAgreement = async (fn: () => Tensor[]) => {
+      const [oa, la] = fn()
+      const [ob, lb] = await withSetting(smemAttend, async () => fn())
+      const r = `out ${relError(await host(ob), await host(oa)).toExponential(2)}, lse ${relError(await host(lb), await host(la)).toExponential(2)}`
+      dispose([oa, la, ob, lb])
+      return r
+    }
     const before: Setting = old({
       backward: { atomicDq: true, precomputedDelta: false },
-      kernel: { batchedRowLoads: false },
+      kernel: { batchedRowLoads: false, registerAttend: false },
     })
     const rowLoop: Setting = { kernel: { batchedRowLoads: false } }
     const mosaBackward = () => runKernel(KERNELS.attendBackward, { q, k, v, out: o, lse, dout }, { scale })
@@ -522,10 +611,26 @@ async function profile(be: Backend) {
     ]
     print({
       case: name,
-      kernel: 'attend, row-loop loads (A/B)',
-      ms: await withSetting(rowLoop, () => timeIt(be, attendOnce)),
+      kernel: 'attend, earlier kernel (A/B)',
+      ms: await withSetting(smemAttend, () => timeIt(be, attendOnce)),
       gflop: attn,
     })
+    print({
+      case: name,
+      kernel: 'attend, earlier kernel, row-loop loads (A/B)',
+      ms: await withSetting({ kernel: { registerAttend: false, batchedRowLoads: false } }, () =>
+        timeIt(be, attendOnce),
+      ),
+      gflop: attn,
+    })
+    for (const [label, set] of attendTunings)
+      print({
+        case: name,
+        kernel: `attend, ${label} (A/B)`,
+        ms: await withSetting(set, () => timeIt(be, attendOnce)),
+        gflop: attn,
+      })
+    console.log(`profile ${name} attend, earlier vs register kernel: ${await attendAgreement(attendOnce)}`)
     for (const [label, set] of backwardVariants)
       print({
         case: name,
@@ -601,6 +706,7 @@ async function profile(be: Backend) {
     }
     for (const [label, set] of [
       ['old backward kernels', oldBackward],
+      ['earlier forward attention', smemAttend],
       ['row-loop loads', rowLoop],
       ['before (atomic dQ, delta per block, row loop)', before],
       ['GEMMs split per use', splitUse],
@@ -718,6 +824,15 @@ async function profile(be: Backend) {
       ms: (await timeLayer(p, x, { path: 'fused', iters: 5, backward: false })).ms,
       gflop: 0,
     })
+    print({
+      case: name,
+      kernel: 'layer fwd only, earlier forward attention (A/B)',
+      ms: await withSetting(
+        smemAttend,
+        async () => (await timeLayer(p, x, { path: 'fused', iters: 5, backward: false })).ms,
+      ),
+      gflop: 0,
+    })
     dispose(ps)
     // The two dense heads' attention: [B, 2, T, D], fused kernel vs core's attention.
     const [dq, dk, dv, ddo] = [0, 1, 2, 3].map(() => rng.normal([B, 2, T, D], 0, 1, { backend: be }))
@@ -737,14 +852,36 @@ async function profile(be: Backend) {
       ms: await timeIt(be, denseBackward),
       gflop: 2.5 * dAttn,
     })
+    const denseAttend = () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })
     print({
       case: name,
-      kernel: 'dense heads: attend, row-loop loads (A/B)',
-      ms: await withSetting(rowLoop, () =>
-        timeIt(be, () => runKernel(KERNELS.attend, { q: dq, k: dk, v: dv }, { scale })),
+      kernel: 'dense heads: attend, earlier kernel (A/B)',
+      ms: await withSetting(smemAttend, () => timeIt(be, denseAttend)),
+      gflop: dAttn,
+    })
+    print({
+      case: name,
+      kernel: 'dense heads: attend, earlier kernel, row-loop loads (A/B)',
+      ms: await withSetting({ kernel: { registerAttend: false, batchedRowLoads: false } }, () =>
+        timeIt(be, denseAttend),
       ),
       gflop: dAttn,
     })
+    for (const [label, set] of [
+      ...attendTunings,
+      ['parts of 512 keys', { split: { tiles: 8 } }],
+      ['parts of 2048 keys', { split: { tiles: 32 } }],
+      ['not split', { split: { tiles: 1e9 } }],
+    ] as [string, Setting][])
+      print({
+        case: name,
+        kernel: `dense heads: attend, ${label} (A/B)`,
+        ms: await withSetting(set, () => timeIt(be, denseAttend)),
+        gflop: dAttn,
+      })
+    console.log(
+      `profile ${name} dense heads: attend, earlier vs register kernel: ${await attendAgreement(denseAttend)}`,
+    )
     for (const [label, set] of [
       ...backwardVariants,
       ['old, dQ blocks unrolled by 2 (before)', old({ kernel: { dqBlocksUnroll: 2 } })],
@@ -970,12 +1107,13 @@ async function main() {
   const checked = await check(be)
   console.log(`check: ${JSON.stringify(checked)}`)
   writeFileSync(join(out, 'cases.json'), JSON.stringify(cases(), null, 1))
-  const rows = await bench(be)
+  // --profile-only: the check and the profile, without the layer table (a shorter device call).
+  const rows = flag('profile-only') ? [] : await bench(be)
   writeFileSync(
     join(out, 'mosa.json'),
     JSON.stringify({ device: be.info().device, dtype: benchDType, check: checked, rows }, null, 1),
   )
-  if (flag('profile')) {
+  if (flag('profile') || flag('profile-only')) {
     try {
       await profile(be)
     } catch (e) {

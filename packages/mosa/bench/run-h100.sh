@@ -21,9 +21,9 @@ grep '^profile\|failed' "$OUT/attnkit-log.txt"
 # SASS instruction mix of the loops with HMMA (bundle.sh's cubins), where cuobjdump exists.
 cuobjdump=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1 || true)
 if [ -d "$here/sass" ] && [ -n "$cuobjdump" ]; then
-  for v in new old; do "$cuobjdump" -sass "$here/sass/mosa64-$v.cubin" >"/tmp/mosa64-$v.sass"; done
-  python3 "$here/sass/sass_loops.py" /tmp/mosa64-new.sass /tmp/mosa64-old.sass >"$OUT/sass-log.txt" 2>&1
-  grep -E 'mosa_(project|weight_grad_qkv|attend_backward)\b' "$OUT/sass-log.txt" | head -12
+  for c in "$here"/sass/mosa64-*.cubin; do "$cuobjdump" -sass "$c" >"/tmp/$(basename "$c" .cubin).sass"; done
+  python3 "$here/sass/sass_loops.py" /tmp/mosa64-*.sass >"$OUT/sass-log.txt" 2>&1
+  grep -E 'mosa_attend(_part)?:' "$OUT/sass-log.txt" | head -12
 fi
 if [ "${NCU:-1}" != 0 ]; then
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)

@@ -1,10 +1,19 @@
-// Writes the D = 64 CUDA source of the shipped kernels and of the earlier GEMM main loop
-// (splitStage: false, dQ blocks unrolled by 2) to the folder given, for nvcc + cuobjdump
-// (bundle.sh compiles them; run.sh counts the SASS of the HMMA loops where cuobjdump exists).
+// Writes D = 64 CUDA sources to the folder given, for nvcc + cuobjdump (bundle.sh compiles them;
+// run-h100.sh counts the SASS of the HMMA loops where cuobjdump exists): the shipped kernels
+// (new), the earlier forward attention (old: scores and probabilities through shared memory)
+// and the register forward's other tunings the bench times.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { mosaCudaSource } from '../src/kernels/mosa.cu.js'
+import { type MosaCudaOptions, mosaCudaSource } from '../src/kernels/mosa.cu.js'
 
 const dir = process.argv[2] ?? '.'
-writeFileSync(join(dir, 'mosa64-new.cu'), mosaCudaSource(64))
-writeFileSync(join(dir, 'mosa64-old.cu'), mosaCudaSource(64, { splitStage: false, dqBlocksUnroll: 2 }))
+const variants: Record<string, MosaCudaOptions> = {
+  new: {},
+  old: { registerAttend: false },
+  qraw: { attendSplitQ: false },
+  k16: { attendKeyTile: 16 },
+  k16b3qraw: { attendKeyTile: 16, attendSplitQ: false, attendMinBlocks: 3 },
+  k64qraw: { attendKeyTile: 64, attendSplitQ: false },
+}
+for (const [name, opts] of Object.entries(variants))
+  writeFileSync(join(dir, `mosa64-${name}.cu`), mosaCudaSource(64, opts))

@@ -1,4 +1,4 @@
-import { setBackend } from '@attnkit/core'
+import { dispose, Rng, runKernel, setBackend, type Tensor, tensor } from '@attnkit/core'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { cudaGemms, cudaLibraryGemms } from '../src/fused/library-gemms.js'
 import {
@@ -8,9 +8,53 @@ import {
   cudaAttendSplit,
   cudaKernelVariant,
 } from '../src/fused/programs.js'
-import type { MosaConfig } from '../src/index.js'
+import { ensureFusedKernels } from '../src/fused/register.js'
+import { KERNELS, type MosaConfig } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emu/emulated-cuda.js'
 import { expectFusedMatchesPortable } from './fused-check.js'
+import { relError } from './helpers.js'
+
+/**
+ * The fused forward attention alone (mosa_attend, or mosa_attend_part + combine) on random
+ * q, k, v [B, H, K, D] against causal attention in float64: max-normalised errors of out and lse.
+ */
+async function attendErrors(B: number, H: number, K: number, D: number, seed: number) {
+  ensureFusedKernels()
+  const rng = new Rng(seed)
+  const host = [0, 1, 2].map(() => Float64Array.from(Float32Array.from(rng.normalArray(B * H * K * D))))
+  const [q, k, v] = host.map((a) => tensor(a, [B, H, K, D], 'float32'))
+  const scale = 1 / Math.sqrt(D)
+  const [out, lse] = runKernel(KERNELS.attend, { q, k, v }, { scale }) as Tensor[]
+  const refOut = new Float64Array(B * H * K * D)
+  const refLse = new Float64Array(B * H * K)
+  const [qh, kh, vh] = host
+  for (let bh = 0; bh < B * H; bh++)
+    for (let i = 0; i < K; i++) {
+      const row = bh * K + i
+      const s = new Float64Array(i + 1)
+      let m = -Infinity
+      for (let j = 0; j <= i; j++) {
+        let dot = 0
+        for (let d = 0; d < D; d++) dot += qh[row * D + d] * kh[(bh * K + j) * D + d]
+        s[j] = dot * scale
+        m = Math.max(m, s[j])
+      }
+      let l = 0
+      for (let j = 0; j <= i; j++) {
+        s[j] = Math.exp(s[j] - m)
+        l += s[j]
+      }
+      refLse[row] = m + Math.log(l)
+      for (let j = 0; j <= i; j++)
+        for (let d = 0; d < D; d++) refOut[row * D + d] += (s[j] / l) * vh[(bh * K + j) * D + d]
+    }
+  const errors = {
+    out: relError(Float64Array.from(await out.data()), refOut),
+    lse: relError(Float64Array.from(await lse.data()), refLse),
+  }
+  dispose([q, k, v, out, lse])
+  return errors
+}
 
 const missing = emulatorUnavailable()
 
@@ -23,6 +67,39 @@ describe.skipIf(missing)(
       await setBackend(emulator)
     })
     const base: MosaConfig = { dModel: 20, headDim: 32, denseHeads: 0, sparseHeads: 3, sparsity: 3 }
+
+    // Rows that end mid-tile (K a multiple of neither the key tile nor the 64 or 128 queries of a
+    // block) and head dims with one and two m-tiles per warp: a wrong key permutation in P . V, a
+    // wrong diagonal or a missed row shows at once against the float64 reference. Each register
+    // forward tuning (key tiles of 16, 32, 64; Q split once or per tile) and the earlier kernel,
+    // whole and split over keys.
+    it('forward attention kernel against float64: K = 150, 200, D = 32, 64, 128, whole and split, every variant', async () => {
+      const saved = { tiles: cudaAttendSplit.tiles, variant: { ...cudaKernelVariant } }
+      const variants: [Partial<typeof cudaKernelVariant>, number[]][] = [
+        [{}, [32, 64, 128]],
+        [{ attendSplitQ: false }, [64, 128]],
+        [{ attendKeyTile: 16 }, [64]],
+        [{ attendKeyTile: 64, attendSplitQ: false }, [32, 64]],
+        [{ registerAttend: false }, [32, 64, 128]],
+      ]
+      const shapes = { 32: [2, 1, 200], 64: [1, 2, 150], 128: [1, 1, 150] } as Record<number, number[]>
+      try {
+        for (const [variant, dims] of variants)
+          for (const D of dims)
+            for (const tiles of [saved.tiles, 1]) {
+              Object.assign(cudaKernelVariant, saved.variant, variant)
+              cudaAttendSplit.tiles = tiles
+              const [B, H, K] = shapes[D]
+              const e = await attendErrors(B, H, K, D, K + D + tiles)
+              const what = `${JSON.stringify(variant)}, K ${K}, D ${D}, split tiles ${tiles}: ${JSON.stringify(e)}`
+              expect(e.out, what).toBeLessThan(2e-6)
+              expect(e.lse, what).toBeLessThan(2e-6)
+            }
+      } finally {
+        cudaAttendSplit.tiles = saved.tiles
+        Object.assign(cudaKernelVariant, saved.variant)
+      }
+    })
 
     it('match the portable path: forward, selection and every gradient (batch 2)', async () => {
       await expectFusedMatchesPortable(base, 2, 40, 1)

@@ -24,6 +24,10 @@ export interface Language {
   sharedBytes?(D: number, entry: string): number
   /** CUDA block (ignored by WGSL, whose source declares its workgroup size). */
   block?: readonly [number, number, number]
+  /** CUDA block of one entry point, where it differs from `block`. */
+  entryBlock?(D: number, entry: string): readonly [number, number, number] | undefined
+  /** Queries per block of the forward attention (default tiles(D).BQ). */
+  attendQueries?(D: number): number
   /** Entry point names differ in style only. */
   entry(name: string): string
 }
@@ -38,7 +42,9 @@ type Inputs = Record<string, TensorInfo>
  * When the CUDA forward attention splits each query tile's keys over several blocks: only for
  * few, long rows (fewer than `maxBlocks` query tiles in all, each of more than `tiles` key tiles:
  * the dense heads at long T), where one block per query tile leaves the longest rows as the tail.
- * Mutable for tests (small `tiles` exercises the split on small inputs).
+ * Tiles here are of 64 (tiles(D).BQ); each part takes `tiles` x 64 keys, rounded to whole query
+ * tiles of the kernel's own size (Language.attendQueries) and at least one. Mutable for tests
+ * (small `tiles` exercises the split on small inputs).
  */
 export const cudaAttendSplit = { tiles: 16, maxBlocks: 1024 }
 
@@ -73,12 +79,20 @@ export const cudaKernelVariant: {
   batchedRowLoads: boolean
   splitStage: boolean
   registerBackward: boolean
+  registerAttend: boolean
+  attendKeyTile: number
+  attendMinBlocks: number
+  attendSplitQ: boolean
 } = {
   fragmentUnroll: 2,
   dqBlocksUnroll: 0,
   batchedRowLoads: true,
   splitStage: true,
   registerBackward: true,
+  registerAttend: true,
+  attendKeyTile: 32,
+  attendMinBlocks: 0,
+  attendSplitQ: true,
 }
 
 /** Few long rows: more than cudaAttendSplit.tiles tiles per row, fewer than maxBlocks tiles in all. */
@@ -98,11 +112,21 @@ export function attendBackwardDelta(n: number, heads: number): boolean {
   return p === 'auto' ? attendBackwardAtomic(n, heads) && n > cudaAttendSplit.tiles : p
 }
 
-function attendSplit(lang: Language, n: number, heads: number): { S: number; L: number } | null {
+/**
+ * The split of the forward attention's keys for n tiles of 64 per row and `heads` rows, or null:
+ * S parts of L query tiles of `queries` each (nq of them per row).
+ */
+function attendSplit(
+  lang: Language,
+  n: number,
+  heads: number,
+  nq: number,
+  queries: number,
+): { S: number; L: number } | null {
   if (lang.language !== 'cuda') return null
-  const L = cudaAttendSplit.tiles
   if (!fewLongRows(n, heads)) return null
-  return { S: cdiv(n, L), L }
+  const L = Math.max(1, Math.round((cudaAttendSplit.tiles * 64) / queries))
+  return { S: cdiv(nq, L), L }
 }
 
 function runner(lang: Language, backend: Backend, D: number) {
@@ -113,7 +137,8 @@ function runner(lang: Language, backend: Backend, D: number) {
     inputs: TensorInfo[],
     outputs: ProgramSpec['outputs'],
     scalars: ProgramSpec['scalars'],
-    block: ProgramSpec['block'] = lang.block,
+    // Per entry point where the language says (the register attention kernels' 128 threads).
+    block: ProgramSpec['block'] = lang.entryBlock?.(D, entry) ?? lang.block,
   ) =>
     backend.runProgram!({
       language: lang.language,
@@ -198,15 +223,16 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
     kernel(KERNELS.attend, ({ q, k, v }, attrs: { scale: number }, backend) => {
       const [B, Hs, K, D] = q.shape
       const { tiles, run } = runner(lang, backend, D)
-      const n = cdiv(K, tiles.BQ)
-      const split = attendSplit(lang, n, B * Hs)
+      const queries = lang.attendQueries?.(D) ?? tiles.BQ
+      const nq = cdiv(K, queries)
+      const split = attendSplit(lang, cdiv(K, tiles.BQ), B * Hs, nq, queries)
       if (split) {
         // Few long rows (the dense heads): key ranges of split.L tiles in parallel, then merged.
         const { S, L } = split
         const rows = B * Hs * K
         const parts = run(
           'mosa_attend_part',
-          [n * S, Hs, B],
+          [nq * S, Hs, B],
           [q, k, v],
           [
             { shape: [S, rows, D], dtype: 'float32' },
@@ -230,7 +256,7 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       }
       return run(
         'mosa_attend',
-        [cdiv(K, tiles.BQ), Hs, B],
+        [nq, Hs, B],
         [q, k, v],
         [
           { shape: [B, Hs, K, D], dtype: 'float32' },

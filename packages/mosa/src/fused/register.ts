@@ -1,5 +1,10 @@
 import { registerKernel } from '@attnkit/core'
-import { mosaCudaSharedBytes, mosaCudaSource } from '../kernels/mosa.cu.js'
+import {
+  mosaAttendQueries,
+  mosaCudaSharedBytes,
+  mosaCudaSource,
+  mosaCudaThreads,
+} from '../kernels/mosa.cu.js'
 import { mosaWgslSource } from '../kernels/mosa.wgsl.js'
 import { cudaTiles, wgslTiles } from '../kernels/tiles.js'
 import { registerFusedGradients } from './gradients.js'
@@ -40,11 +45,17 @@ export const CUDA: Language = {
     (cudaKernelVariant.dqBlocksUnroll === 0 ? '' : `-dqbu${cudaKernelVariant.dqBlocksUnroll}`) +
     (cudaKernelVariant.batchedRowLoads ? '' : '-rowloop') +
     (cudaKernelVariant.splitStage ? '' : '-splituse') +
-    (cudaKernelVariant.registerBackward ? '' : '-oldbwd'),
-  sharedBytes: mosaCudaSharedBytes,
+    (cudaKernelVariant.registerBackward ? '' : '-oldbwd') +
+    (cudaKernelVariant.registerAttend ? '' : '-smemattend') +
+    (cudaKernelVariant.attendKeyTile === 32 ? '' : `-akt${cudaKernelVariant.attendKeyTile}`) +
+    (cudaKernelVariant.attendMinBlocks === 0 ? '' : `-amb${cudaKernelVariant.attendMinBlocks}`) +
+    (cudaKernelVariant.attendSplitQ ? '' : '-qraw'),
+  sharedBytes: (D, entry) => mosaCudaSharedBytes(D, entry, cudaKernelVariant),
   maxHeadDim: 128,
   tiles: cudaTiles,
   block: [256, 1, 1],
+  entryBlock: (_D, entry) => [mosaCudaThreads(entry, cudaKernelVariant), 1, 1],
+  attendQueries: (D) => mosaAttendQueries(D, cudaKernelVariant),
   entry: (name) => name,
 }
 

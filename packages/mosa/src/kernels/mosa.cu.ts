@@ -2,9 +2,9 @@ import { cudaTiles } from './tiles.js'
 
 /**
  * CUDA C source of the fused MoSA kernels for one head dimension (NVRTC or nvcc; float32 data,
- * float32 accumulation; RoPE angles in double). Every kernel runs 256 threads as a 16 x 16 grid
- * (ty, tx). Binding follows core's ProgramSpec convention: input pointers, output pointers, then
- * scalars.
+ * float32 accumulation; RoPE angles in double). Every kernel but the forward attention runs 256
+ * threads as a 16 x 16 grid (ty, tx); the forward attention runs 128 (mosaCudaThreads). Binding
+ * follows core's ProgramSpec convention: input pointers, output pointers, then scalars.
  *
  * Kernels (per batch element b and MoSA head h; K = selected tokens, C = dModel):
  *  mosa_select                  radix top-k of the router logits + compaction in position order
@@ -26,10 +26,12 @@ import { cudaTiles } from './tiles.js'
  * The GEMMs share one main loop (mosa_gemm): a 128 x (16 TN) block tile on the tensor cores in
  * float32 accuracy (3xTF32: mma.sync m16n8k8 on TF32 halves of each operand), the next chunk
  * fetched into registers while this one is used, the tile handed to the epilogue through shared
- * memory as 8 x TN outputs per thread. The
- * attention kernels use 64 x 64 tiles: their products (S, dP, P.V, dV, dK, dQ) on the tensor
- * cores the same way (each warp a 16-row strip), the softmax and dS elementwise per thread (4 x 4
- * each) on the score tile in shared memory. Shared memory is dynamic (mosaCudaSharedBytes).
+ * memory as 8 x TN outputs per thread. The forward attention keeps each warp's rows in mma
+ * registers (FlashAttention-2 order, mosa_fa_tile: 4 warps of 32 query rows for D <= 64, of 16
+ * above, against 32-key tiles). The backward attention kernels use 64 x 64 tiles: their products
+ * (S, dP, dV, dK, dQ) on the tensor cores the same way (each warp a 16-row strip), the softmax and
+ * dS elementwise per thread (4 x 4 each) on the score tile in shared memory. Shared memory is
+ * dynamic (mosaCudaSharedBytes).
  */
 export interface MosaCudaOptions {
   /**
@@ -59,6 +61,48 @@ export interface MosaCudaOptions {
    * split once when staged; default true); false: only the earlier kernels (bench A/B).
    */
   registerBackward?: boolean
+  /**
+   * The forward attention (mosa_attend, mosa_attend_part) in FlashAttention-2 order: each warp
+   * keeps its query rows' scores, softmax and output in mma registers, 128 threads and
+   * mosaAttendQueries(D) queries per block (default true); false: the earlier kernel (256
+   * threads, 64 queries, scores and probabilities through shared memory; bench A/B).
+   */
+  registerAttend?: boolean
+  /** Keys per tile of the register forward (16, 32 or 64; 0, the default: 32, 16 for D = 128). */
+  attendKeyTile?: number
+  /** Blocks per SM the register forward is compiled for (its __launch_bounds__; 0, the default: 2). */
+  attendMinBlocks?: number
+  /**
+   * The register forward keeps Q split in its TF32 halves in shared memory (default true: split
+   * once, twice the bytes); false: unsplit, split at every key tile (bench A/B).
+   */
+  attendSplitQ?: boolean
+}
+
+/** Queries per block of the forward attention (mosa_attend, mosa_attend_part and their combine). */
+export function mosaAttendQueries(D: number, opts: MosaCudaOptions = {}): number {
+  return (opts.registerAttend ?? true) ? (D <= 64 ? 128 : 64) : cudaTiles(D).BQ
+}
+
+function registerAttendShape(D: number, opts: MosaCudaOptions) {
+  // D = 128: 16-key tiles, the staging registers of 32 keys would spill.
+  const keys = opts.attendKeyTile || (D > 96 ? 16 : 32)
+  // Whole 8-float staging units for each of the 128 threads.
+  if (![16, 32, 64].includes(keys) || (keys * D) % 1024 !== 0)
+    throw new Error(
+      `mosaCudaSource: attendKeyTile ${keys} does not fit head dim ${D} (16, 32 or 64, keys x D a multiple of 1024)`,
+    )
+  // The block's Q rows (split or not), and a tile of K and of V split in two halves.
+  const splitQ = opts.attendSplitQ ?? true
+  const bytes = (mosaAttendQueries(D, opts) * (splitQ ? 2 : 1) + 4 * keys) * D * 4
+  const blocks = opts.attendMinBlocks || 2
+  return { keys, bytes, blocks, splitQ }
+}
+
+/** Threads per block of a fused CUDA kernel (the forward attention's depend on the variant). */
+export function mosaCudaThreads(entry: string, opts: MosaCudaOptions = {}): number {
+  const forward = entry === 'mosa_attend' || entry === 'mosa_attend_part'
+  return forward && (opts.registerAttend ?? true) ? 128 : 256
 }
 
 export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
@@ -69,6 +113,8 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
   const splitStage = (opts.splitStage ?? true) && 256 % D === 0
   const dqBlocksUnroll = opts.dqBlocksUnroll ?? 0
   const registerBackward = opts.registerBackward ?? true
+  const registerAttend = opts.registerAttend ?? true
+  const fa = registerAttendShape(D, opts)
   // 0: fully (every fragment loop runs at most 16 steps).
   const unrollCount = (u: number) => (u === 0 ? 16 : u)
   const t = cudaTiles(D)
@@ -79,6 +125,10 @@ export function mosaCudaSource(D: number, opts: MosaCudaOptions = {}): string {
 #define MOSA_BATCHED_ROWS ${batched ? 1 : 0}
 #define MOSA_SPLIT_STAGE ${splitStage ? 1 : 0}
 #define MOSA_REGISTER_BACKWARD ${registerBackward ? 1 : 0}
+#define MOSA_REGISTER_ATTEND ${registerAttend ? 1 : 0}
+#define FKT ${fa.keys}
+#define MOSA_FA_BLOCKS ${fa.blocks}
+#define MOSA_FA_SPLIT_Q ${fa.splitQ ? 1 : 0}
 #define MOSA_UNROLL ${unrollCount(unroll)}
 #define MOSA_DQB_UNROLL ${unrollCount(dqBlocksUnroll)}
 #define TN (D / 16)
@@ -235,7 +285,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_select(const float* __res
 // Products on the tensor cores in float32 accuracy: each operand x is split into a TF32 part
 // big = tf32(x) and the TF32 rest small = tf32(x - big), and a*b is accumulated (in float32) as
 // small_a*big_b + big_a*small_b + big_a*big_b (the dropped small*small term is below float32
-// rounding). The test emulator (MOSA_EMU) supplies its own mosa_tf32 and mosa_mma.
+// rounding). The test emulator (MOSA_EMU) supplies its own mosa_tf32, mosa_mma, mosa_red2 and mosa_ex2.
 #ifndef MOSA_EMU
 __device__ __forceinline__ u32 mosa_tf32(float x) {
   u32 r;
@@ -252,6 +302,13 @@ __device__ __forceinline__ void mosa_mma(float (&c)[4], const u32 (&a)[4], const
 // *p += a, p[1] += b as one 8-byte atomic reduction (sm_90).
 __device__ __forceinline__ void mosa_red2(float* p, float a, float b) {
   asm volatile("red.global.v2.f32.add [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+}
+// 2^x in one MUFU.EX2: exp2f adds a subnormal-range rescale around it, and results below 2^-126
+// (probabilities under 1e-38 of the row's largest) only flush to zero here.
+__device__ __forceinline__ float mosa_ex2(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
 }
 #endif
 __device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
@@ -945,20 +1002,378 @@ __device__ __forceinline__ void mosa_attend_tile(float* smem, int qt, int t0, in
   else mosa_tile_write(out + base, o, q0, K, 1.0f, lS);
 }
 
-// Grid (ceil(K/AB), Hs, B): one query tile against every key tile up to the diagonal.
-extern "C" __global__ void MOSA_ATTEND_BOUNDS mosa_attend(const float* __restrict__ q,
+// ---------------------------------------------------------------- forward attention in registers
+// FlashAttention-2 order (MOSA_REGISTER_ATTEND): 4 warps, each owning FMT m-tiles of 16 query rows
+// (FQ = 64 FMT rows per block) for the whole key loop. S and the output stay in mma accumulators
+// and the online softmax runs on them, so no score tile goes through shared memory. Two m-tiles
+// per warp (D <= 64) make every K and V fragment loaded from shared memory feed two rows of mma:
+// with one, the fragment loads alone would take about as much shared-memory bandwidth as the
+// tensor cores take time. K and V come in tiles of FKT keys, split into TF32 halves once when
+// staged (for the 4 warps together), in fragment order: one 16-byte load gives a lane both halves
+// of a B fragment, in the registers mma takes them. Q is kept unsplit in shared memory (the
+// registers could not hold it) and split at each use, which costs ALU issue slots, not bandwidth.
+#define FMT (D <= 64 ? 2 : 1)
+#define FQ (64 * FMT)
+#define FKN (FKT / 8)
+#define FSTEPS (D / 8)
+// Staging units of 8 floats per thread and tile, K and V alike (FKT * D / 8 units over 128 threads).
+#define FUNITS (FKT * D / 1024)
+#define MOSA_FA_BOUNDS __launch_bounds__(128, MOSA_FA_BLOCKS)
+
+// Where lane l's float4 sits in a 32-float4 fragment block b. A warp's fragment load (32 float4
+// at once) is conflict-free under any permutation within aligned groups of 8; the XOR terms also
+// make the staging stores conflict-free: 8 threads storing the 8 keys g of one K block (lanes
+// 4g + t, one t per store) or the 4 key pairs t of two V blocks of opposite parity (one g per
+// store) land on 8 distinct 16-byte bank groups.
+__device__ __forceinline__ int mosa_fpos(int l, int b) { return l ^ ((l >> 3) & 3) ^ ((b & 1) << 2); }
+__device__ __forceinline__ float4 mosa_fsplit4(float x0, float x1) {
+  u32 b0, s0, b1, s1;
+  mosa_split(x0, b0, s0);
+  mosa_split(x1, b1, s1);
+  return make_float4(__uint_as_float(b0), __uint_as_float(b1), __uint_as_float(s0), __uint_as_float(s1));
+}
+
+// K tile rows k0.. (zeros past K) into registers: unit u = tid + 128 n is key 8 ni + g at dims
+// 8 s .. 8 s + 7 (g = u % 8, ni = u / 8 % FKN, s = u / 8 / FKN), two 16-byte loads (one sector).
+// Unit n is unit 0's key, 16 n / FKN steps s further.
+__device__ __forceinline__ void mosa_fa_fetch_k(float4 (&r)[FUNITS][2], const float* src, int k0, int K) {
+  const int u = threadIdx.x, key = k0 + 8 * ((u >> 3) % FKN) + (u & 7);
+  const float* p = src + (usize)key * D + 8 * ((u >> 3) / FKN);
+  const bool in = key < K;
+  const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+  for (int n = 0; n < FUNITS; ++n) {
+    r[n][0] = in ? mosa_ld4(p + n * (128 / FKN)) : z;
+    r[n][1] = in ? mosa_ld4(p + n * (128 / FKN) + 4) : z;
+  }
+}
+// The B fragments of S = Q K^T: block ni * FSTEPS + s holds, for lane (g, t), the TF32 halves of
+// K[8 ni + g][8 s + t] and K[8 ni + g][8 s + t + 4] as {big, big, small, small}. Lanes 4g .. 4g + 3
+// sit at float4 positions p ^ t (p = mosa_fpos(4g, b)), so a unit's four stores are one offset
+// XOR constants (unit n: 16 n / FKN blocks further, same parity).
+__device__ __forceinline__ void mosa_fa_store_k(float* Ks, const float4 (&r)[FUNITS][2]) {
+  const int u = threadIdx.x, b = ((u >> 3) % FKN) * FSTEPS + (u >> 3) / FKN;
+  const int off = 4 * (b * 32 + mosa_fpos(4 * (u & 7), b));
+#pragma unroll
+  for (int n = 0; n < FUNITS; ++n) {
+    float* blk = Ks + n * (16 / FKN * 128);
+    mosa_st4(blk + off, mosa_fsplit4(r[n][0].x, r[n][1].x));
+    mosa_st4(blk + (off ^ 4), mosa_fsplit4(r[n][0].y, r[n][1].y));
+    mosa_st4(blk + (off ^ 8), mosa_fsplit4(r[n][0].z, r[n][1].z));
+    mosa_st4(blk + (off ^ 12), mosa_fsplit4(r[n][0].w, r[n][1].w));
+  }
+}
+// V tile: unit u is the key pair 8 kk + 2t, + 1 at dims 8 nd + 4 h .. + 3 (t = u % 4,
+// nd = 2 (u / 16 / FKN) + u / 4 % 2, h = u / 8 % 2, kk = u / 16 % FKN). Unit n is unit 0's keys,
+// 16 n / FKN steps nd further.
+__device__ __forceinline__ void mosa_fa_fetch_v(float4 (&r)[FUNITS][2], const float* src, int k0, int K) {
+  const int u = threadIdx.x, key = k0 + 8 * ((u >> 4) % FKN) + 2 * (u & 3);
+  const int col = 16 * ((u >> 4) / FKN) + 8 * ((u >> 2) & 1) + 4 * ((u >> 3) & 1);
+  const float* p = src + (usize)key * D + col;
+  const bool in0 = key < K, in1 = key + 1 < K;
+  const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+  for (int n = 0; n < FUNITS; ++n) {
+    r[n][0] = in0 ? mosa_ld4(p + n * (128 / FKN)) : z;
+    r[n][1] = in1 ? mosa_ld4(p + n * (128 / FKN) + D) : z;
+  }
+}
+// The B fragments of O += P V, with each 8-key step's keys permuted so that P comes straight from
+// the S accumulator (see mosa_fa_pv): block kk * FSTEPS + nd holds, for lane (g, t), the halves of
+// V[8 kk + 2t][8 nd + g] and V[8 kk + 2t + 1][8 nd + g] as {big, big, small, small}. A unit's
+// lanes g = 4h + i (i = 0..3) sit at mosa_fpos(4g + t, b) = mosa_fpos(16h + t, b) ^ (4i + i / 2).
+__device__ __forceinline__ void mosa_fa_store_v(float* Vs, const float4 (&r)[FUNITS][2]) {
+  const int u = threadIdx.x, b = ((u >> 4) % FKN) * FSTEPS + 2 * ((u >> 4) / FKN) + ((u >> 2) & 1);
+  const int off = 4 * (b * 32 + mosa_fpos(16 * ((u >> 3) & 1) + (u & 3), b));
+#pragma unroll
+  for (int n = 0; n < FUNITS; ++n) {
+    float* blk = Vs + n * (16 / FKN * 128);
+    mosa_st4(blk + off, mosa_fsplit4(r[n][0].x, r[n][1].x));
+    mosa_st4(blk + (off ^ 16), mosa_fsplit4(r[n][0].y, r[n][1].y));
+    mosa_st4(blk + (off ^ 36), mosa_fsplit4(r[n][0].z, r[n][1].z));
+    mosa_st4(blk + (off ^ 52), mosa_fsplit4(r[n][0].w, r[n][1].w));
+  }
+}
+
+// s[mi][ni] = the warp's Q rows (m-tile mi) . the tile's keys 8 ni .. 8 ni + 7 (accumulator layout:
+// rows g, g + 8, keys 2t, 2t + 1). Qw: the warp's Q in A-fragment order (see mosa_fa_tile), split
+// (MOSA_FA_SPLIT_Q) or to split here; pe: the lane's position in an even fragment block (odd: pe ^ 4).
+__device__ __forceinline__ void mosa_fa_scores(float (&s)[FMT][FKN][4], const float* Qw, const float* Ks, int lane,
+    int pe) {
+#pragma unroll
+  for (int mi = 0; mi < FMT; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < FKN; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[mi][ni][e] = 0.0f;
+#pragma unroll
+  for (int st = 0; st < FSTEPS; ++st) {
+    u32 ab[FMT][4], as[FMT][4];
+#pragma unroll
+    for (int mi = 0; mi < FMT; ++mi) {
+#if MOSA_FA_SPLIT_Q
+      const float4 hi = mosa_ld4(Qw + 4 * ((2 * (mi * FSTEPS + st)) * 32 + lane));
+      const float4 lo = mosa_ld4(Qw + 4 * ((2 * (mi * FSTEPS + st) + 1) * 32 + lane));
+      ab[mi][0] = __float_as_uint(hi.x);
+      ab[mi][1] = __float_as_uint(hi.y);
+      ab[mi][2] = __float_as_uint(hi.z);
+      ab[mi][3] = __float_as_uint(hi.w);
+      as[mi][0] = __float_as_uint(lo.x);
+      as[mi][1] = __float_as_uint(lo.y);
+      as[mi][2] = __float_as_uint(lo.z);
+      as[mi][3] = __float_as_uint(lo.w);
+#else
+      const float4 a = mosa_ld4(Qw + 4 * ((mi * FSTEPS + st) * 32 + lane));
+      mosa_split(a.x, ab[mi][0], as[mi][0]);
+      mosa_split(a.y, ab[mi][1], as[mi][1]);
+      mosa_split(a.z, ab[mi][2], as[mi][2]);
+      mosa_split(a.w, ab[mi][3], as[mi][3]);
+#endif
+    }
+#pragma unroll
+    for (int ni = 0; ni < FKN; ++ni) {
+      const int b = ni * FSTEPS + st;
+      const float4 v = mosa_ld4(Ks + 4 * (b * 32 + (pe ^ ((b & 1) << 2))));
+      const u32 bb[2] = {__float_as_uint(v.x), __float_as_uint(v.y)};
+      const u32 bs[2] = {__float_as_uint(v.z), __float_as_uint(v.w)};
+#pragma unroll
+      for (int mi = 0; mi < FMT; ++mi) {
+        mosa_mma(s[mi][ni], as[mi], bb);
+        mosa_mma(s[mi][ni], ab[mi], bs);
+        mosa_mma(s[mi][ni], ab[mi], bb);
+      }
+    }
+  }
+}
+
+// o += P V over the tile's FKT keys, P = s (probabilities, accumulator layout). The m16n8k8 A
+// fragment wants keys t and t + 4 of each 8-key step where the accumulator holds keys 2t and
+// 2t + 1; the sum over keys does not care which slot a key takes as long as V's B fragment takes
+// the same, so slot t gets key 2t and slot t + 4 key 2t + 1 (mosa_fa_store_v lays V out so).
+__device__ __forceinline__ void mosa_fa_pv(float (&o)[FMT][FSTEPS][4], const float (&s)[FMT][FKN][4], const float* Vs,
+    int pe) {
+#pragma unroll
+  for (int kk = 0; kk < FKN; ++kk) {
+    u32 pb[FMT][4], ps[FMT][4];
+#pragma unroll
+    for (int mi = 0; mi < FMT; ++mi) {
+      mosa_split(s[mi][kk][0], pb[mi][0], ps[mi][0]);
+      mosa_split(s[mi][kk][2], pb[mi][1], ps[mi][1]);
+      mosa_split(s[mi][kk][1], pb[mi][2], ps[mi][2]);
+      mosa_split(s[mi][kk][3], pb[mi][3], ps[mi][3]);
+    }
+#pragma unroll
+    for (int nd = 0; nd < FSTEPS; ++nd) {
+      const int b = kk * FSTEPS + nd;
+      const float4 v = mosa_ld4(Vs + 4 * (b * 32 + (pe ^ ((b & 1) << 2))));
+      const u32 vb[2] = {__float_as_uint(v.x), __float_as_uint(v.y)};
+      const u32 vs[2] = {__float_as_uint(v.z), __float_as_uint(v.w)};
+#pragma unroll
+      for (int mi = 0; mi < FMT; ++mi) {
+        mosa_mma(o[mi][nd], ps[mi], vb);
+        mosa_mma(o[mi][nd], pb[mi], vs);
+        mosa_mma(o[mi][nd], pb[mi], vb);
+      }
+    }
+  }
+}
+
+// Query tile qt (FQ rows) of head (blockIdx.y, blockIdx.z) against the keys of query tiles
+// [t0, t1) (in key tiles of FKT; up to the diagonal); PART and the outputs as in mosa_attend_tile.
+// Warp w owns rows r0 = q0 + 16 FMT w .. and stops after the key tile holding its last row; it
+// masks the tiles reaching past r0 (one, or two for 16-key tiles with 32 rows a warp). The next
+// tile's K and V are fetched into registers while this one is used: K during S (stored after the
+// first barrier, when every warp is done with Ks), V during the softmax and P.V (stored after the
+// second).
+template <bool PART>
+__device__ __forceinline__ void mosa_fa_tile(float* smem, int qt, int t0, int t1, int part,
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    float* __restrict__ out, float* __restrict__ lse, float* __restrict__ opart, float* __restrict__ mpart,
+    float* __restrict__ lpart, int K, int Hs, float scale) {
+  float* Qs = smem;
+  float* Ks = Qs + FQ * D * (MOSA_FA_SPLIT_Q ? 2 : 1);
+  float* Vs = Ks + 2 * FKT * D;
+  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int pe = mosa_fpos(lane, 0);
+  const int q0 = qt * FQ, r0 = q0 + 16 * FMT * w;
+  const int last = (r0 + 16 * FMT - 1) / FKT;
+  const int kt0 = t0 * (FQ / FKT), kt1 = min(t1 * (FQ / FKT), (min(q0 + FQ, K) - 1) / FKT + 1);
+  const usize bh = (usize)blockIdx.z * Hs + blockIdx.y;
+  const usize base = bh * K * D;
+  // The warp's Q rows (times scale, zeros past K) in A-fragment order: float4 (mi, s) of lane
+  // (g, t) holds rows 16 mi + g, + 8 at dims 8 s + t, + 4; split, its big halves and its small
+  // halves are two such float4 (planes 2 (mi FSTEPS + s) and + 1, so a warp's loads stay
+  // contiguous). Each lane reads back only what it wrote, so no barrier orders these.
+  float* Qw = Qs + w * (16 * FMT * D) * (MOSA_FA_SPLIT_Q ? 2 : 1);
+#pragma unroll
+  for (int mi = 0; mi < FMT; ++mi)
+#pragma unroll
+    for (int st = 0; st < FSTEPS; ++st) {
+      const int ra = r0 + 16 * mi + g, c = 8 * st + t;
+      const float* pa = q + base + (usize)ra * D + c;
+      float4 a;
+      a.x = ra < K ? pa[0] * scale : 0.0f;
+      a.y = ra + 8 < K ? pa[8 * D] * scale : 0.0f;
+      a.z = ra < K ? pa[4] * scale : 0.0f;
+      a.w = ra + 8 < K ? pa[8 * D + 4] * scale : 0.0f;
+#if MOSA_FA_SPLIT_Q
+      u32 hi[4], lo[4];
+      mosa_split(a.x, hi[0], lo[0]);
+      mosa_split(a.y, hi[1], lo[1]);
+      mosa_split(a.z, hi[2], lo[2]);
+      mosa_split(a.w, hi[3], lo[3]);
+      float4 h, l;
+      h.x = __uint_as_float(hi[0]);
+      h.y = __uint_as_float(hi[1]);
+      h.z = __uint_as_float(hi[2]);
+      h.w = __uint_as_float(hi[3]);
+      l.x = __uint_as_float(lo[0]);
+      l.y = __uint_as_float(lo[1]);
+      l.z = __uint_as_float(lo[2]);
+      l.w = __uint_as_float(lo[3]);
+      mosa_st4(Qw + 4 * ((2 * (mi * FSTEPS + st)) * 32 + lane), h);
+      mosa_st4(Qw + 4 * ((2 * (mi * FSTEPS + st) + 1) * 32 + lane), l);
+#else
+      mosa_st4(Qw + 4 * ((mi * FSTEPS + st) * 32 + lane), a);
+#endif
+    }
+  float o[FMT][FSTEPS][4], m[FMT][2], l[FMT][2];
+#pragma unroll
+  for (int mi = 0; mi < FMT; ++mi) {
+#pragma unroll
+    for (int nd = 0; nd < FSTEPS; ++nd)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mi][nd][e] = 0.0f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      m[mi][h] = -INFINITY;
+      l[mi][h] = 0.0f;  // this lane's share of the row sum (its quad's four add up at the end)
+    }
+  }
+  const float L2E = 1.4426950408889634f;
+  float4 kr[FUNITS][2], vr[FUNITS][2];
+  mosa_fa_fetch_k(kr, k + base, kt0 * FKT, K);
+  mosa_fa_fetch_v(vr, v + base, kt0 * FKT, K);
+  mosa_fa_store_k(Ks, kr);
+  mosa_fa_store_v(Vs, vr);
+  __syncthreads();
+  for (int j = kt0; j < kt1; ++j) {
+    const bool more = j + 1 < kt1, active = j <= last;
+    if (more) mosa_fa_fetch_k(kr, k + base, (j + 1) * FKT, K);
+    float s[FMT][FKN][4];
+    if (active) mosa_fa_scores(s, Qw, Ks, lane, pe);
+    __syncthreads();
+    if (more) {
+      mosa_fa_store_k(Ks, kr);
+      mosa_fa_fetch_v(vr, v + base, (j + 1) * FKT, K);
+    }
+    if (active) {
+      if (j * FKT + FKT - 1 > r0) {
+#pragma unroll
+        for (int mi = 0; mi < FMT; ++mi)
+#pragma unroll
+          for (int ni = 0; ni < FKN; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              if (j * FKT + 8 * ni + 2 * t + (e & 1) > r0 + 16 * mi + g + 8 * (e >> 1)) s[mi][ni][e] = -INFINITY;
+      }
+#pragma unroll
+      for (int mi = 0; mi < FMT; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int ni = 0; ni < FKN; ++ni) mx = fmaxf(mx, fmaxf(s[mi][ni][2 * h], s[mi][ni][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(m[mi][h], mx);
+          // exp(x - m) as exp2 of one fma; m * log2(e) is rounded the same way (no fma) for the
+          // rescale, so the factor its rounding puts on every p of a row is the same on every tile.
+          // A row with no key yet (16-key tiles: a warp's first m-tile on its last tile) keeps
+          // m = -inf; 0 keeps its alpha and p at 0 rather than NaN.
+          const float mscaled = mnew == -INFINITY ? 0.0f : __fmul_rn(mnew, L2E);
+          const float alpha = mosa_ex2(__fmul_rn(m[mi][h], L2E) - mscaled);  // 0 on the warp's first tile
+          m[mi][h] = mnew;
+          float sum = 0.0f;
+#pragma unroll
+          for (int ni = 0; ni < FKN; ++ni)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float p = mosa_ex2(fmaf(s[mi][ni][2 * h + e], L2E, -mscaled));
+              s[mi][ni][2 * h + e] = p;
+              sum += p;
+            }
+          l[mi][h] = fmaf(l[mi][h], alpha, sum);
+#pragma unroll
+          for (int nd = 0; nd < FSTEPS; ++nd) {
+            o[mi][nd][2 * h] *= alpha;
+            o[mi][nd][2 * h + 1] *= alpha;
+          }
+        }
+      mosa_fa_pv(o, s, Vs, pe);
+    }
+    __syncthreads();
+    if (more) mosa_fa_store_v(Vs, vr);
+  }
+  const usize rows = (usize)gridDim.z * Hs * K;
+#pragma unroll
+  for (int mi = 0; mi < FMT; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float lt = l[mi][h];
+      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+      lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      const int row = r0 + 16 * mi + g + 8 * h;
+      if (row >= K) continue;
+      float* dst;
+      float mul = 1.0f;
+      if (PART) {
+        // A warp whose rows see none of this part's keys writes m = -inf, l = 0, o = 0.
+        if (t == 0) {
+          mpart[part * rows + bh * K + row] = m[mi][h];
+          lpart[part * rows + bh * K + row] = lt;
+        }
+        dst = opart + (part * rows + bh * K + row) * D;
+      } else {
+        if (t == 0) lse[bh * K + row] = m[mi][h] + logf(lt);
+        dst = out + base + (usize)row * D;
+        mul = 1.0f / lt;
+      }
+#pragma unroll
+      for (int nd = 0; nd < FSTEPS; ++nd) {
+        float2 pair;
+        pair.x = o[mi][nd][2 * h] * mul;
+        pair.y = o[mi][nd][2 * h + 1] * mul;
+        *reinterpret_cast<float2*>(dst + 8 * nd + 2 * t) = pair;
+      }
+    }
+}
+
+#if MOSA_REGISTER_ATTEND
+#define MOSA_AQ FQ
+#define MOSA_FWD_BOUNDS MOSA_FA_BOUNDS
+#define MOSA_FWD_TILE mosa_fa_tile
+#else
+#define MOSA_AQ AB
+#define MOSA_FWD_BOUNDS MOSA_ATTEND_BOUNDS
+#define MOSA_FWD_TILE mosa_attend_tile
+#endif
+
+// Grid (ceil(K/MOSA_AQ), Hs, B): one query tile against every key tile up to the diagonal.
+extern "C" __global__ void MOSA_FWD_BOUNDS mosa_attend(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
     float* __restrict__ lse, int K, int Hs, float scale) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
   const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;  // the longest rows first
-  mosa_attend_tile<false>(reinterpret_cast<float*>(mosa_smem), qt, 0, qt + 1, 0, q, k, v, out, lse, nullptr,
-                          nullptr, nullptr, K, Hs, scale);
+  MOSA_FWD_TILE<false>(reinterpret_cast<float*>(mosa_smem), qt, 0, qt + 1, 0, q, k, v, out, lse, nullptr, nullptr,
+                       nullptr, K, Hs, scale);
 }
 
-// Split over keys, for few long rows (the dense heads): grid (n S, Hs, B), n = ceil(K/AB) query
-// tiles, S parts of L key tiles each; block x takes query tile n - 1 - x / S (the longest first)
-// against key tiles [L s, L s + L) with s = x % S, up to the diagonal (an empty range returns).
-extern "C" __global__ void MOSA_ATTEND_BOUNDS mosa_attend_part(const float* __restrict__ q,
+// Split over keys, for few long rows (the dense heads): grid (n S, Hs, B), n = ceil(K/MOSA_AQ)
+// query tiles, S parts of L query tiles' worth of keys each; block x takes query tile n - 1 - x / S
+// (the longest first) against the keys of query tiles [L s, L s + L) with s = x % S, up to the
+// diagonal (an empty range returns).
+extern "C" __global__ void MOSA_FWD_BOUNDS mosa_attend_part(const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ opart,
     float* __restrict__ mpart, float* __restrict__ lpart, int K, int Hs, float scale, int S, int L) {
   MOSA_DYNAMIC_SMEM(mosa_smem);
@@ -966,8 +1381,8 @@ extern "C" __global__ void MOSA_ATTEND_BOUNDS mosa_attend_part(const float* __re
   const int qt = n - 1 - x / S, s = x % S;
   const int t0 = s * L, t1 = min(t0 + L, qt + 1);
   if (t0 >= t1) return;
-  mosa_attend_tile<true>(reinterpret_cast<float*>(mosa_smem), qt, t0, t1, s, q, k, v, nullptr, nullptr, opart,
-                         mpart, lpart, K, Hs, scale);
+  MOSA_FWD_TILE<true>(reinterpret_cast<float*>(mosa_smem), qt, t0, t1, s, q, k, v, nullptr, nullptr, opart, mpart,
+                      lpart, K, Hs, scale);
 }
 
 // Merges mosa_attend_part's slabs: one warp per row of [B*Hs*K] (rows), the parts that saw keys.
@@ -976,7 +1391,7 @@ extern "C" __global__ void __launch_bounds__(256) mosa_attend_combine(const floa
     float* __restrict__ lse, int K, int rows, int S, int L) {
   const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= rows) return;
-  const int qt = (row % K) / AB;
+  const int qt = (row % K) / MOSA_AQ;
   const int parts = min(S, qt / L + 1);
   float m = -INFINITY;
   for (int s = 0; s < parts; ++s) m = fmaxf(m, mpart[(usize)s * rows + row]);
@@ -1707,11 +2122,14 @@ extern "C" __global__ void __launch_bounds__(256) mosa_heads_to_columns(const fl
 }
 
 /** Dynamic shared memory (bytes) of a fused CUDA kernel for head dim D (0: static only). */
-export function mosaCudaSharedBytes(D: number, entry: string): number {
+export function mosaCudaSharedBytes(D: number, entry: string, opts: MosaCudaOptions = {}): number {
   const t = cudaTiles(D)
   const head = t.BQ * (D + 4) * 4
   const probs = t.BQ * (t.BQ + 4) * 4
-  if (entry === 'mosa_attend' || entry === 'mosa_attend_part') return 3 * head + probs
+  if (entry === 'mosa_attend' || entry === 'mosa_attend_part') {
+    if (opts.registerAttend ?? true) return registerAttendShape(D, opts).bytes
+    return 3 * head + probs
+  }
   if (entry === 'mosa_attend_backward' || entry === 'mosa_attend_backward_atomic') return 4 * head + 2 * probs
   // Register backward: K, V (64 rows) and Q, dO (32 rows) split (2 floats an element), dS split.
   if (entry === 'mosa_attend_backward_rb') return 4 * (2 * 64 * 2 * D + 2 * 32 * 2 * D + 32 * 2 * 64)
