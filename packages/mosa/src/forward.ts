@@ -60,7 +60,11 @@ export function forwardWithRouting(params: MosaParams, x: Tensor, opts: ForwardO
       `mosa.forward: argument 'opts.path' expected 'auto', 'fused' or 'portable', got ${JSON.stringify(path)}`,
     )
   }
-  const support = c.sparseHeads > 0 && path !== 'portable' ? fusedSupport(c, x) : undefined
+  // A layer of dense heads only takes the fused path where its attention has a fused kernel
+  // (float32 on CUDA, where core's float32 attention is a SIMT kernel); otherwise nothing of it
+  // is fused and it reports the portable path.
+  const fusable = c.sparseHeads > 0 || fusedDenseAttention(c, x) !== undefined
+  const support = fusable && path !== 'portable' ? fusedSupport(c, x) : undefined
   if (path === 'fused' && support && !support.ok) {
     throw new ArgumentError(`mosa.forward: path 'fused' cannot run here: ${support.reason}`)
   }

@@ -9,10 +9,10 @@ import {
   cudaKernelVariant,
 } from '../src/fused/programs.js'
 import { ensureFusedKernels } from '../src/fused/register.js'
-import { KERNELS, type MosaConfig } from '../src/index.js'
+import { forwardWithRouting, KERNELS, type MosaConfig } from '../src/index.js'
 import { EmulatedCudaBackend, emulatorUnavailable } from './cuda-emu/emulated-cuda.js'
 import { expectFusedMatchesPortable } from './fused-check.js'
-import { relError } from './helpers.js'
+import { problem, relError } from './helpers.js'
 
 /**
  * The fused forward attention alone (mosa_attend, or mosa_attend_part + combine) on random
@@ -301,6 +301,15 @@ describe.skipIf(missing)(
       await expectFusedMatchesPortable({ ...base, headDim: 64 }, 1, 30, 5)
       await expectFusedMatchesPortable({ ...base, headDim: 96 }, 1, 30, 19)
       await expectFusedMatchesPortable({ ...base, headDim: 128, sparsity: 2 }, 1, 40, 6)
+    })
+
+    it('a layer of dense heads only takes the fused attention (float32 on CUDA) and matches the portable path', async () => {
+      const p = problem({ ...base, denseHeads: 2, sparseHeads: 0 }, 1, 70, 20)
+      const fused = forwardWithRouting(p.params, p.x, { path: 'auto' })
+      const portable = forwardWithRouting(p.params, p.x, { path: 'portable' })
+      expect(fused.path).toBe('fused')
+      expect(relError(await fused.y.data(), await portable.y.data())).toBeLessThan(2e-5)
+      dispose([fused, portable, p.params, p.x])
     })
 
     it('k = T and k = 1', async () => {
