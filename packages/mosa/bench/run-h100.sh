@@ -2,16 +2,19 @@
 # The H100 call, from the bundle (bench/bundle.sh): bash .carry/mosa/run.sh, carrying
 # .carry/node.xz and the bundle folder. PyTorch before and after the attnkit part (its run-to-run
 # spread), the table, the profile, then Nsight Compute on the T = 8192 attention kernels
-# (skipped with NCU=0). Eight files land in $OUT (the device tool returns no more).
+# (skipped with NCU=0). Eight files land in $OUT (the device tool returns no more). PROFILE=0: no
+# --profile rows; DTYPE=bfloat16 (or float16): both sides in that dtype.
 set -u
+profile=$([ "${PROFILE:-1}" = 0 ] || echo --profile)
+dtype="--dtype ${DTYPE:-float32}"
 here="$(cd "$(dirname "$0")" && pwd)"
 xz -dc "$here/../node.xz" >/tmp/node && chmod +x /tmp/node
 cd "$here"
 export ATTNKIT_CUDA_KERNELS_DIR="$here/kernels"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>&1
-/tmp/node h100.mjs --cases-only --out "$OUT"
+/tmp/node h100.mjs --cases-only --out "$OUT" $dtype
 python3 torch_baseline.py --out "$OUT" >"$OUT/torch-log.txt" 2>&1 && mv "$OUT/torch.json" "$OUT/torch-first.json"
-/tmp/node h100.mjs --backend cuda --out "$OUT" --profile >"$OUT/attnkit-log.txt" 2>&1
+/tmp/node h100.mjs --backend cuda --out "$OUT" $dtype $profile >"$OUT/attnkit-log.txt" 2>&1
 echo "attnkit rc $?"
 python3 torch_baseline.py --out "$OUT" >>"$OUT/torch-log.txt" 2>&1
 echo "torch rc $?"
