@@ -315,6 +315,13 @@ __device__ __forceinline__ void mosa_split(float x, u32& big, u32& small) {
   big = mosa_tf32(x);
   small = mosa_tf32(x - __uint_as_float(big));
 }
+// c += a * b in 3xTF32 from the operands' split fragments (the small * small term dropped).
+__device__ __forceinline__ void mosa_mma3(float (&c)[4], const u32 (&ab)[4], const u32 (&as)[4], const u32 (&bb)[2],
+    const u32 (&bs)[2]) {
+  mosa_mma(c, as, bb);
+  mosa_mma(c, ab, bs);
+  mosa_mma(c, ab, bb);
+}
 
 // One warp: acc[mi][ni] (16 x 8 tiles at rows 16 mi, columns 8 ni) += sum over k < KR of
 // A(row, k) * B(col, k), operands read through fa / fb (shared memory). acc layout: the mma
@@ -344,9 +351,7 @@ __device__ __forceinline__ void mosa_warp_mma(float (&acc)[MT][NT][4], int KR, F
     for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
       for (int ni = 0; ni < NT; ++ni) {
-        mosa_mma(acc[mi][ni], as[mi], bb[ni]);
-        mosa_mma(acc[mi][ni], ab[mi], bs[ni]);
-        mosa_mma(acc[mi][ni], ab[mi], bb[ni]);
+        mosa_mma3(acc[mi][ni], ab[mi], as[mi], bb[ni], bs[ni]);
       }
   }
 }
@@ -418,9 +423,7 @@ __device__ __forceinline__ void mosa_warp_mma_split(float (&acc)[MT][NT][4], con
     for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
       for (int ni = 0; ni < NT; ++ni) {
-        mosa_mma(acc[mi][ni], as[mi], bb[ni]);
-        mosa_mma(acc[mi][ni], ab[mi], bs[ni]);
-        mosa_mma(acc[mi][ni], ab[mi], bb[ni]);
+        mosa_mma3(acc[mi][ni], ab[mi], as[mi], bb[ni], bs[ni]);
       }
   }
 }
@@ -1137,11 +1140,7 @@ __device__ __forceinline__ void mosa_fa_scores(float (&s)[FMT][FKN][4], const fl
       const u32 bb[2] = {__float_as_uint(v.x), __float_as_uint(v.y)};
       const u32 bs[2] = {__float_as_uint(v.z), __float_as_uint(v.w)};
 #pragma unroll
-      for (int mi = 0; mi < FMT; ++mi) {
-        mosa_mma(s[mi][ni], as[mi], bb);
-        mosa_mma(s[mi][ni], ab[mi], bs);
-        mosa_mma(s[mi][ni], ab[mi], bb);
-      }
+      for (int mi = 0; mi < FMT; ++mi) mosa_mma3(s[mi][ni], ab[mi], as[mi], bb, bs);
     }
   }
 }
@@ -1169,11 +1168,7 @@ __device__ __forceinline__ void mosa_fa_pv(float (&o)[FMT][FSTEPS][4], const flo
       const u32 vb[2] = {__float_as_uint(v.x), __float_as_uint(v.y)};
       const u32 vs[2] = {__float_as_uint(v.z), __float_as_uint(v.w)};
 #pragma unroll
-      for (int mi = 0; mi < FMT; ++mi) {
-        mosa_mma(o[mi][nd], ps[mi], vb);
-        mosa_mma(o[mi][nd], pb[mi], vs);
-        mosa_mma(o[mi][nd], pb[mi], vb);
-      }
+      for (int mi = 0; mi < FMT; ++mi) mosa_mma3(o[mi][nd], pb[mi], ps[mi], vb, vs);
     }
   }
 }
@@ -1675,13 +1670,6 @@ struct MosaRbRows {
     }
   }
 };
-// c += a * b in 3xTF32 from split fragments.
-__device__ __forceinline__ void mosa_rb_mma3(float (&c)[4], const u32 (&ab)[4], const u32 (&as)[4],
-    const u32 (&bb)[2], const u32 (&bs)[2]) {
-  mosa_mma(c, as, bb);
-  mosa_mma(c, ab, bs);
-  mosa_mma(c, ab, bb);
-}
 __device__ __forceinline__ void mosa_rb_frag4(u32 (&f)[4], float4 v) {
   f[0] = __float_as_uint(v.x);
   f[1] = __float_as_uint(v.y);
@@ -1844,8 +1832,8 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
         mosa_rb_frag2(qs, qs2.x, qs2.y);
         mosa_rb_frag2(db, db2.x, db2.y);
         mosa_rb_frag2(ds, ds2.x, ds2.y);
-        mosa_rb_mma3(sc[n], kb, ks, qb, qs);
-        mosa_rb_mma3(dp[n], vb, vs, db, ds);
+        mosa_mma3(sc[n], kb, ks, qb, qs);
+        mosa_mma3(dp[n], vb, vs, db, ds);
       }
     }
     // P^T and dS^T in the accumulator layout: element e of n-tile n is key 16 w + g + 8 (e / 2),
@@ -1904,8 +1892,8 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
         mosa_rb_frag4(qs, mosa_ld4(Qs + rSmall + ao));
 #pragma unroll
         for (int kn = 0; kn < 2; ++kn) {
-          mosa_rb_mma3(dVt[j][kn], ob, os, pb[kn], ps[kn]);
-          mosa_rb_mma3(dKt[j][kn], qb, qs, sb[kn], ss[kn]);
+          mosa_mma3(dVt[j][kn], ob, os, pb[kn], ps[kn]);
+          mosa_mma3(dKt[j][kn], qb, qs, sb[kn], ss[kn]);
         }
       }
     }
@@ -1935,8 +1923,8 @@ extern "C" __global__ void __launch_bounds__(128, 2) mosa_attend_backward_rb(con
           mosa_rb_frag2(bs0, ks.x, ks.y);
           mosa_rb_frag2(bb1, kb.z, kb.w);
           mosa_rb_frag2(bs1, ks.z, ks.w);
-          mosa_rb_mma3(gq[j][0], ab, as, bb0, bs0);
-          mosa_rb_mma3(gq[j][1], ab, as, bb1, bs1);
+          mosa_mma3(gq[j][0], ab, as, bb0, bs0);
+          mosa_mma3(gq[j][1], ab, as, bb1, bs1);
         }
       }
 #pragma unroll
