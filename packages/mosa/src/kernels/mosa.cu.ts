@@ -729,6 +729,26 @@ __device__ __forceinline__ void mosa_row_table(MosaRowTable& t, const int* indic
   }
 }
 
+// A weight gradient's reduction over the B*K selected rows of head h: acc[m][j] (thread layout of
+// mosa_gemm) = sum_r src[row r, c0 + m] * fb(p, at r, score r), the gathered source rows through
+// the double-buffered row tables (scores null: the tables' scores are 1).
+template <class FB>
+__device__ __forceinline__ void mosa_weight_grad(float (&acc)[TM][TN], MosaRowTable& tab, const float* src,
+    const int* indices, const float* scores, int c0, int T, int C, int Hs, int K, int B, int h, FB fb) {
+  const int R = B * K;
+  mosa_gemm<TN, false, false>(
+      acc, R,
+      [&](int m, int r) {
+        const int row = tab.row[(r / GK) & 1][r % GK];
+        return row >= 0 && c0 + m < C ? src[(usize)row * C + c0 + m] : 0.0f;
+      },
+      [&](int p, int r) {
+        const int slot = (r / GK) & 1, j = r % GK;
+        return tab.row[slot][j] >= 0 ? fb(p, tab.at[slot][j], tab.score[slot][j]) : 0.0f;
+      },
+      [&](int k0) { mosa_row_table(tab, indices, scores, k0, R, K, T, Hs, h); });
+}
+
 // Grid (ceil(C/BM), 1, 3*Hs): dW[h*D + p, c] = sum over the B*K selected rows r of g[r, p] * x[row r, c],
 // one block per BM columns c (thread rows) and every p (thread columns).
 extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __restrict__ gq,
@@ -740,19 +760,10 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_qkv(const float* __
   const int which = blockIdx.z % 3, h = blockIdx.z / 3;
   const float* G = which == 0 ? gq : which == 1 ? gk : gv;
   float* out = which == 0 ? dwq : which == 1 ? dwk : dwv;
-  const int c0 = blockIdx.x * BM, R = B * K;
+  const int c0 = blockIdx.x * BM;
   float acc[TM][TN];
-  mosa_gemm<TN, false, false>(
-      acc, R,
-      [&](int m, int r) {
-        const int row = tab.row[(r / GK) & 1][r % GK];
-        return row >= 0 && c0 + m < C ? x[(usize)row * C + c0 + m] : 0.0f;
-      },
-      [&](int p, int r) {
-        const int slot = (r / GK) & 1, j = r % GK;
-        return tab.row[slot][j] >= 0 ? G[(usize)tab.at[slot][j] * D + p] : 0.0f;
-      },
-      [&](int k0) { mosa_row_table(tab, indices, nullptr, k0, R, K, T, Hs, h); });
+  mosa_weight_grad(acc, tab, x, indices, nullptr, c0, T, C, Hs, K, B, h,
+                   [&](int p, int at, float) { return G[(usize)at * D + p]; });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int c = c0 + ty * TM + m;
@@ -769,19 +780,10 @@ extern "C" __global__ void MOSA_GEMM_BOUNDS mosa_weight_grad_out(const float* __
   __shared__ MosaRowTable tab;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int h = blockIdx.z;
-  const int c0 = blockIdx.x * BM, R = B * K;
+  const int c0 = blockIdx.x * BM;
   float acc[TM][TN];
-  mosa_gemm<TN, false, false>(
-      acc, R,
-      [&](int m, int r) {
-        const int row = tab.row[(r / GK) & 1][r % GK];
-        return row >= 0 && c0 + m < C ? dy[(usize)row * C + c0 + m] : 0.0f;
-      },
-      [&](int p, int r) {
-        const int slot = (r / GK) & 1, j = r % GK;
-        return tab.row[slot][j] >= 0 ? tab.score[slot][j] * o[(usize)tab.at[slot][j] * D + p] : 0.0f;
-      },
-      [&](int k0) { mosa_row_table(tab, indices, scores, k0, R, K, T, Hs, h); });
+  mosa_weight_grad(acc, tab, dy, indices, scores, c0, T, C, Hs, K, B, h,
+                   [&](int p, int at, float score) { return score * o[(usize)at * D + p]; });
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int c = c0 + ty * TM + m;
