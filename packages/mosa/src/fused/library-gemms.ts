@@ -1,4 +1,5 @@
-import { type Backend, getKernel, type ProgramSpec, type TensorInfo } from '@attnkit/core'
+import { type Backend, getKernel, type TensorInfo } from '@attnkit/core'
+import { cdiv, f32, i32, type Run } from './launch.js'
 
 /**
  * Which implementation runs the MoSA heads' float32 GEMMs on CUDA (the Q/K/V projections, the
@@ -30,23 +31,9 @@ export function cudaLibraryGemms(rows: number): boolean {
   return r === 'auto' ? rows >= cudaGemms.libraryMinRows : r === 'library'
 }
 
-type Run = (
-  entry: string,
-  grid: [number, number, number],
-  inputs: TensorInfo[],
-  outputs: ProgramSpec['outputs'],
-  scalars: ProgramSpec['scalars'],
-) => TensorInfo[]
-
-const cdiv = (a: number, b: number) => Math.ceil(a / b)
-const i32 = (value: number) => ({ type: 'i32' as const, value })
-const f32 = (value: number) => ({ type: 'f32' as const, value })
 const float32 = 'float32' as const
 /** Blocks of a grid-stride kernel over n elements (256 threads each). */
 const strideGrid = (n: number): [number, number, number] => [Math.max(1, Math.min(cdiv(n, 256), 4096)), 1, 1]
-
-/** The same storage seen with another shape (row-major, same element count). */
-const view = (t: TensorInfo, shape: number[]): TensorInfo => ({ dataId: t.dataId, shape, dtype: t.dtype })
 
 /** The backend's own batched matmul kernel, called on raw tensors (no tape: we are inside a kernel). */
 function backendMatmul(
@@ -123,7 +110,32 @@ export function projectLibrary(
   return split
 }
 
-/** dx [B, T, C] = scatter of [dq | dk | dv] x [Wq_h; Wk_h; Wv_h] (one GEMM of depth 3D per head). */
+/** dx [B, T, C] = scatter of g [B, Hs, K, 3D] x the heads' [Wq; Wk; Wv] (one GEMM of depth 3D per head). */
+function inputGradient(
+  run: Run,
+  backend: Backend,
+  g: TensorInfo,
+  i: { indices: TensorInfo; wq: TensorInfo; wk: TensorInfo; wv: TensorInfo },
+  T: number,
+): TensorInfo {
+  const [B, Hs, K] = g.shape
+  const C = i.wq.shape[1]
+  const rows = B * Hs * K
+  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
+  const dxg = backendMatmul(backend, g, w, false, false)
+  backend.release(w.dataId)
+  const [dx] = run(
+    'mosa_scatter_rows',
+    [cdiv(rows, 8), 1, 1],
+    [dxg, i.indices],
+    [{ shape: [B, T, C], dtype: float32, zeroInit: true }],
+    [i32(T), i32(C), i32(Hs * K), i32(rows)],
+  )
+  backend.release(dxg.dataId)
+  return dx
+}
+
+/** dx [B, T, C] for [dq | dk | dv] (after the inverse RoPE), through inputGradient. */
 export function projectBackwardInputLibrary(
   run: Run,
   backend: Backend,
@@ -139,7 +151,6 @@ export function projectBackwardInputLibrary(
   T: number,
 ): TensorInfo[] {
   const [B, Hs, K, D] = i.dq.shape
-  const C = i.wq.shape[1]
   const rows = B * Hs * K
   const [g] = run(
     'mosa_stack3',
@@ -148,19 +159,9 @@ export function projectBackwardInputLibrary(
     [{ shape: [B, Hs, K, 3 * D], dtype: float32 }],
     [i32(rows), i32(D)],
   )
-  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
-  const dxg = backendMatmul(backend, g, w, false, false)
+  const dx = inputGradient(run, backend, g, i, T)
   backend.release(g.dataId)
-  backend.release(w.dataId)
-  const dx = run(
-    'mosa_scatter_rows',
-    [cdiv(rows, 8), 1, 1],
-    [dxg, i.indices],
-    [{ shape: [B, T, C], dtype: float32, zeroInit: true }],
-    [i32(T), i32(C), i32(Hs * K), i32(rows)],
-  )
-  backend.release(dxg.dataId)
-  return dx
+  return [dx]
 }
 
 /**
@@ -194,17 +195,7 @@ export function projectBackwardLibrary(
     [{ shape: [1, Hs, K, 3 * D], dtype: float32 }],
     [i32(rows), f32(ropeBase)],
   )
-  const w = stackedWeights(run, i.wq, i.wk, i.wv, Hs)
-  const dxg = backendMatmul(backend, g, w, false, false)
-  backend.release(w.dataId)
-  const [dx] = run(
-    'mosa_scatter_rows',
-    [cdiv(rows, 8), 1, 1],
-    [dxg, i.indices],
-    [{ shape: [1, T, C], dtype: float32, zeroInit: true }],
-    [i32(T), i32(C), i32(K * Hs), i32(rows)],
-  )
-  backend.release(dxg.dataId)
+  const dx = inputGradient(run, backend, g, i, T)
   const xg = gatherRows(run, i.x, i.indices)
   const dw = backendMatmul(backend, g, xg, true, false) // [1, Hs, 3D, C]
   backend.release(xg.dataId)

@@ -1,5 +1,6 @@
 import type { Backend, KernelConfig, ProgramSpec, TensorInfo } from '@attnkit/core'
 import type { Tiles } from '../kernels/tiles.js'
+import { cdiv, f32, i32, type Run } from './launch.js'
 import {
   cudaLibraryGemms,
   outBackwardWeightLibrary,
@@ -31,10 +32,6 @@ export interface Language {
   /** Entry point names differ in style only. */
   entry(name: string): string
 }
-
-const cdiv = (a: number, b: number) => Math.ceil(a / b)
-const i32 = (value: number) => ({ type: 'i32' as const, value })
-const f32 = (value: number) => ({ type: 'f32' as const, value })
 
 type Inputs = Record<string, TensorInfo>
 
@@ -131,7 +128,7 @@ function attendSplit(
 
 function runner(lang: Language, backend: Backend, D: number) {
   const tiles = lang.tiles(D)
-  const run = (
+  const run: Run = (
     entry: string,
     grid: [number, number, number],
     inputs: TensorInfo[],
@@ -153,6 +150,19 @@ function runner(lang: Language, backend: Backend, D: number) {
       scalars,
     })
   return { tiles, run }
+}
+
+/** delta = dout . out per row of [B, Hs, K, D] (mosa_attend_delta), the attention backward's row term. */
+function rowDelta(run: Run, out: TensorInfo, dout: TensorInfo): TensorInfo {
+  const [B, Hs, K] = out.shape
+  const rows = B * Hs * K
+  return run(
+    'mosa_attend_delta',
+    [cdiv(rows, 8), 1, 1],
+    [out, dout],
+    [{ shape: [B, Hs, K], dtype: 'float32' }],
+    [i32(rows)],
+  )[0]
 }
 
 /** The CUDA-only kernels of the library-GEMM route (CUDA_LIBRARY_KERNELS). */
@@ -318,16 +328,7 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
         const S = fewLongRows(n, B * Hs) ? cdiv(n, cudaAttendSplit.tiles) : 1
         // delta per block unless precomputedDelta is true (see cudaAttendBackward).
         const pre = cudaAttendBackward.precomputedDelta === true
-        const rows = B * Hs * K
-        const [delta] = pre
-          ? run(
-              'mosa_attend_delta',
-              [cdiv(rows, 8), 1, 1],
-              [out, dout],
-              [{ shape: [B, Hs, K], dtype: 'float32' }],
-              [i32(rows)],
-            )
-          : [out]
+        const delta = pre ? rowDelta(run, out, dout) : out
         const zeroed = { ...grad, zeroInit: true }
         const kv = S > 1 ? zeroed : grad
         const grads = run(
@@ -344,16 +345,7 @@ export function kernelConfigs(lang: Language): KernelConfig[] {
       if (lang.language === 'cuda') {
         const pre = attendBackwardDelta(cdiv(K, tiles.BB), B * Hs)
         // delta = dout . out per row, once (otherwise each block recomputes it from out).
-        const rows = B * Hs * K
-        const [delta] = pre
-          ? run(
-              'mosa_attend_delta',
-              [cdiv(rows, 8), 1, 1],
-              [out, dout],
-              [{ shape: [B, Hs, K], dtype: 'float32' }],
-              [i32(rows)],
-            )
-          : [out]
+        const delta = pre ? rowDelta(run, out, dout) : out
         const scalars = [i32(K), i32(Hs), f32(attrs.scale), i32(pre ? 1 : 0)]
         let grads: TensorInfo[]
         if (attendBackwardAtomic(cdiv(K, tiles.BB), B * Hs)) {
