@@ -105,6 +105,16 @@ function cases(): Case[] {
   return list
 }
 
+/**
+ * The T = 8192 layer the profile, --ncu and --layer-trace take apart: dModel 512, head dim 64,
+ * 2 dense heads and the MoSA heads that match an 8-head dense layer's FLOPs at this sparsity.
+ */
+function longLayer(sparsity: number): MosaConfig {
+  const shape = { dModel: 512, headDim: 64, denseHeads: 2 }
+  const sparseHeads = computeMatchedHeads({ ...shape, heads: 8, sparsity, seqLen: 8192 })
+  return { ...shape, sparseHeads, sparsity }
+}
+
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0
   let den = 0
@@ -426,15 +436,8 @@ async function profile(be: Backend) {
   for (const sparsity of [4, 16]) {
     const T = 8192
     const B = 1
-    const sparseHeads = computeMatchedHeads({
-      dModel: C,
-      headDim: D,
-      heads: 8,
-      denseHeads: 2,
-      sparsity,
-      seqLen: T,
-    })
-    const config: MosaConfig = { dModel: C, headDim: D, denseHeads: 2, sparseHeads, sparsity }
+    const config = longLayer(sparsity)
+    const sparseHeads = config.sparseHeads
     const c = resolveConfig(config)
     const rng = new Rng(3)
     const p = init(config, rng, { backend: be })
@@ -1029,20 +1032,7 @@ function report() {
 async function layerTrace(be: Backend) {
   for (const sparsity of opt('sparsity', '4,16').split(',').map(Number)) {
     const T = 8192
-    const config: MosaConfig = {
-      dModel: 512,
-      headDim: 64,
-      denseHeads: 2,
-      sparseHeads: computeMatchedHeads({
-        dModel: 512,
-        headDim: 64,
-        heads: 8,
-        denseHeads: 2,
-        sparsity,
-        seqLen: T,
-      }),
-      sparsity,
-    }
+    const config = longLayer(sparsity)
     const rng = new Rng(5)
     const p = init(config, rng, { backend: be })
     const x = rng.normal([1, T, 512], 0, 1, { backend: be })
@@ -1061,16 +1051,7 @@ async function layerTrace(be: Backend) {
 async function ncuLaunches(be: Backend) {
   ensureFusedKernels()
   const T = 8192
-  const D = 64
-  const C = 512
-  const sparseHeads = computeMatchedHeads({
-    dModel: C,
-    headDim: D,
-    heads: 8,
-    denseHeads: 2,
-    sparsity: 4,
-    seqLen: T,
-  })
+  const { headDim: D, sparseHeads } = longLayer(4)
   const K = selectedTokens(T, 4)
   const rng = new Rng(4)
   const scale = 1 / Math.sqrt(D)
